@@ -1,0 +1,1 @@
+"""LLM text classification into a customer's taxonomy, under JSON schemas."""

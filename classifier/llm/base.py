@@ -1,0 +1,104 @@
+"""The processor seam: what the classifier needs from an LLM backend, and nothing more.
+
+The classifier and the capabilities only ever call `Processor.process_with_schema`;
+which engine answers (in-process vLLM or a remote OpenAI-compatible server) is the
+pool's business.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence, runtime_checkable
+
+JSONSchema = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A chat prompt split where the prefix cache needs it split.
+
+    `instructions` is the fixed part (task, definitions, output rules) shared by many
+    comments and rendered first; `comment` is the text being classified, rendered last.
+    Backends that must shorten a prompt only ever shorten `comment`.
+    """
+
+    instructions: str
+    comment: str
+
+    def messages(self) -> list[dict[str, str]]:
+        """OpenAI-style chat messages: the shared part as system, the comment as user."""
+        return [
+            {"role": "system", "content": self.instructions},
+            {"role": "user", "content": self.comment},
+        ]
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """One prompt's outcome: a schema-valid parsed value, or an error message."""
+
+    value: dict[str, Any] | None = None
+    error: str | None = None
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @classmethod
+    def failure(cls, error: str) -> "ItemResult":
+        return cls(value=None, error=error)
+
+
+@dataclass
+class Usage:
+    """Running totals a processor keeps, read by /stats, /metrics and the evaluation."""
+
+    llm_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    errors: int = 0
+    truncations: int = 0
+
+    def add(self, other: "Usage") -> None:
+        self.llm_calls += other.llm_calls
+        self.prompt_tokens += other.prompt_tokens
+        self.completion_tokens += other.completion_tokens
+        self.errors += other.errors
+        self.truncations += other.truncations
+
+    def snapshot(self) -> "Usage":
+        return Usage(**vars(self))
+
+    def minus(self, earlier: "Usage") -> "Usage":
+        """Usage accrued since `earlier` (a snapshot of the same counter)."""
+        return Usage(**{k: v - getattr(earlier, k) for k, v in vars(self).items()})
+
+
+@dataclass(frozen=True)
+class Health:
+    ok: bool
+    backend: str
+    model: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Processor(Protocol):
+    """An LLM backend that answers prompts under a JSON schema.
+
+    `process_with_schema` returns exactly one `ItemResult` per prompt, in order. A
+    prompt that fails (after the backend's own retries) yields an `ItemResult` with an
+    error; it never raises for one bad item, so the other items are never lost.
+    """
+
+    backend: str
+    model: str
+    usage: Usage
+
+    async def process_with_schema(
+        self, prompts: Sequence[Prompt], schema: JSONSchema, *, max_tokens: int = 256
+    ) -> list[ItemResult]: ...
+
+    async def health(self) -> Health: ...
+
+    async def close(self) -> None: ...

