@@ -1,0 +1,130 @@
+"""What every capability is, and the two shapes most of them share.
+
+A capability runs once over all the texts of a batch that asked for it and returns, per
+text, an `Outcome`: the wire value under its result key, plus any per-item errors.
+Whole-text capabilities send one prompt per text; stem capabilities send one prompt per
+(text, complete stem) that classification found.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from pydantic import BaseModel
+
+from ..hierarchy import TextClassification
+from ..llm.base import ItemResult, Processor, Prompt, process_in_batches
+from ..llm.schema import schema_for
+from ..prompts import stem_prompt, text_prompt
+from ..settings import ClassifierSettings
+from ..taxonomy import NodePath, Taxonomy, format_path
+
+
+@dataclass
+class Outcome:
+    """One text's result from one capability."""
+
+    value: Any = None
+    errors: list[str] = field(default_factory=list)
+    truncated: bool = False
+
+    def note(self, capability: str, answer: ItemResult, what: str = "") -> bool:
+        """Record an answer's error or truncation; True when the answer can be used."""
+        self.truncated |= answer.truncated
+        if not answer.ok:
+            self.errors.append(f"{capability}{f' ({what})' if what else ''}: {answer.error}")
+        return answer.ok
+
+
+@dataclass
+class RunContext:
+    """Everything a capability may read while it runs over one batch of texts."""
+
+    texts: Sequence[str]
+    prefixes: Sequence[str]  # per text: the root's name or the request's project_name
+    taxonomy: Taxonomy
+    processor: Processor
+    settings: ClassifierSettings
+    classifications: dict[int, TextClassification] = field(default_factory=dict)
+
+
+class Capability(ABC):
+    name: str
+    result_key: str
+    requires: tuple[str, ...] = ()
+
+    @abstractmethod
+    async def run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
+        """An `Outcome` for each text in `indices`."""
+
+
+def _to_wire(output: BaseModel) -> Any:
+    """The prototype's shape: `has_*` flags agree with the list they describe."""
+    data = output.model_dump()
+    for flag, items in (("has_recommendations", "recommendations"), ("has_alerts", "alerts"), ("has_trends", "trends")):
+        if flag in data:
+            data[flag] = bool(data[items])
+    return data
+
+
+class TextCapability(Capability):
+    """A capability that reads each whole comment once (recommendations, alerts, trend)."""
+
+    def __init__(self, name: str, result_key: str, task: str, output: type[BaseModel], max_tokens: int) -> None:
+        self.name, self.result_key, self.task, self.output, self.max_tokens = name, result_key, task, output, max_tokens
+        self.schema = schema_for(output)
+
+    async def run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
+        prompts = [text_prompt(self.task, ctx.texts[i]) for i in indices]
+        answers = await _process(ctx, prompts, self.schema, self.max_tokens)
+        outcomes = {}
+        for i, answer in zip(indices, answers):
+            outcome = outcomes[i] = Outcome()
+            if outcome.note(self.name, answer):
+                outcome.value = _to_wire(self.output.model_validate(answer.value))
+        return outcomes
+
+
+class StemCapability(Capability):
+    """A capability asked once per complete stem a text was classified into."""
+
+    requires = ("classification",)
+
+    def __init__(
+        self,
+        name: str,
+        result_key: str,
+        task: str,
+        output: type[BaseModel],
+        max_tokens: int,
+        wire: Callable[[dict[str, Any]], Any] = lambda data: data,
+    ) -> None:
+        self.name, self.result_key, self.task, self.output, self.max_tokens = name, result_key, task, output, max_tokens
+        self.schema = schema_for(output)
+        self.wire = wire
+
+    async def run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
+        pairs: list[tuple[int, NodePath]] = [
+            (i, path)
+            for i in indices
+            for path in ctx.classifications[i].accepted
+            if ctx.taxonomy.is_complete_stem(path)
+        ]
+        prompts = [
+            stem_prompt(self.task, ctx.taxonomy, stem, ctx.texts[i], max_definitions=ctx.settings.max_stem_definitions)
+            for i, stem in pairs
+        ]
+        answers = await _process(ctx, prompts, self.schema, self.max_tokens)
+        outcomes = {i: Outcome(value={}) for i in indices}
+        for (i, stem), answer in zip(pairs, answers):
+            stem_name = format_path(None, stem)
+            if outcomes[i].note(self.name, answer, stem_name):
+                outcomes[i].value[stem_name] = self.wire(_to_wire(self.output.model_validate(answer.value)))
+        return outcomes
+
+
+async def _process(ctx: RunContext, prompts: list[Prompt], schema: dict, max_tokens: int) -> list[ItemResult]:
+    return await process_in_batches(
+        ctx.processor, prompts, schema, max_tokens=max_tokens, batch_size=ctx.settings.batch_size
+    )

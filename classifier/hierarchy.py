@@ -1,0 +1,159 @@
+"""HierarchicalClassifier: walks the topic tree level by level for many texts at once.
+
+On each level every text that is still walking stands on a node. Texts on the same node
+share one batched processor call (one prompt per text, same prefix); all calls of a level
+go out concurrently. Texts are tracked by index, so equal texts get separate results.
+
+Two strategies:
+- `select`: one prompt per (text, node): the schema's enum is the node's children plus
+  "none of these"; every chosen child is walked next.
+- `per_node` (the prototype's walk): one yes/no prompt per (text, child), accepted by the
+  confidence and excerpt policies.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from .outputs import NodeRelevance
+from .llm.base import ItemResult, JSONSchema, Processor, Prompt, process_in_batches
+from .llm.schema import schema_for
+from .prompts import NONE_OF_THESE, relevance_prompt, select_prompt
+from .settings import ClassifierSettings
+from .taxonomy import NodePath, Taxonomy
+
+STRATEGIES = ("select", "per_node")
+SELECT_MAX_TOKENS = 120
+RELEVANCE_MAX_TOKENS = 200
+
+
+@dataclass
+class TextClassification:
+    """What the walk found for one text: accepted nodes and what each answer said."""
+
+    accepted: list[NodePath] = field(default_factory=list)
+    node_results: dict[NodePath, dict[str, Any]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    truncated: bool = False
+
+
+def select_schema(children: Sequence[str], *, max_paths: int, reasoning: bool) -> JSONSchema:
+    """The `select` answer: a non-empty list drawn from exactly these children or "none"."""
+    properties: dict[str, Any] = {
+        "topics": {
+            "type": "array",
+            "items": {"type": "string", "enum": [*children, NONE_OF_THESE]},
+            "minItems": 1,
+            "maxItems": max_paths,
+        }
+    }
+    if reasoning:
+        properties["reason"] = {"type": "string", "maxLength": 200}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": list(properties),
+        "additionalProperties": False,
+    }
+
+
+RELEVANCE_SCHEMA = schema_for(NodeRelevance)
+
+
+class HierarchicalClassifier:
+    """Classifies texts into a taxonomy through any `Processor`."""
+
+    def __init__(self, processor: Processor, settings: ClassifierSettings) -> None:
+        if settings.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {settings.strategy!r}; choose one of {STRATEGIES}")
+        self.processor = processor
+        self.settings = settings
+
+    async def classify(self, texts: Sequence[str], taxonomy: Taxonomy) -> list[TextClassification]:
+        """One `TextClassification` per text, in order."""
+        results = [TextClassification() for _ in texts]
+        frontier: dict[NodePath, list[int]] = {(): list(range(len(texts)))}
+        while frontier:
+            groups = [(path, idx) for path, idx in frontier.items() if not taxonomy.node(path).is_leaf]
+            walk = self._select_group if self.settings.strategy == "select" else self._per_node_group
+            found = await asyncio.gather(*(walk(taxonomy, path, idx, texts, results) for path, idx in groups))
+            frontier = defaultdict(list)
+            for accepted in found:
+                for path, i in accepted:
+                    frontier[path].append(i)
+        for result in results:
+            result.accepted = taxonomy.in_file_order(set(result.accepted))
+        return results
+
+    async def _select_group(
+        self,
+        taxonomy: Taxonomy,
+        path: NodePath,
+        indices: list[int],
+        texts: Sequence[str],
+        results: list[TextClassification],
+    ) -> list[tuple[NodePath, int]]:
+        """One batched call for every text on `path`; returns the (child, text) pairs chosen."""
+        s = self.settings
+        children = [c.name for c in taxonomy.node(path).children]
+        schema = select_schema(children, max_paths=s.max_paths, reasoning=s.reasoning)
+        prompts = [select_prompt(taxonomy, path, texts[i], max_paths=s.max_paths, reasoning=s.reasoning) for i in indices]
+        answers = await self._process(prompts, schema, SELECT_MAX_TOKENS)
+        accepted = []
+        for i, answer in zip(indices, answers):
+            if not self._record(results[i], path, answer):
+                continue
+            picked = [t for t in dict.fromkeys(answer.value["topics"]) if t != NONE_OF_THESE]
+            for name in picked[: s.max_paths]:
+                child = path + (name,)
+                results[i].accepted.append(child)
+                results[i].node_results[child] = {"is_relevant": True, "reasoning": answer.value.get("reason", "")}
+                accepted.append((child, i))
+        return accepted
+
+    async def _per_node_group(
+        self,
+        taxonomy: Taxonomy,
+        path: NodePath,
+        indices: list[int],
+        texts: Sequence[str],
+        results: list[TextClassification],
+    ) -> list[tuple[NodePath, int]]:
+        """One batched call per child of `path`, each over every text standing on `path`."""
+        children = [path + (c.name,) for c in taxonomy.node(path).children]
+        answers = await asyncio.gather(
+            *(
+                self._process([relevance_prompt(taxonomy, child, texts[i]) for i in indices], RELEVANCE_SCHEMA, RELEVANCE_MAX_TOKENS)
+                for child in children
+            )
+        )
+        accepted = []
+        for child, child_answers in zip(children, answers):
+            for i, answer in zip(indices, child_answers):
+                if self._record(results[i], child, answer) and self._relevant(answer.value, texts[i]):
+                    results[i].accepted.append(child)
+                    results[i].node_results[child] = answer.value
+                    accepted.append((child, i))
+        return accepted
+
+    def _relevant(self, answer: dict[str, Any], text: str) -> bool:
+        """The prototype's acceptance policy for a per-node answer."""
+        if not answer["is_relevant"] or answer["confidence"] < self.settings.min_confidence:
+            return False
+        excerpt = answer["excerpt"].strip().lower()
+        return not self.settings.require_excerpt or (bool(excerpt) and excerpt in text.lower())
+
+    @staticmethod
+    def _record(result: TextClassification, path: NodePath, answer: ItemResult) -> bool:
+        """Note an answer's error or truncation on the text; True when it can be used."""
+        result.truncated |= answer.truncated
+        if not answer.ok:
+            result.errors.append(f"classification at {'>'.join(path) or 'the root'}: {answer.error}")
+        return answer.ok
+
+    async def _process(self, prompts: list[Prompt], schema: JSONSchema, max_tokens: int) -> list[ItemResult]:
+        return await process_in_batches(
+            self.processor, prompts, schema, max_tokens=max_tokens, batch_size=self.settings.batch_size
+        )

@@ -1,0 +1,111 @@
+"""Pydantic models of every capability's output: the LLM's JSON schema and the wire
+shape at once, with the prototype's field names and enum values.
+
+Lengths are bounded so a small model cannot ramble until `max_tokens` cuts the JSON.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+Confidence = Literal[1, 2, 3, 4, 5]
+Excerpt = Field(max_length=300)
+Reasoning = Field(max_length=300)
+MAX_ITEMS = 5
+
+
+class Recommendation(BaseModel):
+    excerpt: str = Excerpt
+    reasoning: str = Reasoning
+    paraphrased_recommendation: str = Field(max_length=300)
+    qualifier: Literal[
+        "add_or_increase",
+        "reduce_or_remove",
+        "introduce_or_start",
+        "eliminate_or_stop",
+        "modify_or_improve",
+        "maintain_or_continue",
+        "unspecified_or_general",
+    ]
+
+
+class Recommendations(BaseModel):
+    has_recommendations: bool
+    recommendations: list[Recommendation] = Field(max_length=MAX_ITEMS)
+
+
+class Alert(BaseModel):
+    excerpt: str = Excerpt
+    reasoning: str = Reasoning
+    alert_type: Literal[
+        "discrimination",
+        "sexual_harassment",
+        "workplace_violence",
+        "safety_concern",
+        "ethical_violation",
+        "hostile_environment",
+        "retaliation",
+        "bullying",
+        "substance_abuse",
+        "mental_health_crisis",
+        "data_breach",
+        "fraud",
+        "other_serious_concern",
+    ]
+    severity: Literal["low", "moderate", "high", "critical"]
+
+
+class Alerts(BaseModel):
+    has_alerts: bool
+    alerts: list[Alert] = Field(max_length=MAX_ITEMS)
+
+
+class Trend(BaseModel):
+    excerpt: str = Excerpt
+    reasoning: str = Reasoning
+    subject: str = Field(max_length=100)
+    direction: Literal[
+        "increasing",
+        "decreasing",
+        "improving",
+        "deteriorating",
+        "stable_positive",
+        "stable_negative",
+        "fluctuating",
+    ]
+    valence: Literal["positive", "negative", "neutral", "mixed"]
+    confidence: Confidence
+
+
+class Trends(BaseModel):
+    has_trends: bool
+    trends: list[Trend] = Field(max_length=MAX_ITEMS)
+
+
+class StemPolarity(BaseModel):
+    polarity: Literal["Positive", "Negative", "Neutral", "Mixed"]
+    confidence: Confidence
+    reasoning: str = Reasoning
+    excerpt: str = Excerpt
+
+
+class StemRecommendation(BaseModel):
+    recommendation_type: Literal["start", "stop", "do_more", "do_less", "continue", "change"]
+    excerpt: str = Excerpt
+    reasoning: str = Reasoning
+    paraphrased_recommendation: str = Field(max_length=300)
+
+
+class StemRecommendations(BaseModel):
+    has_recommendations: bool
+    recommendations: list[StemRecommendation] = Field(max_length=MAX_ITEMS)
+
+
+class NodeRelevance(BaseModel):
+    """The `per_node` walk's answer about one (comment, child node) pair."""
+
+    is_relevant: bool
+    confidence: Confidence
+    reasoning: str = Reasoning
+    excerpt: str = Excerpt

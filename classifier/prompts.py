@@ -1,0 +1,121 @@
+"""All prompt text. The fixed part (task, definitions, output rules) comes first and the
+comment comes last, so every comment sent to the same node shares one byte-identical
+prefix and the engine's prefix cache serves it.
+"""
+from __future__ import annotations
+
+from .llm.base import Prompt
+from .taxonomy import Node, NodePath, Taxonomy, format_path
+
+NONE_OF_THESE = "none of these"
+
+_COMMENT_FOLLOWS = "The comment to analyse is the next message. Answer with JSON only."
+
+
+def describe_node(node: Node) -> str:
+    """One topic as the model sees it: name first, then whatever the file defines."""
+    lines = [f"- {node.name}" + (f": {node.description}" if node.description else "")]
+    if node.definition:
+        lines.append(f"  Definition: {node.definition}")
+    if node.keywords:
+        lines.append(f"  Keywords: {', '.join(node.keywords)}")
+    if node.scope:
+        lines.append(f"  Scope: {node.scope}")
+    return "\n".join(lines)
+
+
+def select_prompt(taxonomy: Taxonomy, path: NodePath, comment: str, *, max_paths: int, reasoning: bool) -> Prompt:
+    """Ask which children of the node at `path` the comment is about (the `select` walk)."""
+    node = taxonomy.node(path)
+    topics = "\n".join(describe_node(c) for c in node.children)
+    answer = '{"topics": [...]' + (', "reason": "..."}' if reasoning else "}")
+    instructions = (
+        f"You sort comments into the topics of the taxonomy \"{taxonomy.root.name}\".\n"
+        f"Topic path: {format_path(taxonomy.root.name, path)}\n"
+        f"Decide which of the topics below the comment talks about. Pick every topic that "
+        f"applies, at most {max_paths}. If none of them applies, pick \"{NONE_OF_THESE}\".\n\n"
+        f"Topics:\n{topics}\n\n"
+        f"Answer format: {answer}" + (" with a one-sentence reason." if reasoning else ".") + "\n"
+        f"{_COMMENT_FOLLOWS}"
+    )
+    return Prompt(instructions=instructions, comment=comment)
+
+
+def relevance_prompt(taxonomy: Taxonomy, path: NodePath, comment: str) -> Prompt:
+    """Ask whether the comment is about the one node at `path` (the `per_node` walk)."""
+    instructions = (
+        f"You check whether a comment talks about one topic of the taxonomy \"{taxonomy.root.name}\".\n"
+        f"Topic path: {format_path(taxonomy.root.name, path)}\n"
+        f"Topic:\n{describe_node(taxonomy.node(path))}\n\n"
+        "Answer is_relevant true only if the comment is about this topic. confidence is 1 "
+        "(a guess) to 5 (certain). reasoning is one short sentence. excerpt quotes the words "
+        "of the comment that are about the topic, or is empty.\n"
+        f"{_COMMENT_FOLLOWS}"
+    )
+    return Prompt(instructions=instructions, comment=comment)
+
+
+def stem_prompt(task: str, taxonomy: Taxonomy, stem: NodePath, comment: str, *, max_definitions: int) -> Prompt:
+    """A stem capability's prompt: the task, then the stem's nodes (the most specific
+    `max_definitions` of them, all when 0), then the comment."""
+    nodes = [taxonomy.node(stem[: i + 1]) for i in range(len(stem))]
+    if max_definitions > 0:
+        nodes = nodes[-max_definitions:]
+    definitions = "\n".join(describe_node(n) for n in nodes)
+    instructions = (
+        f"{task}\n\nTopic: {format_path(None, stem)}\n{definitions}\n\n"
+        "Consider only what the comment says about this topic.\n"
+        f"{_COMMENT_FOLLOWS}"
+    )
+    return Prompt(instructions=instructions, comment=comment)
+
+
+def text_prompt(task: str, comment: str) -> Prompt:
+    """A whole-comment capability's prompt: the task, then the comment."""
+    return Prompt(instructions=f"{task}\n{_COMMENT_FOLLOWS}", comment=comment)
+
+
+RECOMMENDATIONS_TASK = (
+    "You find recommendations in feedback comments: anything the writer asks to add, "
+    "increase, reduce, remove, start, stop, change, improve or keep. For each one give the "
+    "excerpt (the writer's words), a short reasoning, the recommendation paraphrased as an "
+    "instruction, and its qualifier. If the comment recommends nothing, answer "
+    "has_recommendations false with an empty list."
+)
+
+ALERTS_TASK = (
+    "You screen feedback comments for issues that need a human's attention now: "
+    "discrimination, sexual harassment, workplace violence, safety concerns, ethical "
+    "violations, a hostile environment, retaliation, bullying, substance abuse, a mental "
+    "health crisis, data breaches, fraud, or another serious concern. Ordinary complaints "
+    "are not alerts. For each alert give the excerpt, a short reasoning, the alert_type and "
+    "the severity. If there is none, answer has_alerts false with an empty list."
+)
+
+TRENDS_TASK = (
+    "You find reported change over time in feedback comments: something that is getting "
+    "better or worse, more or less, or stays the same over time (\"lately\", \"since the "
+    "change\", \"again\", \"still\"). For each trend give the excerpt, a short reasoning, the "
+    "subject that changes, its direction, its valence and your confidence from 1 to 5. If "
+    "the comment reports no change over time, answer has_trends false with an empty list."
+)
+
+STEM_POLARITY_TASK = (
+    "You judge how a feedback comment feels about one topic: Positive, Negative, Neutral "
+    "or Mixed. Give your confidence from 1 to 5, a short reasoning and the excerpt of the "
+    "comment that shows it."
+)
+
+STEM_RECOMMENDATIONS_TASK = (
+    "You find what a feedback comment recommends about one topic: to start, stop, do more, "
+    "do less, continue or change something. For each recommendation give its type, the "
+    "excerpt, a short reasoning and the recommendation paraphrased as an instruction. If "
+    "there is none for this topic, answer has_recommendations false with an empty list."
+)
+
+STEM_TRENDS_TASK = (
+    "You find change over time that a feedback comment reports about one topic. For each "
+    "trend give the excerpt, a short reasoning, the subject that changes, its direction, its "
+    "valence and your confidence from 1 to 5. If there is none for this topic, answer "
+    "has_trends false with an empty list."
+)

@@ -1,0 +1,102 @@
+"""ClassificationService: the one thing both faces (HTTP and batch command line) call.
+
+It turns texts and capability names into the response body of the wire contract:
+one result per text, in input order, each with its capabilities' keys and, where some
+part failed, its own `error` field while the other texts keep their results.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from .capabilities import CAPABILITIES, DEFAULT_CAPABILITIES, resolve, run_capabilities
+from .capabilities.base import RunContext
+from .llm.base import Processor
+from .settings import ClassifierSettings
+from .taxonomy import Taxonomy
+
+
+class UnknownTaxonomy(ValueError):
+    """A request named a taxonomy the server did not load at start."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One text with what its request asked for: resolved capability names and path prefix."""
+
+    text: str
+    capabilities: tuple[str, ...]
+    prefix: str | None = None
+
+
+class ClassificationService:
+    def __init__(
+        self,
+        processor: Processor,
+        taxonomies: Mapping[str, Taxonomy],
+        settings: ClassifierSettings,
+        default_taxonomy: str | None = None,
+    ) -> None:
+        if not taxonomies:
+            raise ValueError("the service needs at least one taxonomy")
+        self.processor = processor
+        self.taxonomies = dict(taxonomies)
+        self.settings = settings
+        self.default_taxonomy = default_taxonomy or next(iter(self.taxonomies))
+
+    def taxonomy(self, name: str | None) -> Taxonomy:
+        """The named taxonomy (the default when None); `UnknownTaxonomy` lists the loaded ones."""
+        key = name or self.default_taxonomy
+        try:
+            return self.taxonomies[key]
+        except KeyError:
+            raise UnknownTaxonomy(f"unknown taxonomy {key!r}; loaded: {', '.join(self.taxonomies)}") from None
+
+    async def classify(
+        self,
+        texts: Sequence[str],
+        capabilities: Sequence[str] | None = None,
+        project_name: str | None = None,
+        taxonomy: str | None = None,
+    ) -> dict[str, Any]:
+        """The whole response body of `POST /classify` for one request."""
+        started = time.perf_counter()
+        tree = self.taxonomy(taxonomy)
+        names = tuple(resolve(capabilities or DEFAULT_CAPABILITIES))
+        results = await self.run_jobs([Job(t, names, project_name) for t in texts], tree)
+        return {
+            "results": results,
+            "processing_time": round(time.perf_counter() - started, 3),
+            "batch_info": {"text_count": len(texts), "capabilities_executed": list(names)},
+            "config_used": tree.name,
+        }
+
+    async def run_jobs(self, jobs: Sequence[Job], taxonomy: Taxonomy) -> list[dict[str, Any]]:
+        """Per-job result objects, in order; each capability runs once over the jobs that want it.
+
+        The request batcher calls this with the jobs of several requests at once.
+        """
+        ctx = RunContext(
+            texts=[j.text for j in jobs],
+            prefixes=[j.prefix or taxonomy.root.name for j in jobs],
+            taxonomy=taxonomy,
+            processor=self.processor,
+            settings=self.settings,
+        )
+        outcomes = await run_capabilities(ctx, [j.capabilities for j in jobs])
+        results = []
+        for job, per_capability in zip(jobs, outcomes):
+            result: dict[str, Any] = {"text": job.text}
+            errors: list[str] = []
+            for name in job.capabilities:
+                outcome = per_capability[name]
+                if outcome.value is not None:
+                    result[CAPABILITIES[name].result_key] = outcome.value
+                errors.extend(outcome.errors)
+                if outcome.truncated:
+                    result["truncated"] = True
+            if errors:
+                result["error"] = "; ".join(errors)
+            results.append(result)
+        return results

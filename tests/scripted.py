@@ -1,0 +1,88 @@
+"""A scripted, zero-latency Processor for unit tests of logic (never a proof that a
+backend works: the real-engine tests do that).
+
+`answer(prompt, schema)` returns the parsed value for one prompt, or a `str` error that
+becomes that item's `ItemResult` error. Every call is recorded.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+from classifier.llm.base import Health, ItemResult, JSONSchema, Prompt, Usage
+from classifier.prompts import NONE_OF_THESE
+from classifier.taxonomy import PATH_SEPARATOR, NodePath
+
+Answer = Callable[[Prompt, JSONSchema], "dict[str, Any] | str"]
+
+
+@dataclass
+class Call:
+    prompts: list[Prompt]
+    schema: JSONSchema
+    max_tokens: int
+
+
+@dataclass
+class ScriptedProcessor:
+    answer: Answer
+    count_tokens: Callable[[Prompt], int] = lambda p: len(p.instructions.split()) + len(p.comment.split())
+    backend: str = "scripted"
+    model: str = "scripted"
+    usage: Usage = field(default_factory=Usage)
+    calls: list[Call] = field(default_factory=list)
+
+    async def process_with_schema(
+        self, prompts: Sequence[Prompt], schema: JSONSchema, *, max_tokens: int = 256
+    ) -> list[ItemResult]:
+        self.calls.append(Call(list(prompts), schema, max_tokens))
+        results = []
+        for prompt in prompts:
+            self.usage.llm_calls += 1
+            self.usage.prompt_tokens += self.count_tokens(prompt)
+            out = self.answer(prompt, schema)
+            results.append(ItemResult.failure(out) if isinstance(out, str) else ItemResult(value=out))
+            self.usage.errors += isinstance(out, str)
+        return results
+
+    async def health(self) -> Health:
+        return Health(ok=True, backend=self.backend, model=self.model)
+
+    async def close(self) -> None:
+        pass
+
+    @property
+    def prompts(self) -> list[Prompt]:
+        return [p for call in self.calls for p in call.prompts]
+
+
+def topic_path(prompt: Prompt) -> NodePath:
+    """The node a classification prompt stands on, read from its `Topic path:` line (root dropped)."""
+    match = re.search(r"^Topic path: (.*)$", prompt.instructions, re.MULTILINE)
+    assert match, f"no topic path in prompt: {prompt.instructions[:200]}"
+    return tuple(match.group(1).split(PATH_SEPARATOR)[1:])
+
+
+def oracle(gold: dict[str, Iterable[NodePath]], fallback: Answer | None = None) -> Answer:
+    """Answers classification prompts correctly from `gold` (comment -> stems); other
+    prompts go to `fallback`. Works for both walk strategies."""
+    gold_sets = {text: set(paths) for text, paths in gold.items()}
+
+    def under(prefix: NodePath, text: str) -> bool:
+        return any(p[: len(prefix)] == prefix for p in gold_sets.get(text, ()))
+
+    def answer(prompt: Prompt, schema: JSONSchema) -> dict[str, Any] | str:
+        props = schema.get("properties", {})
+        if "topics" in props:
+            here = topic_path(prompt)
+            offered = [c for c in props["topics"]["items"]["enum"] if c != NONE_OF_THESE]
+            picked = [c for c in offered if under(here + (c,), prompt.comment)]
+            return {"topics": picked or [NONE_OF_THESE], "reason": "scripted"}
+        if "is_relevant" in props:
+            relevant = under(topic_path(prompt), prompt.comment)
+            return {"is_relevant": relevant, "confidence": 5, "reasoning": "scripted", "excerpt": ""}
+        assert fallback, f"no scripted answer for schema {sorted(props)}"
+        return fallback(prompt, schema)
+
+    return answer

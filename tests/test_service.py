@@ -1,0 +1,163 @@
+"""The service and its capabilities, end to end over a scripted processor: exact wire JSON."""
+import pytest
+
+from classifier.capabilities import UnknownCapability, resolve
+from classifier.prompts import ALERTS_TASK, RECOMMENDATIONS_TASK, STEM_POLARITY_TASK, TRENDS_TASK
+from classifier.service import ClassificationService, UnknownTaxonomy
+from classifier.settings import ClassifierSettings
+from tests.scripted import ScriptedProcessor, oracle
+from tests.trees import training
+
+RUSHED = "The trainer rushed and the lunch was cold"
+GOLD = {RUSHED: [("Delivery", "Pace"), ("Logistics", "Catering")], "Great content": [("Content",)]}
+
+RECOMMENDATION = {
+    "excerpt": "rushed", "reasoning": "asks for time", "paraphrased_recommendation": "Slow down",
+    "qualifier": "modify_or_improve",
+}
+ALERT = {"excerpt": "cold", "reasoning": "food safety", "alert_type": "safety_concern", "severity": "low"}
+TREND = {"excerpt": "again", "reasoning": "repeats", "subject": "lunch", "direction": "deteriorating",
+         "valence": "negative", "confidence": 4}
+
+
+def capability_answers(prompt, schema):
+    """Whole-text and stem answers, recognisable per prompt."""
+    props = schema["properties"]
+    if prompt.instructions.startswith(RECOMMENDATIONS_TASK):
+        return {"has_recommendations": True, "recommendations": [RECOMMENDATION]}
+    if prompt.instructions.startswith(ALERTS_TASK):
+        return {"has_alerts": False, "alerts": [ALERT]}  # flag disagrees with the list: the list wins
+    if prompt.instructions.startswith(TRENDS_TASK):
+        return {"has_trends": True, "trends": []}
+    if prompt.instructions.startswith(STEM_POLARITY_TASK):
+        stem = prompt.instructions.split("Topic: ", 1)[1].split("\n", 1)[0]
+        return {"polarity": "Negative" if stem != "Content" else "Positive", "confidence": 4,
+                "reasoning": f"about {stem}", "excerpt": stem.lower()}
+    if "recommendation_type" in str(props):
+        return {"has_recommendations": True, "recommendations": [
+            {"recommendation_type": "do_less", "excerpt": "e", "reasoning": "r", "paraphrased_recommendation": "p"}]}
+    if "trends" in props:
+        return {"has_trends": True, "trends": [TREND]}
+    raise AssertionError(f"unexpected prompt {prompt.instructions[:80]}")
+
+
+def service(answer=None, **settings) -> tuple[ClassificationService, ScriptedProcessor]:
+    proc = ScriptedProcessor(answer or oracle(GOLD, capability_answers))
+    return ClassificationService(proc, {"topics": training()}, ClassifierSettings(**settings)), proc
+
+
+async def test_every_capability_has_the_exact_wire_shape():
+    svc, _ = service()
+    body = await svc.classify([RUSHED], ["classification", "recommendations", "alerts", "trend", "stem_polarity",
+                                         "stem_recommendations", "stem_trend"])
+    assert body["batch_info"] == {"text_count": 1, "capabilities_executed": [
+        "classification", "recommendations", "alerts", "trend", "stem_polarity", "stem_recommendations", "stem_trend"]}
+    assert body["config_used"] == "topics" and isinstance(body["processing_time"], float)
+    stem_rec = {"has_recommendations": True, "recommendations": [
+        {"recommendation_type": "do_less", "excerpt": "e", "reasoning": "r", "paraphrased_recommendation": "p"}]}
+    assert body["results"] == [{
+        "text": RUSHED,
+        "classification_result": {
+            "classification_paths": ["Training feedback>Delivery", "Training feedback>Delivery>Pace",
+                                     "Training feedback>Logistics", "Training feedback>Logistics>Catering"],
+            "node_results": {name: {"is_relevant": True, "reasoning": "scripted"}
+                             for name in ("Delivery", "Pace", "Logistics", "Catering")},
+        },
+        "recommendations": {"has_recommendations": True, "recommendations": [RECOMMENDATION]},
+        "alerts": {"has_alerts": True, "alerts": [ALERT]},
+        "trends": {"has_trends": False, "trends": []},
+        "stem_polarity": {
+            "Delivery>Pace": {"polarity": "Negative", "confidence": 4, "reasoning": "about Delivery>Pace",
+                              "excerpt": "delivery>pace"},
+            "Logistics>Catering": {"polarity": "Negative", "confidence": 4, "reasoning": "about Logistics>Catering",
+                                   "excerpt": "logistics>catering"},
+        },
+        "stem_recommendations": {"Delivery>Pace": stem_rec, "Logistics>Catering": stem_rec},
+        "stem_trends": {"Delivery>Pace": [TREND], "Logistics>Catering": [TREND]},
+    }]
+
+
+async def test_stem_capabilities_pull_in_classification_and_run_after_it():
+    assert resolve(["stem_polarity"]) == ["classification", "stem_polarity"]
+    assert resolve(["stem_trend", "alerts", "classification"]) == ["classification", "alerts", "stem_trend"]
+    svc, proc = service()
+    body = await svc.classify([RUSHED, "Great content"], ["stem_polarity"], project_name="Acme 2026")
+    assert body["batch_info"]["capabilities_executed"] == ["classification", "stem_polarity"]
+    first_stem_call = next(i for i, c in enumerate(proc.calls) if "polarity" in c.schema["properties"])
+    assert all("topics" in c.schema["properties"] for c in proc.calls[:first_stem_call])
+    assert all("polarity" in c.schema["properties"] for c in proc.calls[first_stem_call:])
+    assert len(proc.calls) - first_stem_call == 1, "a capability runs once over all texts"
+    assert [r["classification_result"]["classification_paths"] for r in body["results"]] == [
+        ["Acme 2026>Delivery", "Acme 2026>Delivery>Pace", "Acme 2026>Logistics", "Acme 2026>Logistics>Catering"],
+        ["Acme 2026>Content"],
+    ]
+    assert list(body["results"][1]["stem_polarity"]) == ["Content"]
+
+
+async def test_stems_are_only_paths_that_end_at_a_leaf():
+    def answer(prompt, schema):
+        if "topics" in schema["properties"]:  # stop below Delivery: no complete stem
+            return {"topics": ["Delivery"] if "Topic path: Training feedback\n" in prompt.instructions
+                    else ["none of these"], "reason": ""}
+        raise AssertionError("no stem should be asked about")
+
+    svc, _ = service(answer)
+    body = await svc.classify(["x"], ["stem_polarity"])
+    assert body["results"][0]["stem_polarity"] == {}
+    assert body["results"][0]["classification_result"]["classification_paths"] == ["Training feedback>Delivery"]
+
+
+async def test_one_failed_text_keeps_the_others_and_its_own_other_results():
+    base = oracle(GOLD, capability_answers)
+
+    def answer(prompt, schema):
+        if prompt.comment == "Great content" and "polarity" in schema["properties"]:
+            return "model output is not JSON"
+        return base(prompt, schema)
+
+    svc, _ = service(answer)
+    body = await svc.classify(["Great content", RUSHED, "Great content"], ["stem_polarity"])
+    first, second, third = body["results"]
+    assert first["error"] == "stem_polarity (Content): model output is not JSON"
+    assert first["classification_result"]["classification_paths"] == ["Training feedback>Content"]
+    assert first["stem_polarity"] == {} and first == third
+    assert "error" not in second and set(second["stem_polarity"]) == {"Delivery>Pace", "Logistics>Catering"}
+
+
+async def test_a_capability_that_crashes_as_a_whole_becomes_per_item_errors():
+    base = oracle(GOLD, capability_answers)
+
+    def answer(prompt, schema):
+        if prompt.instructions.startswith(ALERTS_TASK):
+            raise ConnectionError("backend went away")
+        return base(prompt, schema)
+
+    svc, _ = service(answer)
+    body = await svc.classify([RUSHED, "Great content"], ["alerts", "classification"])
+    for result in body["results"]:
+        assert result["error"] == "alerts: ConnectionError: backend went away"
+        assert "alerts" not in result and result["classification_result"]["classification_paths"]
+
+
+async def test_default_capability_and_bad_names():
+    svc, _ = service()
+    body = await svc.classify(["Great content"])
+    assert body["batch_info"]["capabilities_executed"] == ["classification"]
+    assert set(body["results"][0]) == {"text", "classification_result"}
+    with pytest.raises(UnknownCapability, match="unknown capability 'sentiment'; available: classification, "):
+        await svc.classify(["x"], ["sentiment"])
+    with pytest.raises(UnknownTaxonomy, match="unknown taxonomy 'other'; loaded: topics"):
+        await svc.classify(["x"], taxonomy="other")
+
+
+async def test_node_results_keys_stay_unique_when_names_repeat():
+    from classifier.taxonomy import taxonomy_from_dict
+
+    tree = taxonomy_from_dict({"name": "R", "children": [
+        {"name": "Food", "children": [{"name": "General"}, {"name": "Prices"}]},
+        {"name": "Service", "children": [{"name": "General"}]}]})
+    proc = ScriptedProcessor(oracle({"t": [("Food", "General"), ("Service", "General")]}))
+    svc = ClassificationService(proc, {"r": tree}, ClassifierSettings())
+    body = await svc.classify(["t"])
+    assert list(body["results"][0]["classification_result"]["node_results"]) == [
+        "Food", "Food>General", "Service", "Service>General"]
