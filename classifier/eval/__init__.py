@@ -1,0 +1,1 @@
+"""Evaluation: gold loaders for the labelled data, metrics, and the harness command."""

@@ -1,0 +1,75 @@
+"""Gold loaders: labelled CSV files turned into (text, stems, polarity per stem) examples.
+
+Stems are paths below the root whose node names follow each taxonomy file in `configs/`.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..taxonomy import NodePath
+
+csv.field_size_limit(10_000_000)  # 20 Newsgroups posts run long
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    text: str
+    stems: frozenset[NodePath]
+    polarity: dict[NodePath, str] = field(default_factory=dict)  # Positive | Negative | Neutral | Mixed
+
+
+def semeval_name(label: str) -> str:
+    """`STYLE_OPTIONS` -> `Style options`: how configs/restaurants.json and laptops.json name nodes."""
+    return label.replace("_", " ").capitalize()
+
+
+def load_semeval(path: Path) -> list[Example]:
+    """SemEval-2016 Task 5 sentences: entity > attribute stems, a polarity per stem
+    (`Mixed` where one sentence gives the same category two polarities)."""
+    examples = []
+    for row in _rows(path):
+        polarities: dict[NodePath, set[str]] = {}
+        for opinion in json.loads(row["opinions"] or "[]"):
+            stem = (semeval_name(opinion["entity"]), semeval_name(opinion["attribute"]))
+            polarities.setdefault(stem, set()).add(opinion["polarity"].capitalize())
+        examples.append(
+            Example(
+                id=row["sentence_id"],
+                text=row["text"],
+                stems=frozenset(polarities),
+                polarity={s: p.pop() if len(p) == 1 else "Mixed" for s, p in polarities.items()},
+            )
+        )
+    return examples
+
+
+def load_20ng(path: Path) -> list[Example]:
+    """20 Newsgroups posts: l1 > l2 > l3 stems named exactly as the columns; a two-deep
+    branch has an empty l3 (or one equal to l2) and its stem stops at l2."""
+    examples = []
+    for row in _rows(path):
+        stem = tuple(dict.fromkeys(p for p in (row["l1"], row["l2"], row["l3"]) if p))
+        text = f"Subject: {row['subject']}\n\n{row['text']}" if row.get("subject") else row["text"]
+        examples.append(Example(id=row["id"], text=text, stems=frozenset({stem})))
+    return examples
+
+
+LOADERS: dict[str, Callable[[Path], list[Example]]] = {"semeval": load_semeval, "20ng": load_20ng}
+
+
+def sample(examples: list[Example], size: int, seed: int) -> list[Example]:
+    """A reproducible sample (all examples when `size` is 0 or larger than the set)."""
+    if size <= 0 or size >= len(examples):
+        return list(examples)
+    return random.Random(seed).sample(examples, size)
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with Path(path).open(encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
