@@ -1,0 +1,344 @@
+"""VLLMServerProcessor: the processor seam over one or more OpenAI-compatible servers.
+
+Each prompt is one chat completion under `response_format=json_schema`. Load goes to the
+server with the fewest requests in flight; a server that keeps failing is set aside and
+probed in the background until it answers again, so one dead server costs retries, not
+the batch. Every failure stays with its item: the other items of a batch never notice.
+"""
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+from urllib.parse import urlsplit, urlunsplit
+
+import openai
+
+from ..settings import EngineSettings
+from .base import Health, ItemResult, JSONSchema, Prompt, Usage
+from .errors import (
+    BackendUnavailable,
+    ConfigurationError,
+    InvalidOutput,
+    ModelNotFound,
+    ProcessorError,
+    RequestFailed,
+)
+from .schema import parse_output
+
+BACKEND = "vllm-server"
+URL_FORM = "http://host:port/v1"
+START_HINT = (
+    "is the server running there (python -m vllm.entrypoints.openai.api_server "
+    f"--model ... --port ...), and is the URL of the form {URL_FORM}?"
+)
+
+
+def normalise_url(url: str) -> str:
+    """`http://h:p`, `http://h:p/` and `http://h:p/v1/` all mean `http://h:p/v1`."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigurationError(
+            f"server URL {url!r} is not an http(s) URL; expected the form {URL_FORM}"
+        )
+    path = parts.path.rstrip("/")
+    if not path.endswith("/v1"):
+        path += "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def chat_request(
+    model: str,
+    prompt: Prompt,
+    schema: JSONSchema,
+    *,
+    max_tokens: int,
+    temperature: float,
+    seed: int,
+) -> dict[str, Any]:
+    """Keyword arguments of `chat.completions.create` for one prompt under a schema."""
+    return {
+        "model": model,
+        "messages": prompt.messages(),
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "answer", "schema": schema},
+        },
+        "temperature": temperature,
+        "seed": seed,
+        "max_tokens": max_tokens,
+    }
+
+
+@dataclass(eq=False)
+class _Server:
+    """One URL with its client and the state the load balancer reads."""
+
+    url: str
+    client: openai.AsyncOpenAI
+    in_flight: int = 0
+    sent: int = 0  # requests dispatched, the tie-breaker that spreads an idle start
+    failures: int = 0  # consecutive
+    healthy: bool = True
+    probe: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+def _describe(exc: BaseException) -> str:
+    """The innermost cause of a connection error, which says more than "Connection error."."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _status_message(exc: openai.APIStatusError) -> str:
+    """The server's own words: the client unwraps `{"error": {...}}`; FastAPI says `detail`."""
+    body = exc.body
+    message = body.get("message") or body.get("detail") if isinstance(body, dict) else body
+    return f"HTTP {exc.status_code}: {message or exc.message}"
+
+
+class VLLMServerProcessor:
+    """Answers prompts through OpenAI-compatible servers (`vllm serve` or any other).
+
+    `max_concurrent` bounds requests in flight over all servers together; each attempt
+    is bounded by `request_timeout`; an item gets at most `max_retries` attempts.
+    The keyword-only knobs exist so tests can run the same policy in milliseconds.
+    """
+
+    backend = BACKEND
+
+    def __init__(
+        self,
+        settings: EngineSettings,
+        *,
+        eject_after: int = 3,
+        retry_backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        probe_timeout: float = 5.0,
+    ) -> None:
+        self._settings = settings
+        self._urls = [normalise_url(url) for url in settings.server_urls]
+        if not self._urls:
+            raise ConfigurationError(f"no server URL given; expected one like {URL_FORM}")
+        self._eject_after = eject_after
+        self._retry_backoff = retry_backoff
+        self._max_backoff = max_backoff
+        self._probe_timeout = min(probe_timeout, settings.request_timeout)
+        self.model = settings.llm or ""
+        self.usage = Usage()
+        self.in_flight = 0
+        self.peak_in_flight = 0
+        self._servers: list[_Server] = []
+        self._slots = asyncio.Semaphore(settings.max_concurrent)
+
+    async def __aenter__(self) -> "VLLMServerProcessor":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Open one client per URL and check that every server answers with the model."""
+        self._servers = [
+            _Server(
+                url,
+                openai.AsyncOpenAI(
+                    base_url=url,
+                    api_key="EMPTY",  # vLLM accepts any key unless started with --api-key
+                    max_retries=0,  # the retry policy is ours, and counted per item
+                    timeout=self._settings.request_timeout,
+                ),
+            )
+            for url in self._urls
+        ]
+        try:
+            listed = await asyncio.gather(*(self._list_models(s) for s in self._servers))
+            for server, models in zip(self._servers, listed):
+                self._check_model(server, models)
+        except ProcessorError:
+            await self.close()
+            raise
+
+    def _check_model(self, server: _Server, models: list[str]) -> None:
+        if not models:
+            raise ModelNotFound(f"the server at {server.url} serves no model")
+        if not self.model:
+            self.model = models[0]
+        if self.model not in models:
+            raise ModelNotFound(
+                f"the server at {server.url} does not serve model {self.model!r}; "
+                f"it serves: {', '.join(models)}"
+            )
+
+    async def _list_models(self, server: _Server) -> list[str]:
+        """GET /v1/models, or `BackendUnavailable` naming the URL and the likely mistake."""
+        try:
+            async with asyncio.timeout(self._probe_timeout):
+                page = await server.client.models.list(timeout=self._probe_timeout)
+        except TimeoutError:
+            raise BackendUnavailable(
+                f"the server at {server.url} did not answer GET /models within "
+                f"{self._probe_timeout:g} s; {START_HINT}"
+            ) from None
+        except openai.APIStatusError as exc:
+            raise BackendUnavailable(
+                f"the server at {server.url} answered GET /models with "
+                f"{_status_message(exc)}; {START_HINT}"
+            ) from exc
+        except openai.APIError as exc:
+            raise BackendUnavailable(
+                f"cannot reach the server at {server.url} ({_describe(exc)}); {START_HINT}"
+            ) from exc
+        return [model.id for model in page.data]
+
+    async def process_with_schema(
+        self, prompts: Sequence[Prompt], schema: JSONSchema, *, max_tokens: int = 256
+    ) -> list[ItemResult]:
+        """One result per prompt, in order; a failed item never fails the others."""
+        if not self._servers:
+            raise ProcessorError("VLLMServerProcessor.start() must be awaited before use")
+        return list(
+            await asyncio.gather(*(self._process_one(p, schema, max_tokens) for p in prompts))
+        )
+
+    async def _process_one(self, prompt: Prompt, schema: JSONSchema, max_tokens: int) -> ItemResult:
+        request = chat_request(
+            self.model,
+            prompt,
+            schema,
+            max_tokens=max_tokens,
+            temperature=self._settings.temperature,
+            seed=self._settings.seed,
+        )
+        attempts = max(1, self._settings.max_retries)
+        for attempt in range(1, attempts + 1):
+            async with self._slots:
+                server = self._pick()
+                try:
+                    return ItemResult(value=await self._attempt(server, request, schema))
+                except (RequestFailed, InvalidOutput) as exc:
+                    error = f"server {server.url}: {exc}"
+                except ProcessorError as exc:
+                    self.usage.errors += 1
+                    return ItemResult.failure(f"server {server.url}: {exc}")
+            if attempt < attempts:
+                await asyncio.sleep(self._backoff(attempt))
+        self.usage.errors += 1
+        return ItemResult.failure(f"{error} (gave up after {attempts} attempts)")
+
+    def _backoff(self, attempt: int) -> float:
+        """Exponential, capped, with jitter so retries of one burst do not arrive together."""
+        return min(self._max_backoff, self._retry_backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
+    def _pick(self) -> _Server:
+        """The healthy server with the fewest requests in flight; if none is healthy,
+        the one that failed least recently in a row (an attempt beats failing blind)."""
+        healthy = [s for s in self._servers if s.healthy]
+        if healthy:
+            return min(healthy, key=lambda s: (s.in_flight, s.sent))
+        return min(self._servers, key=lambda s: (s.failures, s.in_flight, s.sent))
+
+    async def _attempt(self, server: _Server, request: dict[str, Any], schema: JSONSchema) -> dict[str, Any]:
+        """One request: the parsed value, or `RequestFailed`/`InvalidOutput` (worth another
+        attempt) or another `ProcessorError` (not)."""
+        timeout = self._settings.request_timeout
+        server.in_flight += 1
+        server.sent += 1
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            async with asyncio.timeout(timeout):
+                response = await server.client.chat.completions.create(**request)
+        except (TimeoutError, openai.APITimeoutError):
+            self._failed(server)
+            raise RequestFailed(f"no answer within {timeout:g} s") from None
+        except openai.APIConnectionError as exc:
+            self._failed(server)
+            raise RequestFailed(f"connection failed ({_describe(exc)})") from exc
+        except openai.APIStatusError as exc:
+            if exc.status_code == 429:
+                raise RequestFailed(f"server busy, {_status_message(exc)}") from exc
+            if exc.status_code >= 500:
+                self._failed(server)
+                raise RequestFailed(_status_message(exc)) from exc
+            raise ProcessorError(_status_message(exc)) from exc
+        finally:
+            server.in_flight -= 1
+            self.in_flight -= 1
+        self._answered(server)
+        self.usage.llm_calls += 1
+        if response.usage is not None:
+            self.usage.prompt_tokens += response.usage.prompt_tokens
+            self.usage.completion_tokens += response.usage.completion_tokens
+        choice = response.choices[0]
+        try:
+            return parse_output(choice.message.content or "", schema)
+        except InvalidOutput as exc:
+            if choice.finish_reason == "length":
+                # The same prompt and max_tokens end at the same place: retrying is waste.
+                raise ProcessorError(
+                    f"{exc}; output cut off at max_tokens={request['max_tokens']}"
+                ) from exc
+            raise
+
+    def _failed(self, server: _Server) -> None:
+        server.failures += 1
+        if server.healthy and server.failures >= self._eject_after:
+            server.healthy = False
+            server.probe = asyncio.create_task(self._probe_until_back(server))
+
+    def _answered(self, server: _Server) -> None:
+        server.failures = 0
+        if not server.healthy:
+            server.healthy = True
+            if server.probe is not None and server.probe is not asyncio.current_task():
+                server.probe.cancel()
+            server.probe = None
+
+    async def _probe_until_back(self, server: _Server) -> None:
+        """Re-admit an ejected server once GET /models lists our model again."""
+        delay = self._retry_backoff
+        while not server.healthy:
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            if await self._serves_model(server):
+                self._answered(server)
+            delay = min(self._max_backoff, delay * 2)
+
+    async def _serves_model(self, server: _Server) -> bool:
+        try:
+            return self.model in await self._list_models(server)
+        except BackendUnavailable:
+            return False
+
+    async def health(self) -> Health:
+        """Asks every server now; the answers count like request outcomes (eject/re-admit)."""
+        for server, serves in zip(
+            self._servers, await asyncio.gather(*(self._serves_model(s) for s in self._servers))
+        ):
+            if serves:
+                self._answered(server)
+            else:
+                self._failed(server)
+        return Health(
+            ok=any(s.healthy for s in self._servers),
+            backend=self.backend,
+            model=self.model,
+            detail={
+                "servers": [
+                    {"url": s.url, "healthy": s.healthy, "in_flight": s.in_flight}
+                    for s in self._servers
+                ]
+            },
+        )
+
+    async def close(self) -> None:
+        """Stop the background probes and close every client; safe to call twice."""
+        probes = [s.probe for s in self._servers if s.probe is not None]
+        for probe in probes:
+            probe.cancel()
+        await asyncio.gather(*probes, return_exceptions=True)
+        await asyncio.gather(*(s.client.close() for s in self._servers))
+        self._servers = []

@@ -1,0 +1,168 @@
+"""A scriptable OpenAI-compatible server for testing clients against faults, no engine needed.
+
+It serves `/v1/models` and `/v1/chat/completions` from a thread on a free 127.0.0.1 port.
+A good answer echoes the user message as `{"echo": ...}` (valid under `ECHO_SCHEMA`), so a
+test sees which prompt each result came from. Faults, per chat request:
+
+- `"500"`, `"503"`, `"429"`, `"400"`: that HTTP status with an OpenAI-style error body;
+- `"hang"`: no answer for `hang_seconds` (longer than any client timeout in the tests);
+- `"invalid"`: content that is not JSON; `"cut"`: JSON cut off, `finish_reason="length"`;
+- `"ok"`: a good answer.
+
+`script(...)` queues faults for the next requests in arrival order; `per_comment` maps a
+user message to the fault it always gets; `down = True` makes every endpoint answer 503.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections import deque
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+ECHO_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"echo": {"type": "string"}},
+    "required": ["echo"],
+}
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"message": message, "type": "FaultServer", "code": status}}, status_code=status
+    )
+
+
+class FaultServer:
+    """Context manager: `with FaultServer(models=["m"]) as srv: ... srv.url ...`."""
+
+    def __init__(self, models: list[str] | None = None, *, delay: float = 0.0, hang_seconds: float = 30.0) -> None:
+        self.models = models or ["test-model"]
+        self.delay = delay  # seconds every chat answer takes, to make concurrency visible
+        self.hang_seconds = hang_seconds
+        self.down = False
+        self.per_comment: dict[str, str] = {}
+        self.port = 0
+        self.requests = 0  # chat completions received
+        self.model_requests = 0  # GET /v1/models received
+        self.bodies: list[dict[str, Any]] = []
+        self.max_concurrency = 0
+        self._in_flight = 0
+        self._script: deque[str] = deque()
+        self._stopping = False
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def script(self, *faults: str) -> None:
+        """Queue faults for the next chat requests, in the order they arrive."""
+        self._script.extend(faults)
+
+    def _app(self) -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/v1/models")
+        async def models() -> JSONResponse:
+            self.model_requests += 1
+            if self.down:
+                return _error(503, "server is down")
+            data = [{"id": m, "object": "model", "created": 0, "owned_by": "fault"} for m in self.models]
+            return JSONResponse({"object": "list", "data": data})
+
+        @app.post("/v1/chat/completions")
+        async def chat(request: Request) -> JSONResponse:
+            body = await request.json()
+            self.requests += 1
+            self.bodies.append(body)
+            self._in_flight += 1
+            self.max_concurrency = max(self.max_concurrency, self._in_flight)
+            try:
+                return await self._answer(body)
+            finally:
+                self._in_flight -= 1
+
+        return app
+
+    async def _answer(self, body: dict[str, Any]) -> JSONResponse:
+        comment = body["messages"][-1]["content"]
+        fault = "503" if self.down else self.per_comment.get(comment) or (
+            self._script.popleft() if self._script else "ok"
+        )
+        await asyncio.sleep(self.delay)
+        if fault == "hang":
+            await self._hang()
+        if fault.isdigit():
+            message = {
+                "400": "This model's maximum context length is 2048 tokens; the prompt has 5000",
+                "429": "too many requests",
+            }.get(fault, "internal fault injected")
+            return _error(int(fault), message)
+        content, finish = {
+            "invalid": ("this is not json", "stop"),
+            "cut": ('{"echo": "' + comment[:3], "length"),
+        }.get(fault, (json.dumps({"echo": comment}), "stop"))
+        return JSONResponse(
+            {
+                "id": f"chatcmpl-{self.requests}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body["model"],
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": finish,
+                    }
+                ],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+            }
+        )
+
+    async def _hang(self) -> None:
+        """Sleep `hang_seconds`, but let `stop()` end it so the server stops without noise."""
+        deadline = time.monotonic() + self.hang_seconds
+        while not self._stopping and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+
+    def start(self) -> "FaultServer":
+        """Listen on the port used before (a restart) or a free one."""
+        self._stopping = False
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.port))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self._app(), log_level="warning", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("fault server did not start")
+            time.sleep(0.01)
+        return self
+
+    def stop(self) -> None:
+        """Stop listening; hanging requests end at once."""
+        self._stopping = True
+        if self._server is not None and self._thread is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+        self._server = self._thread = None
+
+    def __enter__(self) -> "FaultServer":
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -1,0 +1,265 @@
+"""VLLMServerProcessor against scripted faulty servers: retries, bounds, balancing, ejection."""
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from classifier.llm.base import Prompt
+from classifier.llm.errors import BackendUnavailable, ConfigurationError, ModelNotFound
+from classifier.llm.server import VLLMServerProcessor, normalise_url
+from classifier.settings import EngineSettings
+
+from .fault_server import ECHO_SCHEMA, FaultServer
+
+BACKOFF = 0.01  # seconds: the retry and probe policy of production, a hundred times faster
+
+
+def settings(*urls: str, **overrides: Any) -> EngineSettings:
+    values: dict[str, Any] = dict(
+        backend="vllm-server",
+        server_urls=urls,
+        max_concurrent=4,
+        request_timeout=0.5,
+        max_retries=3,
+    )
+    return EngineSettings(**(values | overrides))
+
+
+def processor(*urls: str, **overrides: Any) -> VLLMServerProcessor:
+    return VLLMServerProcessor(
+        settings(*urls, **overrides), retry_backoff=BACKOFF, max_backoff=0.05, probe_timeout=0.5
+    )
+
+
+def prompts(*comments: str) -> list[Prompt]:
+    return [Prompt(instructions="Echo the comment.", comment=c) for c in comments]
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    with FaultServer(models=["model-a"]) as srv:
+        yield srv
+
+
+@pytest.fixture
+def second() -> Iterator[FaultServer]:
+    with FaultServer(models=["model-a"]) as srv:
+        yield srv
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def wait_until(condition: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://h:8000", "http://h:8000/v1"),
+        ("http://h:8000/", "http://h:8000/v1"),
+        ("http://h:8000/v1/", "http://h:8000/v1"),
+        ("https://h/proxy/v1", "https://h/proxy/v1"),
+    ],
+)
+def test_url_is_normalised_to_v1(url: str, expected: str) -> None:
+    assert normalise_url(url) == expected
+
+
+@pytest.mark.parametrize("url", ["localhost:8000", "ftp://h/v1", "http:///v1", ""])
+def test_url_that_is_not_http_is_rejected_showing_the_form(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="http://host:port/v1"):
+        VLLMServerProcessor(settings(url))
+
+
+async def test_results_keep_order_and_carry_the_request_parameters(server: FaultServer) -> None:
+    comments = [f"comment {i}" for i in range(10)] + ["comment 3"]
+    async with processor(server.url) as proc:
+        results = await proc.process_with_schema(prompts(*comments), ECHO_SCHEMA, max_tokens=17)
+    assert [r.value for r in results] == [{"echo": c} for c in comments]
+    assert proc.model == "model-a"  # llm=None: the server's model
+    body = server.bodies[0]
+    assert body["response_format"] == {
+        "type": "json_schema",
+        "json_schema": {"name": "answer", "schema": ECHO_SCHEMA},
+    }
+    assert (body["temperature"], body["seed"], body["max_tokens"]) == (0.0, 42, 17)
+    assert body["messages"][0] == {"role": "system", "content": "Echo the comment."}
+    assert (proc.usage.llm_calls, proc.usage.prompt_tokens, proc.usage.completion_tokens) == (11, 110, 55)
+    assert proc.usage.errors == 0
+
+
+async def test_5xx_429_and_invalid_json_are_retried_then_succeed(server: FaultServer) -> None:
+    server.script("500", "429", "invalid")
+    async with processor(server.url, max_retries=4) as proc:
+        [result] = await proc.process_with_schema(prompts("hello"), ECHO_SCHEMA)
+    assert result.value == {"echo": "hello"}
+    assert server.requests == 4
+
+
+async def test_failure_stays_with_its_item_after_max_retries(server: FaultServer) -> None:
+    server.per_comment["bad"] = "500"
+    async with processor(server.url, max_retries=3) as proc:
+        results = await proc.process_with_schema(prompts("good", "bad", "fine"), ECHO_SCHEMA)
+    assert [r.value for r in results] == [{"echo": "good"}, None, {"echo": "fine"}]
+    assert server.url in results[1].error and "HTTP 500" in results[1].error
+    assert "3 attempts" in results[1].error
+    assert sum(b["messages"][-1]["content"] == "bad" for b in server.bodies) == 3
+    assert proc.usage.errors == 1
+
+
+async def test_invalid_json_is_retried_then_a_per_item_error(server: FaultServer) -> None:
+    server.per_comment["x"] = "invalid"
+    async with processor(server.url, max_retries=3) as proc:
+        [result] = await proc.process_with_schema(prompts("x"), ECHO_SCHEMA)
+    assert "not JSON" in result.error and server.url in result.error
+    assert server.requests == 3
+
+
+async def test_output_cut_at_max_tokens_is_not_retried(server: FaultServer) -> None:
+    server.per_comment["x"] = "cut"
+    async with processor(server.url) as proc:
+        [result] = await proc.process_with_schema(prompts("x"), ECHO_SCHEMA, max_tokens=5)
+    assert "max_tokens=5" in result.error
+    assert server.requests == 1
+
+
+async def test_400_is_not_retried_and_shows_the_server_message(server: FaultServer) -> None:
+    server.per_comment["long"] = "400"
+    async with processor(server.url) as proc:
+        results = await proc.process_with_schema(prompts("long", "short"), ECHO_SCHEMA)
+    assert "HTTP 400" in results[0].error and "maximum context length" in results[0].error
+    assert results[1].ok
+    assert server.requests == 2
+
+
+async def test_hang_ends_in_a_timeout_error_within_the_bound(server: FaultServer) -> None:
+    server.per_comment["stuck"] = "hang"
+    async with processor(server.url, request_timeout=0.3, max_retries=2) as proc:
+        started = time.monotonic()
+        results = await proc.process_with_schema(prompts("stuck", "quick"), ECHO_SCHEMA)
+        elapsed = time.monotonic() - started
+    assert "no answer within 0.3 s" in results[0].error and server.url in results[0].error
+    assert results[1].value == {"echo": "quick"}
+    assert 0.6 <= elapsed < 0.6 + 0.5  # two timeouts, one short backoff, some slack
+
+
+async def test_unreachable_url_fails_start_naming_it() -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    proc = processor(url)
+    with pytest.raises(BackendUnavailable) as info:
+        await proc.start()
+    assert url in str(info.value) and "http://host:port/v1" in str(info.value)
+
+
+async def test_wrong_path_fails_start_with_the_status(server: FaultServer) -> None:
+    proc = processor(server.url.removesuffix("/v1") + "/api")
+    with pytest.raises(BackendUnavailable, match="HTTP 404"):
+        await proc.start()
+
+
+async def test_wrong_model_fails_start_listing_the_served_models() -> None:
+    with FaultServer(models=["alpha", "beta"]) as srv:
+        proc = processor(srv.url, llm="gamma")
+        with pytest.raises(ModelNotFound, match="'gamma'.*alpha, beta"):
+            await proc.start()
+
+
+async def test_concurrency_is_bounded_by_max_concurrent(server: FaultServer) -> None:
+    server.delay = 0.05
+    async with processor(server.url, max_concurrent=4) as proc:
+        results = await proc.process_with_schema(prompts(*map(str, range(24))), ECHO_SCHEMA)
+    assert all(r.ok for r in results)
+    assert server.max_concurrency == 4
+    assert proc.peak_in_flight == 4
+
+
+async def test_load_goes_to_the_server_with_fewest_in_flight(server: FaultServer, second: FaultServer) -> None:
+    server.delay, second.delay = 0.3, 0.02
+    async with processor(server.url, second.url, max_concurrent=4) as proc:
+        results = await proc.process_with_schema(prompts(*map(str, range(40))), ECHO_SCHEMA)
+    assert all(r.ok for r in results)
+    assert server.requests + second.requests == 40
+    assert second.requests > 3 * server.requests > 0
+    assert server.max_concurrency <= 2
+
+
+async def test_equal_servers_share_the_load_evenly(server: FaultServer, second: FaultServer) -> None:
+    server.delay = second.delay = 0.02
+    async with processor(server.url, second.url, max_concurrent=4) as proc:
+        await proc.process_with_schema(prompts(*map(str, range(40))), ECHO_SCHEMA)
+    assert abs(server.requests - second.requests) <= 4
+
+
+async def test_failing_server_is_ejected_then_readmitted(server: FaultServer, second: FaultServer) -> None:
+    async with processor(server.url, second.url, max_concurrent=1) as proc:
+        server.down = True
+        results = await proc.process_with_schema(prompts(*map(str, range(20))), ECHO_SCHEMA)
+        assert all(r.ok for r in results)  # each failure was retried on the other server
+        assert server.requests == 3  # ejected after three failures in a row
+        probes = server.model_requests
+        await wait_until(lambda: server.model_requests >= probes + 2)  # probed in the background
+        assert (await proc.health()).detail["servers"][0]["healthy"] is False
+
+        server.down = False  # no health() call from here: only the background probe re-admits
+        deadline = time.monotonic() + 5
+        while server.requests == 3:
+            assert time.monotonic() < deadline, "the recovered server was not taken back"
+            await proc.process_with_schema(prompts("again"), ECHO_SCHEMA)
+            await asyncio.sleep(0.01)
+        before = server.requests
+        await proc.process_with_schema(prompts(*map(str, range(20))), ECHO_SCHEMA)
+    assert server.requests - before >= 8  # it gets its share again
+
+
+async def test_when_every_server_is_ejected_requests_still_try(server: FaultServer) -> None:
+    async with processor(server.url, max_retries=2) as proc:
+        server.down = True
+        await proc.process_with_schema(prompts("a", "b"), ECHO_SCHEMA)  # 4 failures: ejected
+        assert not (await proc.health()).ok
+        before = server.requests
+        [result] = await proc.process_with_schema(prompts("c"), ECHO_SCHEMA)
+    assert server.requests == before + 2
+    assert "HTTP 503" in result.error and server.url in result.error
+
+
+async def test_stopped_server_fails_items_fast_and_is_taken_back_after_restart(server: FaultServer) -> None:
+    async with processor(server.url, max_retries=3) as proc:
+        server.stop()
+        started = time.monotonic()
+        results = await proc.process_with_schema(prompts("a", "b", "c"), ECHO_SCHEMA)
+        assert time.monotonic() - started < 1.0
+        assert all("connection failed" in r.error and server.url in r.error for r in results)
+        health = await proc.health()
+        assert health.detail["servers"] == [{"url": server.url, "healthy": False, "in_flight": 0}]
+        assert not health.ok
+
+        server.start()  # same port
+        await wait_until(lambda: server.model_requests > 0)  # the background probe found it
+        results = await proc.process_with_schema(prompts("d"), ECHO_SCHEMA)
+        assert results[0].value == {"echo": "d"}
+        assert (await proc.health()).ok
+
+
+async def test_health_names_backend_model_and_servers(server: FaultServer, second: FaultServer) -> None:
+    async with processor(server.url, second.url) as proc:
+        health = await proc.health()
+    assert (health.ok, health.backend, health.model) == (True, "vllm-server", "model-a")
+    assert [s["url"] for s in health.detail["servers"]] == [server.url, second.url]
+
+
+async def test_use_before_start_is_an_error_not_a_hang(server: FaultServer) -> None:
+    with pytest.raises(Exception, match="start"):
+        await processor(server.url).process_with_schema(prompts("a"), ECHO_SCHEMA)
