@@ -99,7 +99,10 @@ class HierarchicalClassifier:
         s = self.settings
         children = [c.name for c in taxonomy.node(path).children]
         schema = select_schema(children, max_paths=s.max_paths, reasoning=s.reasoning)
-        prompts = [select_prompt(taxonomy, path, texts[i], max_paths=s.max_paths, reasoning=s.reasoning) for i in indices]
+        prompts = [
+            select_prompt(taxonomy, path, texts[i], max_paths=s.max_paths, reasoning=s.reasoning, few_shot=s.few_shot)
+            for i in indices
+        ]
         answers = await self._process(prompts, schema, SELECT_MAX_TOKENS)
         accepted = []
         for i, answer in zip(indices, answers):

@@ -4,6 +4,9 @@ prefix and the engine's prefix cache serves it.
 """
 from __future__ import annotations
 
+import json
+from typing import Sequence
+
 from .llm.base import Prompt
 from .taxonomy import Node, NodePath, Taxonomy, format_path
 
@@ -24,7 +27,30 @@ def describe_node(node: Node) -> str:
     return "\n".join(lines)
 
 
-def select_prompt(taxonomy: Taxonomy, path: NodePath, comment: str, *, max_paths: int, reasoning: bool) -> Prompt:
+def keyword_examples(children: Sequence[Node], *, reasoning: bool) -> str:
+    """Example answers made from the children's keywords: one per child that has some, one
+    picking two topics at once, one picking none. They show a small model the answer format
+    and that several topics may apply; they sit in the shared prefix, so the prefix cache
+    serves them and they cost little per comment."""
+
+    def example(words: Sequence[str], topics: list[str]) -> str:
+        answer: dict[str, object] = {"topics": topics}
+        if reasoning:
+            answer["reason"] = f"It mentions {' and '.join(words)}." if words else "It is about none of the topics."
+        about = " and ".join(f'"{w}"' for w in words) if words else "something none of the topics covers"
+        return f"- A comment about {about} -> {json.dumps(answer)}"
+
+    named = [c for c in children if c.keywords]
+    lines = [example(c.keywords[:1], [c.name]) for c in named]
+    if len(named) >= 2:
+        lines.append(example([named[0].keywords[-1], named[1].keywords[-1]], [named[0].name, named[1].name]))
+    lines.append(example([], [NONE_OF_THESE]))
+    return "\n".join(lines)
+
+
+def select_prompt(
+    taxonomy: Taxonomy, path: NodePath, comment: str, *, max_paths: int, reasoning: bool, few_shot: bool = False
+) -> Prompt:
     """Ask which children of the node at `path` the comment is about (the `select` walk)."""
     node = taxonomy.node(path)
     topics = "\n".join(describe_node(c) for c in node.children)
@@ -35,7 +61,8 @@ def select_prompt(taxonomy: Taxonomy, path: NodePath, comment: str, *, max_paths
         f"Decide which of the topics below the comment talks about. Pick every topic that "
         f"applies, at most {max_paths}. If none of them applies, pick \"{NONE_OF_THESE}\".\n\n"
         f"Topics:\n{topics}\n\n"
-        f"Answer format: {answer}" + (" with a one-sentence reason." if reasoning else ".") + "\n"
+        + (f"Examples:\n{keyword_examples(node.children, reasoning=reasoning)}\n\n" if few_shot else "")
+        + f"Answer format: {answer}" + (" with a one-sentence reason." if reasoning else ".") + "\n"
         f"{_COMMENT_FOLLOWS}"
     )
     return Prompt(instructions=instructions, comment=comment)

@@ -42,6 +42,7 @@ class ClassifierSettings:
     require_excerpt: bool = False  # per_node: accept only answers quoting the comment
     max_stem_definitions: int = 0  # stems: how many path nodes' definitions go in (0 = all)
     reasoning: bool = True  # ask for a short reason field in select answers
+    few_shot: bool = False  # select: show example answers built from the children's keywords
     batch_size: int = 256  # most prompts sent in one processor call
 
 

@@ -1,0 +1,46 @@
+"""A small PNG of one or more evaluation runs: F1 per level beside LLM calls per text,
+so the quality a strategy buys and what it costs read at one glance (README, docs)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+
+from .report import Report  # noqa: E402
+
+
+def render_chart(reports: Sequence[Report], out: Path) -> Path:
+    """Left: micro (solid) and macro (hatched) F1 per level, one colour per run.
+    Right: LLM calls per text per run. Returns `out`."""
+    depth = max(len(r["levels"]) for r in reports)
+    labels = [r.get("label", f"run {i + 1}") for i, r in enumerate(reports)]
+    colours = plt.get_cmap("tab10").colors
+    fig, (quality, cost) = plt.subplots(1, 2, figsize=(8, 3.2), gridspec_kw={"width_ratios": [2.2, 1]})
+    width = 0.8 / (2 * len(reports))
+    for i, (report, label) in enumerate(zip(reports, labels)):
+        for j, kind in enumerate(("micro", "macro")):
+            xs = [lv["level"] - 1 + (2 * i + j - len(reports) + 0.5) * width for lv in report["levels"]]
+            quality.bar(
+                xs, [lv[kind]["f1"] for lv in report["levels"]], width, color=colours[i % len(colours)],
+                hatch="//" if kind == "macro" else None, edgecolor="white",
+                label=f"{label} ({kind})",
+            )
+    quality.set_xticks(range(depth), [f"level {k}" for k in range(1, depth + 1)])
+    quality.set_ylim(0, 1)
+    quality.set_ylabel("F1")
+    quality.legend(fontsize=7, loc="upper right")
+    cost.bar(labels, [r["cost"]["llm_calls_per_text"] for r in reports], color=colours[: len(reports)])
+    cost.set_ylabel("LLM calls per text")
+    cost.tick_params(axis="x", labelsize=8)
+    fig.suptitle(f"{reports[0].get('taxonomy', '')}: {reports[0]['texts']} texts, {reports[0].get('model', '')}",
+                 fontsize=9)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out

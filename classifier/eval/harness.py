@@ -1,0 +1,72 @@
+"""Runs labelled examples through `ClassificationService`, the path users take, and keeps
+what the report needs: each text's predicted paths, stems and polarities, its error and
+truncation flags, the processor's usage over the run and the wall time.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from ..llm.base import Usage
+from ..service import ClassificationService
+from ..taxonomy import NodePath, Taxonomy, format_path, parse_stem
+from .cache import CounterReader, PrefixCacheCounters, no_reader
+from .gold import Example
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the service answered for one text, in the metrics' terms."""
+
+    paths: frozenset[NodePath]  # every accepted node, root dropped
+    polarity: dict[NodePath, str | None]  # per predicted complete stem; None when not asked or failed
+    error: str | None = None
+    truncated: bool = False
+
+    @property
+    def stems(self) -> frozenset[NodePath]:
+        return frozenset(self.polarity)
+
+
+@dataclass(frozen=True)
+class Run:
+    predictions: list[Prediction]
+    usage: Usage  # accrued during the run only
+    seconds: float
+    prefix_cache: PrefixCacheCounters | None  # accrued during the run; None when the backend does not tell
+
+
+def read_prediction(result: dict[str, Any], taxonomy: Taxonomy) -> Prediction:
+    """Parse one wire result. A text whose classification failed predicts what it kept."""
+    wire_paths = result.get("classification_result", {}).get("classification_paths", [])
+    paths = frozenset(parse_stem(p)[1:] for p in wire_paths)  # drop the root (or project) prefix
+    polarities = result.get("stem_polarity", {})
+    polarity = {
+        stem: polarities.get(format_path(None, stem), {}).get("polarity")
+        for stem in taxonomy.in_file_order(set(paths))
+        if taxonomy.is_complete_stem(stem)
+    }
+    return Prediction(paths, polarity, result.get("error"), bool(result.get("truncated")))
+
+
+async def run(
+    service: ClassificationService,
+    examples: Sequence[Example],
+    capabilities: Sequence[str],
+    taxonomy: str | None = None,
+    prefix_cache: CounterReader = no_reader,
+) -> Run:
+    """Classify every example in one service call and measure what it cost."""
+    tree = service.taxonomy(taxonomy)
+    usage_before, cache_before = service.processor.usage.snapshot(), await prefix_cache()
+    started = time.perf_counter()
+    body = await service.classify([e.text for e in examples], capabilities, taxonomy=taxonomy)
+    seconds = time.perf_counter() - started
+    cache_after = await prefix_cache()
+    return Run(
+        predictions=[read_prediction(r, tree) for r in body["results"]],
+        usage=service.processor.usage.minus(usage_before),
+        seconds=seconds,
+        prefix_cache=cache_after.minus(cache_before) if cache_before is not None and cache_after is not None else None,
+    )

@@ -1,0 +1,122 @@
+"""The evaluation report: one JSON-ready dict per run, and its text renderings.
+
+The dict holds the run's description (`meta`), quality per level, exact-path and
+stem-polarity accuracy, cost per text, error and truncation shares, the prefix-cache
+counters when the backend reports them, and every text's prediction next to its gold.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Sequence
+
+from ..taxonomy import Taxonomy, format_path
+from .gold import Example
+from .harness import Run
+from .metrics import exact_path_accuracy, level_scores, polarity_accuracy
+
+Report = dict[str, Any]
+
+
+def build_report(examples: Sequence[Example], run: Run, taxonomy: Taxonomy, meta: dict[str, Any]) -> Report:
+    """Score `run` against `examples` (same order). Stem polarity is scored only when the
+    gold has polarities and the run asked for them."""
+    predictions = run.predictions
+    gold = [e.stems for e in examples]
+    n = len(examples)
+    asked_polarity = "stem_polarity" in meta.get("capabilities", ())
+    polarity = (
+        polarity_accuracy([p.polarity for p in predictions], [e.polarity for e in examples])
+        if asked_polarity and any(e.polarity for e in examples)
+        else None
+    )
+    return {
+        **meta,
+        "texts": n,
+        "levels": [asdict(level_scores([p.paths for p in predictions], gold, k)) for k in range(1, taxonomy.depth + 1)],
+        "exact_path_accuracy": exact_path_accuracy([p.stems for p in predictions], gold),
+        "stem_polarity": asdict(polarity) if polarity is not None else None,
+        "cost": {
+            "llm_calls_per_text": run.usage.llm_calls / n,
+            "prompt_tokens_per_text": run.usage.prompt_tokens / n,
+            "completion_tokens_per_text": run.usage.completion_tokens / n,
+            "texts_per_second": n / run.seconds if run.seconds else 0.0,
+            "seconds": run.seconds,
+            "usage": asdict(run.usage),
+        },
+        "error_share": sum(p.error is not None for p in predictions) / n,
+        "truncation_share": sum(p.truncated for p in predictions) / n,
+        "prefix_cache": (
+            {**asdict(run.prefix_cache), "hit_rate": run.prefix_cache.hit_rate} if run.prefix_cache is not None else None
+        ),
+        "per_text": [
+            {
+                "id": e.id,
+                "gold": sorted(format_path(None, s) for s in e.stems),
+                "predicted": sorted(format_path(None, s) for s in p.stems),
+                "paths": sorted(format_path(None, s) for s in p.paths),
+                "gold_polarity": {format_path(None, s): v for s, v in e.polarity.items()},
+                "polarity": {format_path(None, s): v for s, v in p.polarity.items()},
+                "error": p.error,
+                "truncated": p.truncated,
+            }
+            for e, p in zip(examples, predictions, strict=True)
+        ],
+    }
+
+
+def format_table(report: Report) -> str:
+    """The report as a terminal table: quality per level, then the run's cost."""
+    cost = report["cost"]
+    lines = [
+        f"{report.get('label', 'run')}: {report['texts']} texts, taxonomy {report.get('taxonomy', '?')}, "
+        f"model {report.get('model', '?')} ({report.get('backend', '?')})",
+        f"{'level':>5} {'micro P':>8} {'micro R':>8} {'micro F1':>9} {'macro P':>8} {'macro R':>8} "
+        f"{'macro F1':>9} {'labels':>7}",
+    ]
+    for level in report["levels"]:
+        micro, macro = level["micro"], level["macro"]
+        lines.append(
+            f"{level['level']:>5} {micro['precision']:>8.3f} {micro['recall']:>8.3f} {micro['f1']:>9.3f} "
+            f"{macro['precision']:>8.3f} {macro['recall']:>8.3f} {macro['f1']:>9.3f} {level['labels']:>7}"
+        )
+    lines.append(f"exact-path accuracy {report['exact_path_accuracy']:.3f}")
+    if report["stem_polarity"]:
+        pol = report["stem_polarity"]
+        lines.append(f"stem-polarity accuracy {pol['accuracy']:.3f} on {pol['pairs']} correctly found stems")
+    lines.append(
+        f"LLM calls/text {cost['llm_calls_per_text']:.2f}, prompt tokens/text {cost['prompt_tokens_per_text']:.1f}, "
+        f"completion tokens/text {cost['completion_tokens_per_text']:.1f}, texts/s {cost['texts_per_second']:.2f} "
+        f"({cost['seconds']:.1f} s)"
+    )
+    lines.append(f"errors {report['error_share']:.1%} of texts, truncations {report['truncation_share']:.1%}")
+    if report["prefix_cache"]:
+        cache = report["prefix_cache"]
+        lines.append(
+            f"prefix cache: {cache['hits']} of {cache['queries']} prompt tokens served from cache "
+            f"({cache['hit_rate']:.1%})"
+        )
+    return "\n".join(lines)
+
+
+def comparison_table(reports: Sequence[Report]) -> str:
+    """Several runs side by side as a Markdown table (for docs/eval-results.md)."""
+    depth = max(len(r["levels"]) for r in reports)
+    head = ["run", *(f"L{k} micro F1" for k in range(1, depth + 1)), *(f"L{k} macro F1" for k in range(1, depth + 1)),
+            "exact path", "polarity acc.", "calls/text", "prompt tok/text", "compl. tok/text", "texts/s", "errors"]
+    rows = []
+    for r in reports:
+        levels = r["levels"] + [None] * (depth - len(r["levels"]))
+        cost = r["cost"]
+        rows.append([
+            r.get("label", "run"),
+            *(f"{lv['micro']['f1']:.3f}" if lv else "-" for lv in levels),
+            *(f"{lv['macro']['f1']:.3f}" if lv else "-" for lv in levels),
+            f"{r['exact_path_accuracy']:.3f}",
+            f"{r['stem_polarity']['accuracy']:.3f}" if r["stem_polarity"] else "-",
+            f"{cost['llm_calls_per_text']:.2f}",
+            f"{cost['prompt_tokens_per_text']:.0f}",
+            f"{cost['completion_tokens_per_text']:.1f}",
+            f"{cost['texts_per_second']:.2f}",
+            f"{r['error_share']:.1%}",
+        ])
+    return "\n".join("| " + " | ".join(row) + " |" for row in [head, ["---"] * len(head), *rows])
