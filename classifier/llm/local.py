@@ -1,0 +1,461 @@
+"""LocalVLLMProcessor: vLLM's Python API, one engine process per GPU (or one on CPU).
+
+Each engine lives in its own worker process, started with the spawn method and with
+its environment (`CUDA_VISIBLE_DEVICES`, the CPU engine's knobs) set before vLLM is
+imported, so several GPUs never see each other and vLLM's thread pinning never
+touches the caller. The parent talks to each worker over a pipe from a dedicated
+thread, so the event loop never blocks.
+
+Prompts are rendered and counted with the model's own tokenizer inside the worker and
+handed to vLLM as token ids, so the count that guards the context window is exactly
+what the engine sees. Calls that arrive while a worker is busy are coalesced into its
+next batch: one `LLM.generate` per worker per batch, whatever the number of callers.
+
+The module imports no vLLM or torch itself: a spawned worker imports this module
+before it has set its environment. The program that builds a processor must guard
+its entry point with `if __name__ == "__main__":` (spawn re-imports it).
+"""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import multiprocessing
+import os
+import signal
+import time
+import weakref
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any, Sequence
+
+from ..settings import EngineSettings
+from .base import Health, ItemResult, JSONSchema, Prompt, Usage
+from .default_model import DEFAULT_MODEL_NAME, ensure_default_model
+from .errors import BackendUnavailable, ContextOverflow, InvalidOutput
+from .schema import parse_output
+
+START_TIMEOUT_S = 900.0  # engine start, model load included; ~15-50 s on CPU
+STOP_TIMEOUT_S = 30.0  # a clean stop waits for the batch in flight
+
+
+@dataclass(frozen=True)
+class _EngineConfig:
+    """What a worker needs to build its engine (picklable, sent at spawn)."""
+
+    model: str
+    gpu: int | None
+    env: dict[str, str]
+    max_length: int
+    temperature: float
+    seed: int
+    kv_cache_bytes: int
+    block_size: int | None
+    enforce_eager: bool
+    gpu_memory: float
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One caller's share of a worker batch: prompts under one schema."""
+
+    prompts: tuple[Prompt, ...]
+    schema: JSONSchema
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class _Generated:
+    """One prompt's raw outcome in the worker, before the parent parses it."""
+
+    text: str | None = None
+    error: str | None = None
+    truncated: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cut_off: bool = False  # stopped by max_tokens, so the JSON is likely incomplete
+
+
+# --------------------------------------------------------------------------- worker side
+
+
+def _worker_main(conn: Connection, config: _EngineConfig) -> None:
+    """Worker process entry: build the engine, then answer batches until told to stop.
+
+    Ctrl-C reaches the whole process group; the worker ignores it and lets the parent
+    stop it cleanly (or sees the pipe close if the parent dies).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.update(config.env)  # before vLLM or torch is imported
+    try:
+        engine = _Engine(config)
+    except BaseException as exc:  # report anything, SystemExit from vLLM included
+        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", None))
+    while True:
+        try:
+            jobs = conn.recv()
+        except (EOFError, OSError):
+            return  # the parent is gone
+        if jobs is None:
+            return
+        conn.send(("done", engine.run(jobs)))
+
+
+class _Engine:
+    """The vLLM engine of one worker, plus the prompt rendering and context guard."""
+
+    def __init__(self, config: _EngineConfig) -> None:
+        from vllm import LLM
+
+        kwargs: dict[str, Any] = dict(
+            model=config.model,
+            max_model_len=config.max_length,
+            seed=config.seed,
+            enforce_eager=config.enforce_eager,
+            enable_prefix_caching=True,
+        )
+        if config.block_size:
+            kwargs["block_size"] = config.block_size
+        if config.gpu is None:
+            kwargs["kv_cache_memory_bytes"] = config.kv_cache_bytes
+        else:
+            kwargs["gpu_memory_utilization"] = config.gpu_memory
+        self.config = config
+        self.llm = LLM(**kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def run(self, jobs: list[_Job]) -> list[list[_Generated]]:
+        """All jobs in one `generate`; if the engine refuses (a schema its grammar
+        compiler rejects), retry job by job so only the offending job fails."""
+        try:
+            return self._generate(jobs)
+        except Exception as exc:
+            if len(jobs) > 1:
+                return [self.run([job])[0] for job in jobs]
+            message = f"engine refused the request: {type(exc).__name__}: {exc}"
+            return [[_Generated(error=message) for _ in job.prompts] for job in jobs]
+
+    def _generate(self, jobs: list[_Job]) -> list[list[_Generated]]:
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        results: list[list[_Generated]] = []
+        inputs: list[dict[str, list[int]]] = []
+        params: list[Any] = []
+        slots: list[tuple[int, int, bool]] = []  # (job, item, truncated) per input
+        for j, job in enumerate(jobs):
+            sampling = SamplingParams(
+                temperature=self.config.temperature,
+                seed=self.config.seed,
+                max_tokens=job.max_tokens,
+                structured_outputs=StructuredOutputsParams(json=job.schema),
+            )
+            results.append([_Generated()] * len(job.prompts))
+            for i, prompt in enumerate(job.prompts):
+                try:
+                    ids, truncated = self._encode(prompt, job.max_tokens)
+                except ContextOverflow as exc:
+                    results[j][i] = _Generated(error=str(exc))
+                    continue
+                inputs.append({"prompt_token_ids": ids})
+                params.append(sampling)
+                slots.append((j, i, truncated))
+        outputs = self.llm.generate(inputs, params, use_tqdm=False) if inputs else []
+        for (j, i, truncated), output in zip(slots, outputs, strict=True):
+            completion = output.outputs[0]
+            results[j][i] = _Generated(
+                text=completion.text,
+                truncated=truncated,
+                prompt_tokens=len(output.prompt_token_ids or ()),
+                completion_tokens=len(completion.token_ids),
+                cut_off=completion.finish_reason == "length",
+            )
+        return results
+
+    def _render(self, instructions: str, comment: str) -> list[int]:
+        text = self.tokenizer.apply_chat_template(
+            Prompt(instructions, comment).messages(), tokenize=False, add_generation_prompt=True
+        )
+        # The template writes its own special tokens, as vLLM's chat entry point assumes.
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def _encode(self, prompt: Prompt, max_tokens: int) -> tuple[list[int], bool]:
+        """Token ids that leave room for `max_tokens`, shortening only the comment."""
+        limit = self.config.max_length - max_tokens
+        ids = self._render(prompt.instructions, prompt.comment)
+        if len(ids) <= limit:
+            return ids, False
+        fixed = len(self._render(prompt.instructions, ""))
+        comment = self.tokenizer.encode(prompt.comment, add_special_tokens=False)
+        keep = min(len(comment), limit - fixed)
+        while keep > 0:
+            # Decoding a cut can re-tokenize a little longer; shrink by the excess.
+            ids = self._render(prompt.instructions, self.tokenizer.decode(comment[:keep]))
+            if len(ids) <= limit:
+                return ids, True
+            keep -= len(ids) - limit
+        raise ContextOverflow(
+            f"prompt does not fit the context window: its fixed part is {fixed} tokens and "
+            f"max_tokens is {max_tokens}, which leaves no room for the comment within "
+            f"max_length={self.config.max_length}; shorten the instructions or raise max_length"
+        )
+
+
+# --------------------------------------------------------------------------- parent side
+
+
+class _Worker:
+    """One engine process and the parent's end of its pipe.
+
+    `start` and `call` block; the processor runs them on this worker's own thread,
+    so the pipe is only ever used by one thread at a time.
+    """
+
+    def __init__(self, index: int, config: _EngineConfig) -> None:
+        self.index = index
+        self.config = config
+        self.name = f"engine worker {index} ({'CPU' if config.gpu is None else f'GPU {config.gpu}'})"
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"vllm-worker-{index}")
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self.conn: Connection | None = None
+        self.failure: str | None = None
+        self.pending: list[tuple[_Job, asyncio.Future[list[_Generated]]]] = []
+        self.drainer: asyncio.Task[None] | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.failure is None and self.process is not None and self.process.is_alive()
+
+    def start(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self.conn = parent
+        self.process = ctx.Process(target=_worker_main, args=(child, self.config), name=self.name)
+        self.process.start()
+        child.close()  # so the parent's recv sees EOF when the worker dies
+        deadline = time.monotonic() + START_TIMEOUT_S
+        try:
+            while not parent.poll(1.0):
+                if time.monotonic() > deadline:
+                    raise BackendUnavailable(f"{self.name} did not start within {START_TIMEOUT_S:.0f} s")
+            kind, detail = parent.recv()
+        except (EOFError, OSError):
+            raise BackendUnavailable(f"{self.name} exited while starting ({self._exit()})") from None
+        if kind != "ready":
+            raise BackendUnavailable(f"{self.name} failed to start the engine: {detail}")
+
+    def call(self, jobs: list[_Job]) -> list[list[_Generated]]:
+        if not self.alive or self.conn is None:
+            raise BackendUnavailable(self.failure or f"{self.name} is not running")
+        try:
+            self.conn.send(jobs)
+            _, results = self.conn.recv()
+        except (EOFError, OSError):
+            self.failure = f"{self.name} exited unexpectedly ({self._exit()})"
+            raise BackendUnavailable(self.failure) from None
+        return results
+
+    def stop(self) -> None:
+        """Ask the worker to finish its batch and exit; force it after a timeout."""
+        if self.failure is None:
+            self.failure = f"{self.name} is stopped"
+        process, conn = self.process, self.conn
+        if process is not None:
+            if conn is not None and process.is_alive():
+                try:
+                    conn.send(None)
+                except OSError:
+                    pass
+            process.join(STOP_TIMEOUT_S)
+            if process.is_alive():
+                process.terminate()
+                process.join(5)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        if conn is not None:
+            conn.close()
+        self.thread.shutdown(wait=False)
+
+    def _exit(self) -> str:
+        if self.process is None:
+            return "never started"
+        self.process.join(5)
+        return f"exit code {self.process.exitcode}"
+
+
+def _stop_workers(workers: list[_Worker]) -> None:
+    """Last resort at garbage collection or interpreter exit (holds no processor ref)."""
+    for worker in workers:
+        worker.stop()
+
+
+def _cpu_bind() -> str:
+    """All cores this process may use, in VLLM_CPU_OMP_THREADS_BIND's syntax."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    if cores == list(range(cores[0], cores[-1] + 1)):
+        return f"{cores[0]}-{cores[-1]}"
+    return ",".join(map(str, cores))
+
+
+def worker_env(gpu: int | None) -> dict[str, str]:
+    """Environment a worker sets before importing vLLM.
+
+    The engine runs inside the worker (no extra engine process: faster start, and
+    vLLM's thread pinning stays in the worker). A GPU worker sees only its GPU; the CPU
+    engine gets every core (vLLM's default keeps one idle, ~25% slower).
+    """
+    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    if gpu is None:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = _cpu_bind()
+    else:
+        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    return env
+
+
+def _split(items: Sequence[Prompt], parts: int) -> list[tuple[int, int]]:
+    """Contiguous (start, stop) ranges, as even as possible, so order is kept."""
+    size, extra = divmod(len(items), parts)
+    bounds, start = [], 0
+    for k in range(parts):
+        stop = start + size + (k < extra)
+        bounds.append((start, stop))
+        start = stop
+    return bounds
+
+
+class LocalVLLMProcessor:
+    """The in-process backend: vLLM engines in worker processes, one per GPU."""
+
+    backend = "local"
+
+    def __init__(self, settings: EngineSettings) -> None:
+        self.settings = settings
+        self.model = settings.llm or DEFAULT_MODEL_NAME
+        self.usage = Usage()
+        self._workers: list[_Worker] = []
+        self._finalizer: weakref.finalize | None = None
+
+    async def start(self) -> None:
+        """Start every engine (in parallel); raise `BackendUnavailable` if any fails."""
+        if self._workers:
+            return
+        loop = asyncio.get_running_loop()
+        model = self.settings.llm or str(
+            await loop.run_in_executor(None, ensure_default_model, self.settings.cache_dir)
+        )
+        gpus: list[int | None] = list(self.settings.gpu_list) or [None]
+        workers = [_Worker(k, self._engine_config(model, gpu)) for k, gpu in enumerate(gpus)]
+        self._workers = workers
+        # Last resort if close() is never awaited: stop the workers when this object is
+        # collected, or at exit. Registered after multiprocessing's own exit hook (which
+        # would wait forever on workers still listening), so it runs before it.
+        self._finalizer = weakref.finalize(self, _stop_workers, workers)
+        self._finalizer.atexit = False
+        atexit.register(self._finalizer)
+        starts = [loop.run_in_executor(w.thread, w.start) for w in workers]
+        outcomes = await asyncio.gather(*starts, return_exceptions=True)
+        failures = [o for o in outcomes if isinstance(o, BaseException)]
+        if failures:
+            await self.close()
+            self._workers = []
+            error = failures[0]
+            if isinstance(error, BackendUnavailable):
+                raise error
+            raise BackendUnavailable(f"engine start failed: {error!r}") from error
+
+    def _engine_config(self, model: str, gpu: int | None) -> _EngineConfig:
+        s = self.settings
+        return _EngineConfig(
+            model=model,
+            gpu=gpu,
+            env=worker_env(gpu),
+            max_length=s.max_length,
+            temperature=s.temperature,
+            seed=s.seed,
+            kv_cache_bytes=int(s.kv_cache_gib * 2**30),
+            block_size=s.block_size,
+            enforce_eager=s.enforce_eager,
+            gpu_memory=s.gpu_memory,
+        )
+
+    async def process_with_schema(
+        self, prompts: Sequence[Prompt], schema: JSONSchema, *, max_tokens: int = 256
+    ) -> list[ItemResult]:
+        """One result per prompt, in order; failures are per item, never raised."""
+        live = [w for w in self._workers if w.alive]
+        if not live:
+            reason = next((w.failure for w in self._workers if w.failure), "the local engine is not started")
+            self.usage.errors += len(prompts)
+            return [ItemResult.failure(reason)] * len(prompts)
+        ranges = [(w, a, b) for w, (a, b) in zip(live, _split(prompts, len(live))) if b > a]
+        chunks = await asyncio.gather(
+            *(self._submit(w, _Job(tuple(prompts[a:b]), schema, max_tokens)) for w, a, b in ranges)
+        )
+        results: list[ItemResult] = []
+        for (worker, a, b), chunk in zip(ranges, chunks):
+            results.extend(self._finish(g, schema, max_tokens) for g in chunk)
+        return results
+
+    async def _submit(self, worker: _Worker, job: _Job) -> list[_Generated]:
+        """Queue a job on a worker; jobs queued while it is busy share its next batch."""
+        future: asyncio.Future[list[_Generated]] = asyncio.get_running_loop().create_future()
+        worker.pending.append((job, future))
+        if worker.drainer is None or worker.drainer.done():
+            worker.drainer = asyncio.create_task(self._drain(worker))
+        return await future
+
+    async def _drain(self, worker: _Worker) -> None:
+        loop = asyncio.get_running_loop()
+        while worker.pending:
+            batch, worker.pending = worker.pending, []
+            try:
+                answers = await loop.run_in_executor(worker.thread, worker.call, [j for j, _ in batch])
+            except Exception as exc:
+                message = str(exc) if isinstance(exc, BackendUnavailable) else f"{worker.name}: {exc!r}"
+                answers = [[_Generated(error=message)] * len(j.prompts) for j, _ in batch]
+            for (_, future), answer in zip(batch, answers):
+                if not future.done():
+                    future.set_result(answer)
+
+    def _finish(self, generated: _Generated, schema: JSONSchema, max_tokens: int) -> ItemResult:
+        """Parse one output and account for it."""
+        usage = self.usage
+        usage.truncations += generated.truncated
+        if generated.text is not None:
+            usage.llm_calls += 1
+            usage.prompt_tokens += generated.prompt_tokens
+            usage.completion_tokens += generated.completion_tokens
+        error = generated.error
+        value = None
+        if error is None:
+            try:
+                value = parse_output(generated.text or "", schema)
+            except InvalidOutput as exc:
+                error = str(exc)
+                if generated.cut_off:
+                    error += f" (generation stopped at max_tokens={max_tokens})"
+        if error is not None:
+            usage.errors += 1
+        return ItemResult(value=value, error=error, truncated=generated.truncated)
+
+    async def health(self) -> Health:
+        alive = sum(w.alive for w in self._workers)
+        return Health(
+            ok=bool(self._workers) and alive == len(self._workers),
+            backend=self.backend,
+            model=self.model,
+            detail={"workers": alive, "gpus": list(self.settings.gpu_list)},
+        )
+
+    async def close(self) -> None:
+        """Stop every worker cleanly (each finishes its batch in flight first)."""
+        if self._finalizer is None:
+            return
+        atexit.unregister(self._finalizer)
+        self._finalizer.detach()
+        self._finalizer = None
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(None, w.stop) for w in self._workers))
