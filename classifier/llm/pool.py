@@ -1,0 +1,97 @@
+"""ProcessorPool: picks the backend named in the settings, starts it and owns it.
+
+The rest of the service only sees `pool.processor` (a `Processor`); which backend
+answers, and its life cycle, stay here. Backends are imported when chosen, so a
+server-only deployment never imports vLLM's Python API, and a local one never needs
+the OpenAI client.
+"""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..settings import EngineSettings
+from .base import Processor
+from .errors import ConfigurationError
+
+BACKENDS = ("local", "vllm-server")
+
+
+class _Backend(Processor, Protocol):
+    """What the pool needs beyond the seam: both backends start the same way."""
+
+    async def start(self) -> None: ...
+
+
+class ProcessorPool:
+    """Builds the processor from `EngineSettings`; `start` before use, `close` after."""
+
+    def __init__(self, settings: EngineSettings) -> None:
+        if settings.backend not in BACKENDS:
+            raise ConfigurationError(
+                f"unknown backend {settings.backend!r}; valid values: {', '.join(BACKENDS)}"
+            )
+        self.settings = settings
+        self._processor: Processor | None = None
+
+    @property
+    def processor(self) -> Processor:
+        if self._processor is None:
+            raise RuntimeError("ProcessorPool.start() has not been awaited")
+        return self._processor
+
+    async def start(self) -> None:
+        """Build and start the backend (engine start, or the servers' model check)."""
+        if self._processor is not None:
+            return
+        processor: _Backend
+        if self.settings.backend == "local":
+            from .local import LocalVLLMProcessor
+
+            processor = LocalVLLMProcessor(self.settings)
+        else:
+            from .server import VLLMServerProcessor
+
+            processor = VLLMServerProcessor(self.settings)
+        try:
+            await processor.start()
+        except BaseException:
+            await processor.close()  # release whatever a half start opened
+            raise
+        self._processor = processor
+
+    async def close(self) -> None:
+        if self._processor is not None:
+            processor, self._processor = self._processor, None
+            await processor.close()
+
+    @staticmethod
+    def gpu_memory() -> list[dict[str, Any]]:
+        """Per GPU: index, name, used and total MiB (NVML); [] without a GPU or NVML.
+
+        Every GPU the driver sees, not only the pool's: /health shows the machine.
+        """
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+        except Exception:  # no package, no driver, no GPU: all mean "nothing to report"
+            return []
+        try:
+            gpus = []
+            for index in range(pynvml.nvmlDeviceGetCount()):
+                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+                memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+                name = pynvml.nvmlDeviceGetName(handle)
+                gpus.append(
+                    {
+                        "index": index,
+                        "name": name.decode() if isinstance(name, bytes) else name,
+                        "used_mib": memory.used // 2**20,
+                        "total_mib": memory.total // 2**20,
+                    }
+                )
+            return gpus
+        except Exception:
+            return []
+        finally:
+            pynvml.nvmlShutdown()
