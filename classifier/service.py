@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from .capabilities import CAPABILITIES, DEFAULT_CAPABILITIES, resolve, run_capabilities
 from .capabilities.base import RunContext
@@ -28,6 +28,9 @@ class Job:
     text: str
     capabilities: tuple[str, ...]
     prefix: str | None = None
+
+
+Runner = Callable[[Sequence["Job"], Taxonomy], Awaitable[list[dict[str, Any]]]]
 
 
 class ClassificationService:
@@ -59,12 +62,16 @@ class ClassificationService:
         capabilities: Sequence[str] | None = None,
         project_name: str | None = None,
         taxonomy: str | None = None,
+        run: Runner | None = None,
     ) -> dict[str, Any]:
-        """The whole response body of `POST /classify` for one request."""
+        """The whole response body of `POST /classify` for one request.
+
+        `run` replaces `run_jobs` (the request batcher passes its queue, which runs these
+        jobs together with other requests' jobs)."""
         started = time.perf_counter()
         tree = self.taxonomy(taxonomy)
         names = tuple(resolve(capabilities or DEFAULT_CAPABILITIES))
-        results = await self.run_jobs([Job(t, names, project_name) for t in texts], tree)
+        results = await (run or self.run_jobs)([Job(t, names, project_name) for t in texts], tree)
         return {
             "results": results,
             "processing_time": round(time.perf_counter() - started, 3),

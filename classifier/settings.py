@@ -47,6 +47,20 @@ class ClassifierSettings:
 
 
 @dataclass(frozen=True)
+class ServerSettings:
+    """How the HTTP face listens, what it accepts, and how long requests wait to share a pass."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    batch_timeout: float = 0.01  # seconds a request waits for others to share its classification pass
+    max_texts: int = 1000  # texts per request
+    max_text_chars: int = 10_000  # characters per text
+    max_queued_texts: int = 20_000  # texts admitted and not yet answered; past it: 503
+    api_key: str | None = None  # when set, every route but /health needs `Authorization: Bearer KEY`
+
+
+@dataclass(frozen=True)
 class Settings:
     engine: EngineSettings = field(default_factory=EngineSettings)
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)

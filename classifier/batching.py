@@ -1,0 +1,164 @@
+"""RequestBatcher: requests that arrive within one window share one classification pass.
+
+An LLM engine is fastest when it sees many prompts at once, and the taxonomy walk sends
+one batched call per node, so ten 1-text requests cost about what one 10-text request
+costs when they travel together. The first request for a taxonomy opens a window of
+`window` seconds; every request for that taxonomy arriving inside it joins, and then all
+their jobs go to `ClassificationService.run_jobs` in one call (each capability runs once
+over every text that wants it). Results are split back per request.
+
+Admission is bounded: texts admitted and not yet answered may not pass
+`max_queued_texts`; a request that would pass it gets `Overloaded` (HTTP 503 with
+Retry-After), so a burst costs clients a retry, never the server its memory.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from .service import ClassificationService, Job
+from .taxonomy import Taxonomy
+
+logger = logging.getLogger(__name__)
+MAX_RETRY_AFTER = 60
+
+
+class Overloaded(RuntimeError):
+    """Too many texts are waiting (or the server is draining); retry after `retry_after` s."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+@dataclass
+class _Request:
+    jobs: Sequence[Job]
+    future: asyncio.Future[list[dict[str, Any]]]
+
+
+@dataclass
+class _Window:
+    taxonomy: Taxonomy
+    requests: list[_Request] = field(default_factory=list)
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class BatchStats:
+    """Counters read by /stats: how much coalescing actually happens."""
+
+    batches: int = 0
+    requests: int = 0
+    texts: int = 0
+    largest_batch_texts: int = 0
+    isolated_failures: int = 0
+
+
+class RequestBatcher:
+    """Coalesces concurrent `classify` calls; same signature and result as the service's."""
+
+    def __init__(self, service: ClassificationService, *, window: float, max_queued_texts: int) -> None:
+        self.service = service
+        self.window = window
+        self.max_queued_texts = max_queued_texts
+        self.queued_texts = 0  # admitted, not yet answered
+        self.stats = BatchStats()
+        self._windows: dict[str, _Window] = {}
+        self._running: set[asyncio.Task[None]] = set()
+        self._texts_per_second = 0.0  # of the last batch, for Retry-After
+        self._closing = False
+
+    async def classify(
+        self,
+        texts: Sequence[str],
+        capabilities: Sequence[str] | None = None,
+        project_name: str | None = None,
+        taxonomy: str | None = None,
+    ) -> dict[str, Any]:
+        """`ClassificationService.classify`, with the jobs run together with other requests'."""
+        return await self.service.classify(texts, capabilities, project_name, taxonomy, run=self._enqueue)
+
+    async def _enqueue(self, jobs: Sequence[Job], taxonomy: Taxonomy) -> list[dict[str, Any]]:
+        self._admit(len(jobs))
+        future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
+        window = self._windows.get(taxonomy.name)
+        if window is None:
+            window = self._windows[taxonomy.name] = _Window(taxonomy)
+            window.timer = asyncio.get_running_loop().call_later(self.window, self._flush, taxonomy.name)
+        window.requests.append(_Request(jobs, future))
+        return await future
+
+    def _admit(self, count: int) -> None:
+        if self._closing:
+            raise Overloaded("the server is shutting down; retry on another instance", retry_after=1)
+        if self.queued_texts + count > self.max_queued_texts:
+            raise Overloaded(
+                f"{self.queued_texts} texts are queued and this request adds {count}; the bound is "
+                f"{self.max_queued_texts}. Retry later or send fewer texts per request",
+                retry_after=self._retry_after(),
+            )
+        self.queued_texts += count
+
+    def _retry_after(self) -> int:
+        """Seconds until the queue has room, guessed from the last batch's speed."""
+        if self._texts_per_second <= 0:
+            return 1
+        return max(1, min(MAX_RETRY_AFTER, math.ceil(self.queued_texts / self._texts_per_second)))
+
+    def _flush(self, key: str) -> None:
+        window = self._windows.pop(key)
+        task = asyncio.create_task(self._run(window.taxonomy, window.requests))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _run(self, taxonomy: Taxonomy, requests: list[_Request]) -> None:
+        jobs = [job for request in requests for job in request.jobs]
+        started = time.perf_counter()
+        try:
+            results = await self.service.run_jobs(jobs, taxonomy)
+        except Exception as exc:  # noqa: BLE001 - isolated below, never lost
+            if len(requests) > 1:
+                # One request's texts broke the shared pass: run each alone, so only
+                # the request that fails sees the error.
+                self.stats.isolated_failures += 1
+                logger.warning("a coalesced batch of %d requests failed (%s); running them one by one",
+                               len(requests), exc)
+                await asyncio.gather(*(self._run(taxonomy, [r]) for r in requests))
+                return
+            self._settle(requests[0], exc)
+            return
+        elapsed = time.perf_counter() - started
+        if elapsed > 0:
+            self._texts_per_second = len(jobs) / elapsed
+        self.stats.batches += 1
+        self.stats.requests += len(requests)
+        self.stats.texts += len(jobs)
+        self.stats.largest_batch_texts = max(self.stats.largest_batch_texts, len(jobs))
+        offset = 0
+        for request in requests:
+            self._settle(request, results[offset : offset + len(request.jobs)])
+            offset += len(request.jobs)
+
+    def _settle(self, request: _Request, outcome: list[dict[str, Any]] | Exception) -> None:
+        self.queued_texts -= len(request.jobs)
+        if request.future.done():  # the client went away and its wait was cancelled
+            return
+        if isinstance(outcome, Exception):
+            request.future.set_exception(outcome)
+        else:
+            request.future.set_result(outcome)
+
+    async def close(self) -> None:
+        """Refuse new requests, run what is waiting now, and wait for every running batch."""
+        self._closing = True
+        for key, window in list(self._windows.items()):
+            if window.timer is not None:
+                window.timer.cancel()
+            self._flush(key)
+        while self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)

@@ -1,0 +1,281 @@
+"""The HTTP face through httpx's ASGI transport over a scripted processor: every route, every
+bad-input case, the API key, coalescing of concurrent requests, and the queue bound."""
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import asynccontextmanager
+from dataclasses import replace
+from typing import AsyncIterator
+
+import httpx
+import pytest
+
+from classifier.api import FixedBackend, create_app
+from classifier.capabilities import CAPABILITIES
+from classifier.llm.base import Health
+from classifier.service import ClassificationService
+from classifier.settings import ClassifierSettings, ServerSettings, Settings
+from classifier.taxonomy import taxonomy_from_dict
+from tests.scripted import ScriptedProcessor, oracle
+from tests.test_service import GOLD, RUSHED, capability_answers
+from tests.trees import training
+
+KEY = "s3cret"
+OTHER_TREE = {"name": "Shop", "children": [{"name": "Prices"}, {"name": "Staff"}]}
+
+
+def settings(**server) -> Settings:
+    return Settings(server=ServerSettings(**{"batch_timeout": 0.0, **server}))
+
+
+def taxonomies():
+    return {"topics": training(), "shop": taxonomy_from_dict(OTHER_TREE, name="shop")}
+
+
+@asynccontextmanager
+async def running(processor=None, **server) -> AsyncIterator[tuple[httpx.AsyncClient, ScriptedProcessor]]:
+    """The app with its lifespan running, and a client talking to it in-process."""
+    processor = processor or ScriptedProcessor(oracle(GOLD, capability_answers))
+    app = create_app(settings(**server), taxonomies(), FixedBackend(processor))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            client.app = app
+            yield client, processor
+
+
+async def test_classify_answers_the_wire_contract_for_every_capability():
+    async with running() as (client, proc):
+        every = list(CAPABILITIES)
+        response = await client.post("/classify", json={"texts": [RUSHED, "Great content"], "capabilities": every})
+        assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+        body = response.json()
+        direct = await ClassificationService(
+            ScriptedProcessor(oracle(GOLD, capability_answers)), taxonomies(), ClassifierSettings()
+        ).classify([RUSHED, "Great content"], every)
+        assert set(body) == {"results", "processing_time", "batch_info", "config_used"}
+        assert body["results"] == direct["results"]
+        assert body["batch_info"] == {"text_count": 2, "capabilities_executed": every}
+        assert body["config_used"] == "topics" and body["processing_time"] >= 0
+        first = body["results"][0]
+        assert set(first) == {"text", "classification_result", "recommendations", "alerts", "trends",
+                              "stem_polarity", "stem_recommendations", "stem_trends"}
+        assert first["stem_polarity"]["Delivery>Pace"]["polarity"] == "Negative"
+
+
+async def test_defaults_project_name_taxonomy_and_equal_texts():
+    async with running() as (client, _):
+        body = (await client.post("/classify", json={"texts": ["Great content", "Great content"]})).json()
+        assert body["batch_info"]["capabilities_executed"] == ["classification"]
+        assert [r["classification_result"]["classification_paths"] for r in body["results"]] == [
+            ["Training feedback>Content"], ["Training feedback>Content"]]
+        body = (await client.post("/classify", json={"texts": [RUSHED], "project_name": "Acme"})).json()
+        assert body["results"][0]["classification_result"]["classification_paths"][0] == "Acme>Delivery"
+        body = (await client.post("/classify", json={"texts": ["x"], "taxonomy": "shop", "capabilities": None})).json()
+        assert body["config_used"] == "shop" and body["results"][0]["classification_result"]["classification_paths"] == []
+
+
+TOO_LONG = "x" * 101
+
+
+@pytest.mark.parametrize(
+    ("content", "headers", "status", "says"),
+    [
+        (json.dumps({"texts": []}), None, 422, "texts is empty: send at least one text"),
+        (json.dumps({"texts": ["ok", 5]}), None, 422, "texts[1]: Input should be a valid string"),
+        (json.dumps({"texts": "just one"}), None, 422, "texts: Input should be a valid list"),
+        (json.dumps({"text": ["wrong key"]}), None, 422, "texts: Field required"),
+        (json.dumps({"texts": ["ok", TOO_LONG, TOO_LONG]}), None, 413,
+         "texts[1] has 101 characters (and 1 more); the limit is 100 per text"),
+        (json.dumps({"texts": ["a"] * 4}), None, 413, "4 texts in one request; the limit is 3"),
+        (json.dumps({"texts": ["a"], "capabilities": ["sentiment"]}), None, 422,
+         "unknown capability 'sentiment'; available: classification, recommendations"),
+        (json.dumps({"texts": ["a"], "taxonomy": "/etc/passwd"}), None, 422,
+         "unknown taxonomy '/etc/passwd'; loaded: topics, shop"),
+        ('{"texts": ["a",]}', None, 400, "the body is not valid JSON"),
+        ("", None, 422, "the body is empty"),
+        (json.dumps(["a", "b"]), None, 422, "body: Input should be a valid dictionary"),
+        (json.dumps({"texts": ["a"]}), {"content-type": "text/plain"}, 415,
+         "Content-Type: application/json (got text/plain)"),
+        ("texts=a", {"content-type": "application/x-www-form-urlencoded"}, 415, "Content-Type: application/json"),
+        ("x" * 5000, {"content-length": "99999999"}, 413, "the limit is"),
+    ],
+)
+async def test_bad_input_gets_a_4xx_that_says_what_to_fix_and_the_server_stays_up(content, headers, status, says):
+    async with running(max_texts=3, max_text_chars=100) as (client, proc):
+        response = await client.post("/classify", content=content,
+                                     headers=headers or {"content-type": "application/json"})
+        assert response.status_code == status, response.text
+        assert says in response.json()["detail"]
+        assert not proc.calls, "bad input never reaches the LLM"
+        assert (await client.post("/classify", json={"texts": ["Great content"]})).status_code == 200
+
+
+async def test_a_body_streamed_past_the_limit_is_refused():
+    async def chunks():
+        for _ in range(1100):  # 1.1 MiB, past the bound of 1 text of 10 characters (1 MiB + 60 bytes)
+            yield b"x" * 1024
+
+    async with running(max_texts=1, max_text_chars=10) as (client, _):
+        response = await client.post("/classify", content=chunks(), headers={"content-type": "application/json"})
+        assert response.status_code == 413 and "the limit is" in response.json()["detail"]
+
+
+async def test_health_capabilities_stats_metrics_and_docs():
+    async with running() as (client, proc):
+        health = await client.get("/health")
+        assert health.status_code == 200
+        assert health.json() == {"status": "ok", "backend": "scripted", "model": "scripted", "gpus": [], "detail": {}}
+
+        caps = (await client.get("/capabilities")).json()
+        assert [c["name"] for c in caps["capabilities"]] == list(CAPABILITIES)
+        assert caps["capabilities"][4] == {"name": "stem_polarity", "result_key": "stem_polarity",
+                                           "requires": ["classification"], "default": False}
+        assert caps["taxonomies"][0] == {"name": "topics", "root": "Training feedback", "nodes": 7, "leaves": 5,
+                                         "depth": 2, "default": True}
+
+        await client.post("/classify", json={"texts": [RUSHED, "Great content"], "capabilities": ["alerts"]})
+        await client.post("/classify", json={"texts": []})
+        stats = (await client.get("/stats")).json()
+        assert stats["requests"] == 1 and stats["texts"] == 2 and stats["text_errors"] == 0
+        assert stats["queued_texts"] == 0 and stats["batching"]["batches"] == 1
+        assert stats["llm"]["llm_calls"] == proc.usage.llm_calls > 0
+
+        metrics = await client.get("/metrics")
+        assert metrics.headers["content-type"].startswith("text/plain")
+        text = metrics.text
+        assert 'classifier_http_requests_total{method="POST",route="/classify",status="200"} 1.0' in text
+        assert 'classifier_http_requests_total{method="POST",route="/classify",status="422"} 1.0' in text
+        assert 'classifier_http_request_seconds_bucket{le="0.005",route="/classify"}' in text
+        assert 'classifier_texts_total{backend="scripted"} 2.0' in text
+        assert f'classifier_llm_calls_total{{backend="scripted"}} {float(proc.usage.llm_calls)}' in text
+        assert f'classifier_llm_tokens_total{{backend="scripted",kind="prompt"}} {float(proc.usage.prompt_tokens)}' in text
+        assert 'classifier_llm_errors_total{backend="scripted"} 0.0' in text
+
+        assert "swagger" in (await client.get("/docs")).text.lower()
+        assert "/classify" in (await client.get("/openapi.json")).json()["paths"]
+        assert (await client.get("/nowhere")).status_code == 404
+
+
+async def test_health_is_503_when_the_backend_does_not_answer():
+    class Down(ScriptedProcessor):
+        async def health(self) -> Health:
+            raise ConnectionError("refused")
+
+    async with running(Down(lambda p, s: "unused")) as (client, _):
+        response = await client.get("/health")
+        assert response.status_code == 503
+        assert response.json()["status"] == "unavailable"
+        assert response.json()["detail"] == {"error": "ConnectionError: refused"}
+
+
+@pytest.mark.parametrize("path", ["/classify", "/capabilities", "/stats", "/metrics", "/docs", "/openapi.json"])
+async def test_api_key_guards_every_route_but_health(path):
+    async with running(api_key=KEY) as (client, _):
+        send = client.post if path == "/classify" else client.get
+        kwargs = {"json": {"texts": ["Great content"]}} if path == "/classify" else {}
+        missing = await send(path, **kwargs)
+        assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+        assert "Authorization: Bearer" in missing.json()["detail"]
+        wrong = await send(path, headers={"Authorization": "Bearer nope"}, **kwargs)
+        assert wrong.status_code == 401 and wrong.json()["detail"] == "the API key is wrong"
+        assert (await send(path, headers={"Authorization": f"Bearer {KEY}"}, **kwargs)).status_code == 200
+        assert (await client.get("/health")).status_code == 200
+
+
+async def test_concurrent_requests_share_one_classification_pass():
+    async with running(batch_timeout=0.2) as (client, proc):
+        first, second = await asyncio.gather(
+            client.post("/classify", json={"texts": [RUSHED]}),
+            client.post("/classify", json={"texts": ["Great content", "Great content"], "project_name": "P"}),
+        )
+        assert [r["text"] for r in first.json()["results"]] == [RUSHED]
+        assert [r["classification_result"]["classification_paths"] for r in second.json()["results"]] == [
+            ["P>Content"], ["P>Content"]]
+        root_calls = [c for c in proc.calls if "Topic path: Training feedback\n" in c.prompts[0].instructions]
+        assert len(root_calls) == 1, "the root level was asked once for both requests"
+        assert [p.comment for p in root_calls[0].prompts] == [RUSHED, "Great content", "Great content"]
+        stats = (await client.get("/stats")).json()["batching"]
+        assert stats["batches"] == 1 and stats["requests"] == 2 and stats["texts"] == 3
+
+
+async def test_a_failing_request_does_not_fail_its_neighbours():
+    base = oracle(GOLD, capability_answers)
+
+    def answer(prompt, schema):
+        return "model output is not JSON" if prompt.comment == "poison" else base(prompt, schema)
+
+    async with running(ScriptedProcessor(answer), batch_timeout=0.2) as (client, _):
+        app = client.app
+        good, bad = await asyncio.gather(
+            client.post("/classify", json={"texts": ["Great content"]}),
+            client.post("/classify", json={"texts": ["poison", "Great content"]}),
+        )
+        assert good.status_code == bad.status_code == 200
+        assert "error" not in good.json()["results"][0]
+        assert "model output is not JSON" in bad.json()["results"][0]["error"]
+        assert "error" not in bad.json()["results"][1]
+
+        service = app.state.serving.service
+        real_run = service.run_jobs
+
+        async def crash_on_poison(jobs, taxonomy):
+            if any(job.text == "poison" for job in jobs):
+                raise RuntimeError("poisoned pass")
+            return await real_run(jobs, taxonomy)
+
+        service.run_jobs = crash_on_poison
+        good, bad = await asyncio.gather(
+            client.post("/classify", json={"texts": ["Great content"]}),
+            client.post("/classify", json={"texts": ["poison"]}),
+        )
+        assert good.status_code == 200 and good.json()["results"][0]["classification_result"]
+        assert bad.status_code == 500 and "RuntimeError: poisoned pass" in bad.json()["detail"]
+        assert app.state.serving.batcher.stats.isolated_failures == 1
+        assert (await client.get("/health")).status_code == 200
+
+
+class GatedProcessor(ScriptedProcessor):
+    """Holds every call until `gate` opens: requests stay queued as long as a test wants."""
+
+    gate: asyncio.Event
+
+    async def process_with_schema(self, prompts, schema, *, max_tokens=256):
+        await self.gate.wait()
+        return await super().process_with_schema(prompts, schema, max_tokens=max_tokens)
+
+
+async def test_past_the_queue_bound_the_server_answers_503_with_retry_after():
+    proc = GatedProcessor(oracle(GOLD, capability_answers))
+    proc.gate = asyncio.Event()
+    async with running(proc, max_texts=3, max_queued_texts=4) as (client, _):
+        held = asyncio.create_task(client.post("/classify", json={"texts": ["Great content"] * 3}))
+        while client.app.state.serving.batcher.queued_texts < 3:
+            await asyncio.sleep(0.001)
+        refused = await client.post("/classify", json={"texts": ["a", "b"]})
+        assert refused.status_code == 503 and int(refused.headers["retry-after"]) >= 1
+        assert "3 texts are queued and this request adds 2; the bound is 4" in refused.json()["detail"]
+        proc.gate.set()
+        assert (await held).status_code == 200
+        assert (await client.post("/classify", json={"texts": ["a", "b"]})).status_code == 200
+
+
+async def test_shutdown_runs_waiting_requests_and_refuses_new_ones():
+    proc = ScriptedProcessor(oracle(GOLD, capability_answers))
+    app = create_app(settings(batch_timeout=30.0), taxonomies(), FixedBackend(proc))
+    async with app.router.lifespan_context(app):
+        batcher = app.state.serving.batcher
+        waiting = asyncio.create_task(batcher.classify(["Great content"]))
+        while batcher.queued_texts == 0:
+            await asyncio.sleep(0.001)
+        await batcher.close()  # what the lifespan does on SIGTERM, well before the 30 s window
+        assert waiting.done() and (await waiting)["results"][0]["classification_result"]["classification_paths"]
+        with pytest.raises(Exception, match="shutting down"):
+            await batcher.classify(["late"])
+
+
+def test_limits_that_could_never_admit_a_request_are_refused_at_creation():
+    with pytest.raises(ValueError, match="exceeds the queue bound"):
+        create_app(Settings(server=replace(ServerSettings(), max_texts=10, max_queued_texts=5)), taxonomies(),
+                   FixedBackend(ScriptedProcessor(lambda p, s: "x")))
