@@ -95,7 +95,7 @@ def _describe(exc: BaseException) -> str:
 def _status_message(exc: openai.APIStatusError) -> str:
     """The server's own words: the client unwraps `{"error": {...}}`; FastAPI says `detail`."""
     body = exc.body
-    message = body.get("message") or body.get("detail") if isinstance(body, dict) else body
+    message = (body.get("message") or body.get("detail")) if isinstance(body, dict) else body
     return f"HTTP {exc.status_code}: {message or exc.message}"
 
 

@@ -1,0 +1,86 @@
+"""VLLMServerProcessor against a real vLLM server running the embedded default model.
+
+One server for the module (a start costs ~40 s on CPU); the last test kills it and starts
+it again on the same port, so it runs twice in all.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from classifier.llm.base import Prompt
+from classifier.llm.default_model import ensure_default_model
+from classifier.llm.server import VLLMServerProcessor
+from classifier.settings import EngineSettings
+
+from .engine_server import EngineServer
+
+pytestmark = pytest.mark.engine
+
+NUMBER_SCHEMA = {
+    "type": "object",
+    "properties": {"number": {"type": "integer", "minimum": 0, "maximum": 999}},
+    "required": ["number"],
+}
+INSTRUCTIONS = (
+    "You copy numbers. The user message contains one number. Answer with JSON whose "
+    'field "number" is exactly that number, for example {"number": 42}.'
+)
+NUMBERS = [101 + 29 * i for i in range(32)]  # distinct, so a result shows whose it is
+
+
+def number_prompts() -> list[Prompt]:
+    return [Prompt(INSTRUCTIONS, f"The number is {n}.") for n in NUMBERS]
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[EngineServer]:
+    model = ensure_default_model(EngineSettings().cache_dir)
+    with EngineServer(model, max_model_len=2048) as server:
+        print(f"vLLM server answered after {server.started_in:.1f} s")
+        yield server
+
+
+def settings(engine: EngineServer, **overrides: object) -> EngineSettings:
+    return EngineSettings(
+        backend="vllm-server", server_urls=(engine.url,), request_timeout=60, **overrides
+    )
+
+
+async def test_batch_is_schema_valid_in_order_and_concurrency_bounded(engine: EngineServer) -> None:
+    async with VLLMServerProcessor(settings(engine, max_concurrent=4)) as proc:
+        results = await proc.process_with_schema(number_prompts(), NUMBER_SCHEMA, max_tokens=16)
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    validator = Draft202012Validator(NUMBER_SCHEMA)
+    assert all(validator.is_valid(r.value) for r in results)
+    copied = [r.value["number"] for r in results]
+    # A 135M model copies most numbers right; a shuffled order would match almost none.
+    assert sum(c == n for c, n in zip(copied, NUMBERS)) >= 28, copied
+    assert proc.peak_in_flight == 4
+    assert proc.usage.llm_calls == 32 and proc.usage.completion_tokens > 0
+    assert proc.model == engine.model  # llm=None: the server's only model
+
+
+async def test_killed_server_fails_items_in_bounded_time_then_recovers(engine: EngineServer) -> None:
+    async with VLLMServerProcessor(settings(engine, max_concurrent=4, max_retries=3)) as proc:
+        batch = asyncio.create_task(proc.process_with_schema(number_prompts(), NUMBER_SCHEMA, max_tokens=16))
+        while proc.usage.llm_calls < 4:  # some answered, the rest queued or in flight
+            await asyncio.sleep(0.01)
+        engine.kill()
+        killed = time.monotonic()
+        results = await asyncio.wait_for(batch, timeout=30)
+        failed_within = time.monotonic() - killed
+        failed = [r for r in results if not r.ok]
+        assert failed and all(engine.url in r.error for r in failed), [r.error for r in failed]
+        assert failed_within < 5  # three fast connection refusals and ~1.5 s of backoff
+        assert not (await proc.health()).ok
+
+        await asyncio.to_thread(engine.start)  # same port; the processor keeps its clients
+        print(f"vLLM server answered again after {engine.started_in:.1f} s")
+        results = await proc.process_with_schema(number_prompts()[:8], NUMBER_SCHEMA, max_tokens=16)
+        assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+        assert (await proc.health()).ok
