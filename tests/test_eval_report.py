@@ -98,7 +98,9 @@ def test_read_prediction_drops_the_prefix_and_keeps_only_complete_stems_for_pola
     assert prediction.paths == {("Delivery",), PACE, ("Logistics",)}
     assert prediction.stems == {PACE} and prediction.polarity == {PACE: "Mixed"}
     assert prediction.error == "classification at Logistics: boom" and prediction.truncated
-    assert read_prediction({"text": "x", "error": "classification: down"}, training()).paths == frozenset()
+    assert prediction.classified
+    failed = read_prediction({"text": "x", "error": "classification: down"}, training())
+    assert failed.paths == frozenset() and not failed.classified
 
 
 async def test_table_comparison_and_chart_render_a_report(tmp_path):

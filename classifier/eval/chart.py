@@ -33,7 +33,9 @@ def render_chart(reports: Sequence[Report], out: Path) -> Path:
     quality.set_ylim(0, 1)
     quality.set_ylabel("F1")
     quality.legend(fontsize=7, loc="upper right")
-    cost.bar(labels, [r["cost"]["llm_calls_per_text"] for r in reports], color=colours[: len(reports)])
+    bars = cost.bar(range(len(reports)), [r["cost"]["llm_calls_per_text"] for r in reports],
+                    tick_label=labels, color=[colours[i % len(colours)] for i in range(len(reports))])
+    cost.bar_label(bars, fmt="%.1f", fontsize=8)
     cost.set_ylabel("LLM calls per text")
     cost.tick_params(axis="x", labelsize=8)
     fig.suptitle(f"{reports[0].get('taxonomy', '')}: {reports[0]['texts']} texts, {reports[0].get('model', '')}",

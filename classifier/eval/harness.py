@@ -23,6 +23,7 @@ class Prediction:
     polarity: dict[NodePath, str | None]  # per predicted complete stem; None when not asked or failed
     error: str | None = None
     truncated: bool = False
+    classified: bool = True  # the result carries a classification (else only an error)
 
     @property
     def stems(self) -> frozenset[NodePath]:
@@ -39,7 +40,8 @@ class Run:
 
 def read_prediction(result: dict[str, Any], taxonomy: Taxonomy) -> Prediction:
     """Parse one wire result. A text whose classification failed predicts what it kept."""
-    wire_paths = result.get("classification_result", {}).get("classification_paths", [])
+    classification = result.get("classification_result")
+    wire_paths = classification["classification_paths"] if classification else []
     paths = frozenset(parse_stem(p)[1:] for p in wire_paths)  # drop the root (or project) prefix
     polarities = result.get("stem_polarity", {})
     polarity = {
@@ -47,7 +49,7 @@ def read_prediction(result: dict[str, Any], taxonomy: Taxonomy) -> Prediction:
         for stem in taxonomy.in_file_order(set(paths))
         if taxonomy.is_complete_stem(stem)
     }
-    return Prediction(paths, polarity, result.get("error"), bool(result.get("truncated")))
+    return Prediction(paths, polarity, result.get("error"), bool(result.get("truncated")), classification is not None)
 
 
 async def run(

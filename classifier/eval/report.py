@@ -56,6 +56,7 @@ def build_report(examples: Sequence[Example], run: Run, taxonomy: Taxonomy, meta
                 "paths": sorted(format_path(None, s) for s in p.paths),
                 "gold_polarity": {format_path(None, s): v for s, v in e.polarity.items()},
                 "polarity": {format_path(None, s): v for s, v in p.polarity.items()},
+                "classified": p.classified,
                 "error": p.error,
                 "truncated": p.truncated,
             }

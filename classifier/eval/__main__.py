@@ -1,0 +1,117 @@
+"""`python -m classifier.eval`: classify a labelled sample through the service and report
+quality per level and cost per text.
+
+    .venv/bin/python -m classifier.eval --data ../shared/data/semeval16_restaurants_train.csv \
+        --kind semeval --config configs/restaurants.json --sample 200 --seed 42 \
+        --capabilities classification,stem_polarity --out runs/select.json
+
+Prints a table, writes the whole report as JSON (`--out`) and a PNG chart beside it.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..capabilities import resolve
+from ..hierarchy import STRATEGIES
+from ..llm.pool import ProcessorPool
+from ..service import ClassificationService
+from ..settings import ClassifierSettings, EngineSettings
+from ..taxonomy import load_taxonomy
+from . import harness
+from .cache import CounterReader, no_reader, server_reader
+from .chart import render_chart
+from .gold import LOADERS, sample
+from .report import Report, build_report, format_table
+
+C = ClassifierSettings
+E = EngineSettings
+
+
+@click.command(context_settings={"show_default": True, "max_content_width": 100})
+@click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Labelled CSV.")
+@click.option("--kind", required=True, type=click.Choice(sorted(LOADERS)), help="The CSV's column layout.")
+@click.option("--config", "--taxonomy", "config", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Taxonomy file matching the labels.")
+@click.option("--sample", "size", default=0, help="Texts drawn from the file; 0 takes them all.")
+@click.option("--seed", default=42, help="Seed of the sample.")
+@click.option("--capabilities", default="classification",
+              help="Comma-separated; add stem_polarity to score polarity where the gold has it.")
+@click.option("--label", default=None, help="Name of the run in tables and charts (default: the strategy).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Report JSON.")
+@click.option("--chart", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="PNG of F1 per level and calls per text (default: --out with .png).")
+@click.option("--backend", type=click.Choice(["local", "vllm-server"]), default=E.backend)
+@click.option("--vllm-server-url", "server_urls", multiple=True, help="Repeat for several servers.")
+@click.option("--llm", default=None, help="Model name or folder (default: the embedded model).")
+@click.option("--max-length", default=E.max_length, help="Context window in tokens.")
+@click.option("--max-concurrent", default=E.max_concurrent, help="Requests in flight to servers.")
+@click.option("--kv-cache-gib", default=E.kv_cache_gib, help="KV cache of the CPU engine.")
+@click.option("--block-size", default=E.block_size, help="KV block size of the local engine; 0 = the engine's.")
+@click.option("--strategy", type=click.Choice(STRATEGIES), default=C.strategy)
+@click.option("--max-paths", default=C.max_paths)
+@click.option("--min-confidence", default=C.min_confidence)
+@click.option("--require-excerpt/--no-require-excerpt", default=C.require_excerpt)
+@click.option("--reasoning/--no-reasoning", default=C.reasoning, help="Ask select answers for a reason.")
+@click.option("--few-shot/--no-few-shot", default=C.few_shot, help="Show select example answers from keywords.")
+@click.option("--batch-size", default=C.batch_size)
+def main(
+    data: Path, kind: str, config: Path, size: int, seed: int, capabilities: str, label: str | None,
+    out: Path | None, chart: Path | None, backend: str, server_urls: tuple[str, ...], llm: str | None,
+    max_length: int, max_concurrent: int, kv_cache_gib: float, block_size: int, strategy: str, max_paths: int,
+    min_confidence: int, require_excerpt: bool, reasoning: bool, few_shot: bool, batch_size: int,
+) -> None:
+    engine = EngineSettings(
+        backend=backend, llm=llm, max_length=max_length, max_concurrent=max_concurrent,
+        kv_cache_gib=kv_cache_gib, block_size=block_size or None,
+        **({"server_urls": server_urls} if server_urls else {}),
+    )
+    settings = ClassifierSettings(
+        strategy=strategy, max_paths=max_paths, min_confidence=min_confidence, require_excerpt=require_excerpt,
+        reasoning=reasoning, few_shot=few_shot, batch_size=batch_size,
+    )
+    names = resolve(c.strip() for c in capabilities.split(",") if c.strip())
+    examples = sample(LOADERS[kind](data), size, seed)
+    meta = {
+        "label": label or strategy,
+        "dataset": {"path": str(data), "kind": kind, "sample": size, "seed": seed},
+        "taxonomy": config.stem,
+        "capabilities": names,
+        "settings": {"classifier": asdict(settings), "engine": asdict(engine)},
+    }
+    report = asyncio.run(_evaluate(engine, settings, config, examples, names, meta))
+    click.echo(format_table(report))
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+        click.echo(f"report: {out}")
+    if chart or out:
+        click.echo(f"chart: {render_chart([report], chart or out.with_suffix('.png'))}")
+
+
+async def _evaluate(
+    engine: EngineSettings, settings: ClassifierSettings, config: Path, examples: list, names: list[str],
+    meta: dict[str, Any],
+) -> Report:
+    """Start the backend, run the sample through the service once, close the backend."""
+    taxonomy = load_taxonomy(config)
+    pool = ProcessorPool(engine)
+    await pool.start()
+    try:
+        processor = pool.processor
+        service = ClassificationService(processor, {taxonomy.name: taxonomy}, settings)
+        reader: CounterReader = server_reader(engine.server_urls) if engine.backend == "vllm-server" else no_reader
+        run = await harness.run(service, examples, names, prefix_cache=reader)
+    finally:
+        await pool.close()
+    return build_report(examples, run, taxonomy, {**meta, "backend": processor.backend, "model": processor.model})
+
+
+if __name__ == "__main__":
+    main()
