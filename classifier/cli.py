@@ -1,0 +1,132 @@
+"""What both command lines share: the engine and classifier flags, each with an environment
+twin (`--port` <-> `CLASSIFIER_PORT`), and the one place that turns them into `Settings`.
+
+Defaults come from the settings dataclasses themselves, so a flag and the library never
+disagree about what "not given" means.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence, TypeVar
+
+import click
+
+from .hierarchy import STRATEGIES
+from .llm.errors import ProcessorError
+from .llm.pool import BACKENDS, ProcessorPool
+from .settings import ClassifierSettings, EngineSettings, ServerSettings, Settings
+from .taxonomy import Taxonomy, TaxonomyError, load_taxonomy
+
+ENV_PREFIX = "CLASSIFIER_"
+DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "topics.json"
+# Mistakes a user can fix from the message alone: shown as one line, never a traceback.
+USER_ERRORS = (TaxonomyError, ProcessorError)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def option(*decls: str, **kwargs: Any) -> Callable[[F], F]:
+    """A click option whose environment twin is CLASSIFIER_ + its long name (`--gpu-list` -> CLASSIFIER_GPU_LIST)."""
+    long = next(d for d in decls if d.startswith("--")).split("/")[0]
+    envvar = ENV_PREFIX + long[2:].upper().replace("-", "_")
+    return click.option(*decls, envvar=envvar, show_envvar=True, **kwargs)
+
+
+def stack(*decorators: Callable[[F], F]) -> Callable[[F], F]:
+    """Several option decorators as one, listed in the order `--help` shows them."""
+
+    def apply(function: F) -> F:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+def _gpu_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        return tuple(int(part) for part in value.replace(" ", "").split(",") if part)
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected GPU indices separated by commas, like 0,1") from None
+
+
+engine_options = stack(
+    option("--config", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_CONFIG,
+           help="Taxonomy file (one root node, the prototype's topics.json format)."),
+    option("--backend", type=click.Choice(BACKENDS), default=EngineSettings.backend,
+           help="local: vLLM in-process (GPU, or its CPU build without one). vllm-server: OpenAI-compatible servers."),
+    option("--vllm-server-url", "server_urls", multiple=True, metavar="URL",
+           help=f"Server for --backend vllm-server, of the form http://host:port/v1; repeat for several "
+                f"[default: {EngineSettings.server_urls[0]}]"),
+    option("--llm", default=None, metavar="MODEL",
+           help="Model: a folder or hub name (local), or the name the server lists (vllm-server). "
+                "Default: the embedded SmolLM2-135M-Instruct (local), the server's only model (vllm-server)."),
+    option("--gpu-list", callback=_gpu_list, metavar="0,1",
+           help="GPUs for --backend local, one engine each. Default: every GPU; without one, the CPU engine."),
+    option("--gpu-memory", type=click.FloatRange(0.05, 1.0), default=EngineSettings.gpu_memory,
+           help="Fraction of each GPU's memory vLLM may use."),
+    option("--max-length", type=click.IntRange(256), default=EngineSettings.max_length,
+           help="Context window in tokens (prompt + answer); longer comments are shortened."),
+    option("--max-concurrent", type=click.IntRange(1), default=EngineSettings.max_concurrent,
+           help="Requests in flight to the servers, all URLs together (vllm-server)."),
+    option("--batch-size", type=click.IntRange(1), default=ClassifierSettings.batch_size,
+           help="Most prompts sent to the backend in one call."),
+    option("--strategy", type=click.Choice(STRATEGIES), default=ClassifierSettings.strategy,
+           help="select: one prompt per node picks its children. per_node: one yes/no prompt per child (the prototype's)."),
+    option("--min-confidence", type=click.IntRange(1, 5), default=ClassifierSettings.min_confidence,
+           help="per_node: lowest confidence (1-5) accepted."),
+    option("--require-excerpt/--no-require-excerpt", default=ClassifierSettings.require_excerpt,
+           help="per_node: accept only answers that quote the comment."),
+    option("--max-stem-definitions", type=click.IntRange(0), default=ClassifierSettings.max_stem_definitions,
+           help="Stem capabilities: how many path nodes' definitions go in the prompt (0 = all)."),
+    option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=EngineSettings.cache_dir,
+           help="Where the converted embedded model lives."),
+)  # fmt: skip
+
+
+def build_settings(options: dict[str, Any], server: ServerSettings | None = None) -> Settings:
+    """The one `Settings` of a run, from the parsed flags (and their environment twins)."""
+    gpu_list = options["gpu_list"]
+    if gpu_list is None:
+        gpu_list = tuple(gpu["index"] for gpu in ProcessorPool.gpu_memory()) if options["backend"] == "local" else ()
+    engine = EngineSettings(
+        backend=options["backend"],
+        llm=options["llm"],
+        gpu_list=gpu_list,
+        gpu_memory=options["gpu_memory"],
+        max_length=options["max_length"],
+        server_urls=tuple(options["server_urls"]) or EngineSettings.server_urls,
+        max_concurrent=options["max_concurrent"],
+        cache_dir=options["cache_dir"],
+    )
+    classifier = ClassifierSettings(
+        strategy=options["strategy"],
+        min_confidence=options["min_confidence"],
+        require_excerpt=options["require_excerpt"],
+        max_stem_definitions=options["max_stem_definitions"],
+        batch_size=options["batch_size"],
+    )
+    return Settings(engine=engine, classifier=classifier, server=server or ServerSettings())
+
+
+def load_taxonomies(config: Path, extra: Sequence[tuple[str, Path]] = ()) -> dict[str, Taxonomy]:
+    """The --config taxonomy (named after its file, the default) and every NAME=PATH extra."""
+    taxonomies = {config.stem: load_taxonomy(config)}
+    for name, path in extra:
+        if name in taxonomies:
+            raise click.BadParameter(f"taxonomy name {name!r} is given twice", param_hint="--taxonomy")
+        taxonomies[name] = load_taxonomy(path, name=name)
+    return taxonomies
+
+
+def describe(settings: Settings, model: str) -> str:
+    """`backend local (CPU), model X`: what a user needs to know about the engine they got."""
+    engine = settings.engine
+    where = ""
+    if engine.backend == "local":
+        where = f" (GPUs {','.join(map(str, engine.gpu_list))})" if engine.gpu_list else " (CPU)"
+    elif engine.backend == "vllm-server":
+        where = f" ({', '.join(engine.server_urls)})"
+    return f"backend {engine.backend}{where}, model {model}"

@@ -1,0 +1,159 @@
+"""batch_classify.py without an engine: CSV reading, the journal, the output formats, and
+resume after an interruption, over a scripted processor (the real-engine run is in
+test_batch_cli.py)."""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import batch_classify
+from classifier.batch.inputs import InputError, read_rows
+from classifier.batch.journal import Journal, JournalMismatch
+from classifier.batch.render import render
+from tests.scripted import ScriptedProcessor, oracle
+from tests.test_service import GOLD, RUSHED, capability_answers
+from tests.trees import TRAINING
+
+META = {"input": "in.csv", "capabilities": ["classification"]}
+
+
+def test_reads_cp1252_semicolons_and_skips_empty_rows(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("id;comment\n1;Caf\xe9 was cold\n2;   \n3;\n4;Great\n".encode("cp1252"))
+    rows = read_rows(path, "comment")
+    assert (rows.encoding, rows.delimiter, rows.total) == ("cp1252", ";", 4)
+    assert rows.texts == {1: "Caf\u00e9 was cold", 4: "Great"} and rows.skipped == [2, 3]
+
+
+def test_reads_utf8_with_bom_and_quoted_newlines(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes('\ufefftext,n\n"two\nlines",1\nplain,2\n'.encode("utf-8"))
+    rows = read_rows(path, "text")
+    assert rows.encoding == "utf-8 (with BOM)" and rows.texts == {1: "two\nlines", 2: "plain"}
+
+
+def test_a_missing_column_lists_the_columns_that_exist(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("Text,score\nhi,1\n")
+    with pytest.raises(InputError, match=r"column 'text' is not in .*; its columns are: Text, score; did you mean 'Text'\?"):
+        read_rows(path, "text")
+    with pytest.raises(InputError, match="does not exist"):
+        read_rows(tmp_path / "nope.csv", "text")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(InputError, match="is empty: expected a header row"):
+        read_rows(tmp_path / "empty.csv", "text")
+
+
+def test_journal_survives_a_torn_last_line_and_refuses_other_runs(tmp_path):
+    path = tmp_path / "out.json.journal.jsonl"
+    first = Journal(path, META)
+    first.open(resume=True)
+    first.append([(1, {"text": "a"}), (2, {"text": "b", "error": "x"})])
+    with path.open("a") as handle:
+        handle.write('{"row": 3, "result": {"te')  # killed mid-write
+    again = Journal(path, META)
+    again.open(resume=True)
+    assert again.results == {1: {"text": "a"}, 2: {"text": "b", "error": "x"}}
+    again.append([(2, {"text": "b"})])  # the retry wins
+    last = Journal(path, META)
+    last.open(resume=True)
+    assert last.results == {1: {"text": "a"}, 2: {"text": "b"}}
+    assert all(json.loads(line) for line in path.read_text().splitlines())
+    with pytest.raises(JournalMismatch, match=r"capabilities: \['classification'\] then, \['alerts'\] now"):
+        Journal(path, {**META, "capabilities": ["alerts"]}).open(resume=True)
+    fresh = Journal(path, {**META, "capabilities": ["alerts"]})
+    fresh.open(resume=False)
+    assert fresh.results == {} and len(path.read_text().splitlines()) == 1
+
+
+def test_render_writes_every_format_in_row_order(tmp_path):
+    results = {
+        2: {"text": "b", "classification_result": {"classification_paths": ["R>A", "R>A>B"], "node_results": {}},
+            "alerts": {"has_alerts": False, "alerts": []}},
+        1: {"text": "a", "error": "boom"},
+    }
+    render(results, tmp_path / "o.json", "json")
+    assert [r["row"] for r in json.loads((tmp_path / "o.json").read_text())] == [1, 2]
+    render(results, tmp_path / "o.jsonl", "jsonl")
+    assert [json.loads(line)["text"] for line in (tmp_path / "o.jsonl").read_text().splitlines()] == ["a", "b"]
+    render(results, tmp_path / "o.csv", "csv")
+    rows = list(csv.DictReader((tmp_path / "o.csv").open()))
+    assert rows[0]["error"] == "boom" and rows[1]["classification_paths"] == "R>A | R>A>B"
+    assert json.loads(rows[1]["alerts"]) == {"has_alerts": False, "alerts": []}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.csv", "o.json", "o.jsonl"], "no temporary file left"
+
+
+class _Interrupt(ScriptedProcessor):
+    """Answers like the oracle until `calls_left` runs out, then acts as Ctrl-C."""
+
+    calls_left: int = 10**9
+
+    async def process_with_schema(self, prompts, schema, *, max_tokens=256):
+        self.calls_left -= 1
+        if self.calls_left < 0:
+            raise KeyboardInterrupt
+        return await super().process_with_schema(prompts, schema, max_tokens=max_tokens)
+
+
+def _tree(folder: Path) -> Path:
+    path = folder / "topics.json"
+    path.write_text(json.dumps(TRAINING))
+    return path
+
+
+def _run(monkeypatch, processor, *args):
+    class Pool:
+        def __init__(self, settings):
+            self.processor = processor
+
+        async def start(self):
+            pass
+
+        async def close(self):
+            pass
+
+    monkeypatch.setattr("classifier.batch.run.ProcessorPool", Pool)
+    return CliRunner(env={"COLUMNS": "250"}).invoke(batch_classify.main, list(args), catch_exceptions=False)
+
+
+def test_interrupted_run_resumes_without_losing_or_repeating_a_row(tmp_path, monkeypatch):
+    texts = [RUSHED, "Great content", "", "Great content", RUSHED, "Great content", "x"]
+    source = tmp_path / "in.csv"
+    with source.open("w", newline="") as handle:
+        csv.writer(handle).writerows([["id", "text"], *[[i, t] for i, t in enumerate(texts)]])
+    common = ["--config", str(_tree(tmp_path)), "--input-file", str(source), "--chunk-size", "2",
+              "--enable-classification", "--enable-alerts"]
+    answer = oracle(GOLD, capability_answers)
+
+    whole = _run(monkeypatch, _Interrupt(answer), *common, "--save-path", str(tmp_path / "whole.jsonl"))
+    assert whole.exit_code == 0, whole.output
+    assert "skipped 1 empty rows: 3" in whole.output and "top topic paths" in whole.output
+
+    out = tmp_path / "out.jsonl"
+    stopped = _Interrupt(answer)
+    stopped.calls_left = 9  # a few chunks in, mid-chunk
+    first = _run(monkeypatch, stopped, *common, "--save-path", str(out))
+    assert first.exit_code == 130 and "interrupted" in first.output
+    journaled = len((tmp_path / "out.jsonl.journal.jsonl").read_text().splitlines()) - 1
+    assert 0 < journaled < 6
+    second = _run(monkeypatch, _Interrupt(answer), *common, "--save-path", str(out))
+    assert second.exit_code == 0 and f"resuming from {tmp_path / 'out.jsonl.journal.jsonl'}" in second.output
+    assert f"{journaled} rows done, {6 - journaled} to go" in second.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["row"] for r in rows] == [1, 2, 4, 5, 6, 7]
+    assert rows == [json.loads(line) for line in (tmp_path / "whole.jsonl").read_text().splitlines()]
+
+
+def test_a_rerun_with_other_capabilities_refuses_to_mix_results(tmp_path, monkeypatch):
+    source = tmp_path / "in.csv"
+    source.write_text("text\nGreat content\n")
+    common = ["--config", str(_tree(tmp_path)), "--input-file", str(source), "--save-path", str(tmp_path / "o.json")]
+    proc = ScriptedProcessor(oracle({}, capability_answers))
+    assert _run(monkeypatch, proc, *common).exit_code == 0
+    again = _run(monkeypatch, proc, *common, "--enable-alerts")
+    assert again.exit_code == 1 and "--no-resume to start over" in again.output
+    assert _run(monkeypatch, proc, *common, "--enable-alerts", "--no-resume").exit_code == 0
