@@ -1,7 +1,14 @@
 """The evaluation metrics on hand-made cases, with the numbers worked out by hand."""
 import pytest
 
-from classifier.eval.metrics import PRF, exact_path_accuracy, level_scores, polarity_accuracy, prefixes
+from classifier.eval.metrics import (
+    PRF,
+    exact_path_accuracy,
+    level_scores,
+    majority_stems,
+    polarity_accuracy,
+    prefixes,
+)
 
 A, B, C = ("A",), ("B",), ("C",)
 AX, AW, BY, CZ = ("A", "x"), ("A", "w"), ("B", "y"), ("C", "z")
@@ -73,3 +80,9 @@ def test_polarity_counts_only_correctly_found_stems_and_a_missing_answer_is_wron
     score = polarity_accuracy(predicted, gold)
     assert (score.accuracy, score.pairs) == (2 / 4, 4)
     assert polarity_accuracy([{}], [{AX: "Positive"}]) == polarity_accuracy([], [])
+
+
+def test_majority_stems_is_the_most_frequent_gold_set_first_seen_on_a_tie():
+    assert majority_stems([{AX}, {BY, AX}, {AX, BY}, set()]) == {AX, BY}
+    assert majority_stems([{BY}, {AX}, set()]) == {BY}
+    assert majority_stems([]) == frozenset()

@@ -44,6 +44,12 @@ async def test_a_perfect_classifier_scores_one_and_its_cost_is_counted(strategy)
     assert [(lv["level"], lv["micro"]["f1"], lv["macro"]["f1"]) for lv in report["levels"]] == [(1, 1.0, 1.0),
                                                                                                 (2, 1.0, 1.0)]
     assert report["exact_path_accuracy"] == 1.0
+    # Each gold set occurs once: the baseline predicts the first, {Pace, Catering}, for all three.
+    assert report["baseline"]["predicted"] == ["Delivery>Pace", "Logistics>Catering"]
+    assert report["baseline"]["exact_path_accuracy"] == pytest.approx(1 / 3)
+    # Level 1: text 1 TP Delivery, Logistics; texts 2 and 3 two FP each, text 2 FN Content.
+    assert report["baseline"]["levels"][0]["micro"] == {"precision": pytest.approx(1 / 3),
+                                                         "recall": pytest.approx(2 / 3), "f1": pytest.approx(4 / 9)}
     # Three stems found, all asked: two gold Negative, one gold Positive.
     assert report["stem_polarity"] == {"accuracy": pytest.approx(2 / 3), "pairs": 3}
     assert report["cost"]["llm_calls_per_text"] == processor.usage.llm_calls / 3
@@ -106,10 +112,11 @@ def test_read_prediction_drops_the_prefix_and_keeps_only_complete_stems_for_pola
 async def test_table_comparison_and_chart_render_a_report(tmp_path):
     report, _ = await evaluate(oracle(GOLD, polarity_negative))
     table = format_table(report)
-    assert "exact-path accuracy 1.000" in table and "stem-polarity accuracy 0.667 on 3" in table
+    assert "exact-path accuracy 1.000 (always predicting" in table and "stem-polarity accuracy 0.667 on 3" in table
     rows = comparison_table([report, {**report, "label": "other"}]).splitlines()
-    assert rows[0].startswith("| run | L1 micro F1 | L2 micro F1 |") and len(rows) == 4
-    assert rows[3].startswith("| other | 1.000 | 1.000 |")
+    assert rows[0].startswith("| run | L1 micro F1 | L2 micro F1 | L1 macro F1 | L2 macro F1 | exact path |")
+    assert rows[3].startswith("| other | 1.000 | 1.000 | 1.000 | 1.000 | 1.000 | 0.667 |")
+    assert rows[4].startswith("| baseline: always Delivery>Pace + Logistics>Catering | 0.444 | 0.500 |") and len(rows) == 5
     png = render_chart([report], tmp_path / "chart.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     json.dumps(report)  # the whole report is JSON as it stands

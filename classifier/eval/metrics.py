@@ -87,6 +87,12 @@ def exact_path_accuracy(predicted_stems: Sequence[PathSet], gold: Sequence[PathS
     return _ratio(sum(set(p) == set(g) for p, g in zip(predicted_stems, gold, strict=True)), len(gold))
 
 
+def majority_stems(gold: Sequence[PathSet]) -> frozenset[NodePath]:
+    """The most frequent gold stem set (the first seen on a tie): predicted for every text,
+    it is the constant baseline a classifier has to beat."""
+    return Counter(frozenset(g) for g in gold).most_common(1)[0][0] if gold else frozenset()
+
+
 @dataclass(frozen=True)
 class PolarityScore:
     accuracy: float

@@ -12,7 +12,7 @@ from typing import Any, Sequence
 from ..taxonomy import Taxonomy, format_path
 from .gold import Example
 from .harness import Run
-from .metrics import exact_path_accuracy, level_scores, polarity_accuracy
+from .metrics import PathSet, exact_path_accuracy, level_scores, majority_stems, polarity_accuracy
 
 Report = dict[str, Any]
 
@@ -29,11 +29,15 @@ def build_report(examples: Sequence[Example], run: Run, taxonomy: Taxonomy, meta
         if asked_polarity and any(e.polarity for e in examples)
         else None
     )
+    constant = majority_stems(gold)
     return {
         **meta,
         "texts": n,
-        "levels": [asdict(level_scores([p.paths for p in predictions], gold, k)) for k in range(1, taxonomy.depth + 1)],
-        "exact_path_accuracy": exact_path_accuracy([p.stems for p in predictions], gold),
+        **_quality([p.paths for p in predictions], [p.stems for p in predictions], gold, taxonomy.depth),
+        "baseline": {
+            "predicted": sorted(format_path(None, s) for s in constant),
+            **_quality([constant] * n, [constant] * n, gold, taxonomy.depth),
+        },
         "stem_polarity": asdict(polarity) if polarity is not None else None,
         "cost": {
             "llm_calls_per_text": run.usage.llm_calls / n,
@@ -65,6 +69,14 @@ def build_report(examples: Sequence[Example], run: Run, taxonomy: Taxonomy, meta
     }
 
 
+def _quality(paths: Sequence[PathSet], stems: Sequence[PathSet], gold: Sequence[PathSet], depth: int) -> Report:
+    """Scores per level (every accepted path) and exact-path accuracy (complete stems only)."""
+    return {
+        "levels": [asdict(level_scores(paths, gold, k)) for k in range(1, depth + 1)],
+        "exact_path_accuracy": exact_path_accuracy(stems, gold),
+    }
+
+
 def format_table(report: Report) -> str:
     """The report as a terminal table: quality per level, then the run's cost."""
     cost = report["cost"]
@@ -80,7 +92,11 @@ def format_table(report: Report) -> str:
             f"{level['level']:>5} {micro['precision']:>8.3f} {micro['recall']:>8.3f} {micro['f1']:>9.3f} "
             f"{macro['precision']:>8.3f} {macro['recall']:>8.3f} {macro['f1']:>9.3f} {level['labels']:>7}"
         )
-    lines.append(f"exact-path accuracy {report['exact_path_accuracy']:.3f}")
+    base = report["baseline"]
+    lines.append(
+        f"exact-path accuracy {report['exact_path_accuracy']:.3f} (always predicting the most frequent gold set "
+        f"{base['predicted']}: {base['exact_path_accuracy']:.3f}, level-1 micro F1 {base['levels'][0]['micro']['f1']:.3f})"
+    )
     if report["stem_polarity"]:
         pol = report["stem_polarity"]
         lines.append(f"stem-polarity accuracy {pol['accuracy']:.3f} on {pol['pairs']} correctly found stems")
@@ -100,19 +116,25 @@ def format_table(report: Report) -> str:
 
 
 def comparison_table(reports: Sequence[Report]) -> str:
-    """Several runs side by side as a Markdown table (for docs/eval-results.md)."""
+    """Several runs side by side as a Markdown table (for docs/eval-results.md), closed by
+    the constant baseline of the first report that has one (all runs share a sample)."""
     depth = max(len(r["levels"]) for r in reports)
     head = ["run", *(f"L{k} micro F1" for k in range(1, depth + 1)), *(f"L{k} macro F1" for k in range(1, depth + 1)),
             "exact path", "polarity acc.", "calls/text", "prompt tok/text", "compl. tok/text", "texts/s", "errors"]
+
+    def quality(scores: Report) -> list[str]:
+        levels = scores["levels"] + [None] * (depth - len(scores["levels"]))
+        return [
+            *(f"{lv[kind]['f1']:.3f}" if lv else "-" for kind in ("micro", "macro") for lv in levels),
+            f"{scores['exact_path_accuracy']:.3f}",
+        ]
+
     rows = []
     for r in reports:
-        levels = r["levels"] + [None] * (depth - len(r["levels"]))
         cost = r["cost"]
         rows.append([
             r.get("label", "run"),
-            *(f"{lv['micro']['f1']:.3f}" if lv else "-" for lv in levels),
-            *(f"{lv['macro']['f1']:.3f}" if lv else "-" for lv in levels),
-            f"{r['exact_path_accuracy']:.3f}",
+            *quality(r),
             f"{r['stem_polarity']['accuracy']:.3f}" if r["stem_polarity"] else "-",
             f"{cost['llm_calls_per_text']:.2f}",
             f"{cost['prompt_tokens_per_text']:.0f}",
@@ -120,4 +142,7 @@ def comparison_table(reports: Sequence[Report]) -> str:
             f"{cost['texts_per_second']:.2f}",
             f"{r['error_share']:.1%}",
         ])
+    base = next((r["baseline"] for r in reports if "baseline" in r), None)
+    if base:
+        rows.append([f"baseline: always {' + '.join(base['predicted']) or 'nothing'}", *quality(base), *["-"] * 6])
     return "\n".join("| " + " | ".join(row) + " |" for row in [head, ["---"] * len(head), *rows])
