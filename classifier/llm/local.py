@@ -43,16 +43,15 @@ STOP_TIMEOUT_S = 30.0  # a clean stop waits for the batch in flight
 class _EngineConfig:
     """What a worker needs to build its engine (picklable, sent at spawn)."""
 
-    model: str
-    gpu: int | None
+    name: str
     env: dict[str, str]
-    max_length: int
+    llm_args: dict[str, Any]
     temperature: float
     seed: int
-    kv_cache_bytes: int
-    block_size: int | None
-    enforce_eager: bool
-    gpu_memory: float
+
+    @property
+    def max_length(self) -> int:
+        return self.llm_args["max_model_len"]
 
 
 @dataclass(frozen=True)
@@ -109,21 +108,8 @@ class _Engine:
     def __init__(self, config: _EngineConfig) -> None:
         from vllm import LLM
 
-        kwargs: dict[str, Any] = dict(
-            model=config.model,
-            max_model_len=config.max_length,
-            seed=config.seed,
-            enforce_eager=config.enforce_eager,
-            enable_prefix_caching=True,
-        )
-        if config.block_size:
-            kwargs["block_size"] = config.block_size
-        if config.gpu is None:
-            kwargs["kv_cache_memory_bytes"] = config.kv_cache_bytes
-        else:
-            kwargs["gpu_memory_utilization"] = config.gpu_memory
         self.config = config
-        self.llm = LLM(**kwargs)
+        self.llm = LLM(**config.llm_args)
         self.tokenizer = self.llm.get_tokenizer()
 
     def run(self, jobs: list[_Job]) -> list[list[_Generated]]:
@@ -213,20 +199,25 @@ class _Worker:
     so the pipe is only ever used by one thread at a time.
     """
 
-    def __init__(self, index: int, config: _EngineConfig) -> None:
-        self.index = index
+    def __init__(self, config: _EngineConfig) -> None:
         self.config = config
-        self.name = f"engine worker {index} ({'CPU' if config.gpu is None else f'GPU {config.gpu}'})"
-        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"vllm-worker-{index}")
+        self.name = config.name
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vllm-worker")
         self.process: multiprocessing.process.BaseProcess | None = None
         self.conn: Connection | None = None
-        self.failure: str | None = None
-        self.pending: list[tuple[_Job, asyncio.Future[list[_Generated]]]] = []
+        self._failure: str | None = None
+        self._stopped = False
+        self.pending: list[tuple[_Job, asyncio.Future[list[_Answer]]]] = []
         self.drainer: asyncio.Task[None] | None = None
 
-    @property
-    def alive(self) -> bool:
-        return self.failure is None and self.process is not None and self.process.is_alive()
+    def problem(self) -> str | None:
+        """None while the worker can take work, else why not (a crash is noticed here)."""
+        if self._failure is None:
+            if self.process is None:
+                return f"{self.name} is not started"
+            if not self.process.is_alive():
+                self._failure = f"{self.name} exited unexpectedly ({self._exit()})"
+        return self._failure
 
     def start(self) -> None:
         ctx = multiprocessing.get_context("spawn")
@@ -247,27 +238,29 @@ class _Worker:
             raise BackendUnavailable(f"{self.name} failed to start the engine: {detail}")
 
     def call(self, jobs: list[_Job]) -> list[list[_Generated]]:
-        if not self.alive or self.conn is None:
-            raise BackendUnavailable(self.failure or f"{self.name} is not running")
+        problem = self.problem()
+        if problem is not None or self.conn is None:
+            raise BackendUnavailable(problem or f"{self.name} is not started")
         try:
             self.conn.send(jobs)
             _, results = self.conn.recv()
         except (EOFError, OSError):
-            self.failure = f"{self.name} exited unexpectedly ({self._exit()})"
-            raise BackendUnavailable(self.failure) from None
+            self._failure = f"{self.name} exited unexpectedly ({self._exit()})"
+            raise BackendUnavailable(self._failure) from None
         return results
 
     def stop(self) -> None:
         """Ask the worker to finish its batch and exit; force it after a timeout."""
-        if self.failure is None:
-            self.failure = f"{self.name} is stopped"
-        process, conn = self.process, self.conn
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._failure is None:
+            self._failure = f"{self.name} is stopped"
+        process = self.process
         if process is not None:
-            if conn is not None and process.is_alive():
-                try:
-                    conn.send(None)
-                except OSError:
-                    pass
+            # Through the worker's thread, so the request follows the batch in flight
+            # instead of interleaving with it on the pipe.
+            self.thread.submit(self._ask_to_exit)
             process.join(STOP_TIMEOUT_S)
             if process.is_alive():
                 process.terminate()
@@ -275,15 +268,47 @@ class _Worker:
             if process.is_alive():
                 process.kill()
                 process.join()
-        if conn is not None:
-            conn.close()
-        self.thread.shutdown(wait=False)
+        self.thread.shutdown(wait=True)  # returns: the pipe reads EOF once the worker is gone
+        if self.conn is not None:
+            self.conn.close()
+
+    def _ask_to_exit(self) -> None:
+        if self.conn is not None and self.process is not None and self.process.is_alive():
+            try:
+                self.conn.send(None)
+            except OSError:
+                pass
 
     def _exit(self) -> str:
         if self.process is None:
             return "never started"
         self.process.join(5)
         return f"exit code {self.process.exitcode}"
+
+
+_Answer = tuple[_Generated, ItemResult]  # the raw outcome (for usage) and the caller's result
+
+
+def _answer(worker: _Worker, jobs: list[_Job]) -> list[list[_Answer]]:
+    """Run jobs on a worker and check each output against its schema. Runs on the
+    worker's thread, so schema checks of large batches stay off the event loop."""
+    try:
+        raw = worker.call(jobs)
+    except Exception as exc:  # a dead worker, or anything the pipe throws
+        message = str(exc) if isinstance(exc, BackendUnavailable) else f"{worker.name}: {exc!r}"
+        raw = [[_Generated(error=message)] * len(job.prompts) for job in jobs]
+    return [[(g, _result(g, job)) for g in outcomes] for job, outcomes in zip(jobs, raw)]
+
+
+def _result(generated: _Generated, job: _Job) -> ItemResult:
+    if generated.error is not None:
+        return ItemResult(error=generated.error, truncated=generated.truncated)
+    try:
+        value = parse_output(generated.text or "", job.schema)
+    except InvalidOutput as exc:
+        cut = f" (generation stopped at max_tokens={job.max_tokens})" if generated.cut_off else ""
+        return ItemResult(error=f"{exc}{cut}", truncated=generated.truncated)
+    return ItemResult(value=value, truncated=generated.truncated)
 
 
 def _stop_workers(workers: list[_Worker]) -> None:
@@ -313,6 +338,25 @@ def worker_env(gpu: int | None) -> dict[str, str]:
     else:
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
     return env
+
+
+def llm_args(settings: EngineSettings, model: str, gpu: int | None) -> dict[str, Any]:
+    """Keyword arguments for `vllm.LLM`: the one place the engine's settings are chosen
+    (the benchmark builds its plain baseline from them too)."""
+    args: dict[str, Any] = dict(
+        model=model,
+        max_model_len=settings.max_length,
+        seed=settings.seed,
+        enforce_eager=settings.enforce_eager,
+        enable_prefix_caching=True,
+    )
+    if settings.block_size:
+        args["block_size"] = settings.block_size
+    if gpu is None:
+        args["kv_cache_memory_bytes"] = int(settings.kv_cache_gib * 2**30)
+    else:
+        args["gpu_memory_utilization"] = settings.gpu_memory
+    return args
 
 
 def _split(items: Sequence[Prompt], parts: int) -> list[tuple[int, int]]:
@@ -347,7 +391,7 @@ class LocalVLLMProcessor:
             await loop.run_in_executor(None, ensure_default_model, self.settings.cache_dir)
         )
         gpus: list[int | None] = list(self.settings.gpu_list) or [None]
-        workers = [_Worker(k, self._engine_config(model, gpu)) for k, gpu in enumerate(gpus)]
+        workers = [_Worker(self._engine_config(k, model, gpu)) for k, gpu in enumerate(gpus)]
         self._workers = workers
         # Last resort if close() is never awaited: stop the workers when this object is
         # collected, or at exit. Registered after multiprocessing's own exit hook (which
@@ -366,28 +410,23 @@ class LocalVLLMProcessor:
                 raise error
             raise BackendUnavailable(f"engine start failed: {error!r}") from error
 
-    def _engine_config(self, model: str, gpu: int | None) -> _EngineConfig:
-        s = self.settings
+    def _engine_config(self, index: int, model: str, gpu: int | None) -> _EngineConfig:
         return _EngineConfig(
-            model=model,
-            gpu=gpu,
+            name=f"engine worker {index} ({'CPU' if gpu is None else f'GPU {gpu}'})",
             env=worker_env(gpu),
-            max_length=s.max_length,
-            temperature=s.temperature,
-            seed=s.seed,
-            kv_cache_bytes=int(s.kv_cache_gib * 2**30),
-            block_size=s.block_size,
-            enforce_eager=s.enforce_eager,
-            gpu_memory=s.gpu_memory,
+            llm_args=llm_args(self.settings, model, gpu),
+            temperature=self.settings.temperature,
+            seed=self.settings.seed,
         )
 
     async def process_with_schema(
         self, prompts: Sequence[Prompt], schema: JSONSchema, *, max_tokens: int = 256
     ) -> list[ItemResult]:
         """One result per prompt, in order; failures are per item, never raised."""
-        live = [w for w in self._workers if w.alive]
+        problems = [w.problem() for w in self._workers]
+        live = [w for w, problem in zip(self._workers, problems) if problem is None]
         if not live:
-            reason = next((w.failure for w in self._workers if w.failure), "the local engine is not started")
+            reason = next(filter(None, problems), "the local engine is not started")
             self.usage.errors += len(prompts)
             return [ItemResult.failure(reason)] * len(prompts)
         ranges = [(w, a, b) for w, (a, b) in zip(live, _split(prompts, len(live))) if b > a]
@@ -395,13 +434,15 @@ class LocalVLLMProcessor:
             *(self._submit(w, _Job(tuple(prompts[a:b]), schema, max_tokens)) for w, a, b in ranges)
         )
         results: list[ItemResult] = []
-        for (worker, a, b), chunk in zip(ranges, chunks):
-            results.extend(self._finish(g, schema, max_tokens) for g in chunk)
+        for chunk in chunks:
+            for generated, result in chunk:
+                self._count(generated, result)
+                results.append(result)
         return results
 
-    async def _submit(self, worker: _Worker, job: _Job) -> list[_Generated]:
+    async def _submit(self, worker: _Worker, job: _Job) -> list[_Answer]:
         """Queue a job on a worker; jobs queued while it is busy share its next batch."""
-        future: asyncio.Future[list[_Generated]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[_Answer]] = asyncio.get_running_loop().create_future()
         worker.pending.append((job, future))
         if worker.drainer is None or worker.drainer.done():
             worker.drainer = asyncio.create_task(self._drain(worker))
@@ -411,38 +452,23 @@ class LocalVLLMProcessor:
         loop = asyncio.get_running_loop()
         while worker.pending:
             batch, worker.pending = worker.pending, []
-            try:
-                answers = await loop.run_in_executor(worker.thread, worker.call, [j for j, _ in batch])
-            except Exception as exc:
-                message = str(exc) if isinstance(exc, BackendUnavailable) else f"{worker.name}: {exc!r}"
-                answers = [[_Generated(error=message)] * len(j.prompts) for j, _ in batch]
+            jobs = [job for job, _ in batch]
+            answers = await loop.run_in_executor(worker.thread, _answer, worker, jobs)
             for (_, future), answer in zip(batch, answers):
                 if not future.done():
                     future.set_result(answer)
 
-    def _finish(self, generated: _Generated, schema: JSONSchema, max_tokens: int) -> ItemResult:
-        """Parse one output and account for it."""
+    def _count(self, generated: _Generated, result: ItemResult) -> None:
         usage = self.usage
-        usage.truncations += generated.truncated
-        if generated.text is not None:
+        if generated.text is not None:  # the engine ran it
             usage.llm_calls += 1
             usage.prompt_tokens += generated.prompt_tokens
             usage.completion_tokens += generated.completion_tokens
-        error = generated.error
-        value = None
-        if error is None:
-            try:
-                value = parse_output(generated.text or "", schema)
-            except InvalidOutput as exc:
-                error = str(exc)
-                if generated.cut_off:
-                    error += f" (generation stopped at max_tokens={max_tokens})"
-        if error is not None:
-            usage.errors += 1
-        return ItemResult(value=value, error=error, truncated=generated.truncated)
+        usage.errors += not result.ok
+        usage.truncations += result.truncated
 
     async def health(self) -> Health:
-        alive = sum(w.alive for w in self._workers)
+        alive = sum(w.problem() is None for w in self._workers)
         return Health(
             ok=bool(self._workers) and alive == len(self._workers),
             backend=self.backend,

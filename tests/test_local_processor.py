@@ -1,0 +1,192 @@
+"""LocalVLLMProcessor on the real CPU engine with the embedded default model.
+
+One engine serves the module (a start costs ~15-20 s on CPU); it is started outside any
+event loop, which also shows the processor is not tied to the loop that started it.
+The last tests stop it, crash a second one and fail a third one's start.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from classifier.llm.base import Prompt
+from classifier.llm.errors import BackendUnavailable
+from classifier.llm.local import LocalVLLMProcessor, worker_env
+from classifier.settings import EngineSettings
+
+MAX_LENGTH = 512  # small, so the context guard is easy to reach
+COLORS = ["red", "green", "blue", "yellow"]
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "color": {"type": "string", "enum": COLORS},
+        "is_question": {"type": "boolean"},
+    },
+    "required": ["color", "is_question"],
+    "additionalProperties": False,
+}
+INSTRUCTIONS = (
+    "You read a sentence that names one color. Answer with JSON: the field \"color\" is "
+    "the color the sentence names, and \"is_question\" says whether the sentence is a question."
+)
+COMMENTS = [
+    f"The {color} one is mine." if k % 2 else f"Is the car {color}?"
+    for k, color in enumerate(COLORS[i % 4] for i in range(16))
+]
+
+
+def prompts() -> list[Prompt]:
+    return [Prompt(INSTRUCTIONS, comment) for comment in COMMENTS]
+
+
+@pytest.fixture(scope="module")
+def processor() -> Iterator[LocalVLLMProcessor]:
+    proc = LocalVLLMProcessor(EngineSettings(max_length=MAX_LENGTH))
+    started = time.monotonic()
+    asyncio.run(proc.start())
+    print(f"CPU engine started in {time.monotonic() - started:.1f} s")
+    yield proc
+    asyncio.run(proc.close())
+
+
+def test_worker_env_sets_what_the_engine_needs_before_import() -> None:
+    cpu = worker_env(None)
+    assert cpu["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    cores: set[int] = set()
+    for part in cpu["VLLM_CPU_OMP_THREADS_BIND"].split(","):
+        low, _, high = part.partition("-")
+        cores.update(range(int(low), int(high or low) + 1))
+    assert cores == os.sched_getaffinity(0)  # every core this process may use
+    assert "CUDA_VISIBLE_DEVICES" not in cpu
+    gpu = worker_env(3)
+    assert gpu["CUDA_VISIBLE_DEVICES"] == "3" and "VLLM_CPU_OMP_THREADS_BIND" not in gpu
+
+
+@pytest.mark.engine
+async def test_batch_is_schema_valid_and_in_order(processor: LocalVLLMProcessor) -> None:
+    before = processor.usage.snapshot()
+    results = await processor.process_with_schema(prompts(), SCHEMA, max_tokens=32)
+    assert len(results) == 16
+    assert all(r.ok and not r.truncated for r in results), [r.error for r in results]
+    validator = Draft202012Validator(SCHEMA)
+    assert all(validator.is_valid(r.value) for r in results)
+    # The colors cycle, so a shuffled or shifted order would match few of them.
+    named = [r.value["color"] for r in results]
+    assert sum(n == COLORS[i % 4] for i, n in enumerate(named)) >= 14, named
+    used = processor.usage.minus(before)
+    assert used.llm_calls == 16 and used.errors == 0 and used.truncations == 0
+    assert used.prompt_tokens > 16 * 50 and used.completion_tokens >= 16 * 8
+
+
+@pytest.mark.engine
+async def test_same_outputs_on_two_runs(processor: LocalVLLMProcessor) -> None:
+    first = await processor.process_with_schema(prompts(), SCHEMA, max_tokens=32)
+    second = await processor.process_with_schema(prompts(), SCHEMA, max_tokens=32)
+    assert [r.value for r in first] == [r.value for r in second]
+
+
+@pytest.mark.engine
+async def test_overlong_comment_is_truncated_and_flagged(processor: LocalVLLMProcessor) -> None:
+    before = processor.usage.snapshot()
+    long_comment = "Is the car red? " + "It was parked on the street all night long. " * 150
+    [result] = await processor.process_with_schema(
+        [Prompt(INSTRUCTIONS, long_comment)], SCHEMA, max_tokens=32
+    )
+    assert result.ok and result.truncated, result
+    assert Draft202012Validator(SCHEMA).is_valid(result.value)
+    used = processor.usage.minus(before)
+    assert used.truncations == 1 and used.errors == 0
+    assert MAX_LENGTH - 32 - 40 < used.prompt_tokens <= MAX_LENGTH - 32  # cut to fit, not far below
+
+
+@pytest.mark.engine
+async def test_overflowing_fixed_part_fails_alone(processor: LocalVLLMProcessor) -> None:
+    before = processor.usage.snapshot()
+    huge = Prompt(INSTRUCTIONS + " Be careful." * 200, "Is the car red?")
+    results = await processor.process_with_schema(
+        [Prompt(INSTRUCTIONS, "The blue one is mine."), huge, Prompt(INSTRUCTIONS, "Is it green?")],
+        SCHEMA,
+        max_tokens=32,
+    )
+    assert results[0].ok and results[2].ok
+    assert not results[1].ok and "context window" in results[1].error
+    assert f"max_length={MAX_LENGTH}" in results[1].error
+    used = processor.usage.minus(before)
+    assert used.errors == 1 and used.llm_calls == 2
+
+
+@pytest.mark.engine
+async def test_concurrent_calls_with_different_schemas_each_get_their_own(
+    processor: LocalVLLMProcessor,
+) -> None:
+    number_schema = {
+        "type": "object",
+        "properties": {"number": {"type": "integer", "minimum": 0, "maximum": 999}},
+        "required": ["number"],
+    }
+    copy_numbers = "You copy numbers. Answer with JSON whose field \"number\" is the number in the message."
+    refused = {"type": "object", "properties": {"a": {"type": "array", "uniqueItems": True}}}
+    colors, numbers, bad = await asyncio.gather(
+        processor.process_with_schema(prompts(), SCHEMA, max_tokens=32),
+        processor.process_with_schema(
+            [Prompt(copy_numbers, f"The number is {n}.") for n in (123, 456, 789)],
+            number_schema,
+            max_tokens=16,
+        ),
+        processor.process_with_schema([Prompt(INSTRUCTIONS, "Red.")] * 2, refused, max_tokens=16),
+    )
+    assert all(r.ok and set(r.value) == {"color", "is_question"} for r in colors)
+    assert all(r.ok and set(r.value) == {"number"} for r in numbers)
+    # A schema the grammar compiler refuses fails its own items, not its neighbours'.
+    assert all(not r.ok and "uniqueItems" in r.error for r in bad), bad
+
+
+@pytest.mark.engine
+async def test_health_reports_the_engine(processor: LocalVLLMProcessor) -> None:
+    health = await processor.health()
+    assert health.ok and health.backend == "local" and health.model == "SmolLM2-135M-Instruct"
+    assert health.detail == {"workers": 1, "gpus": []}
+
+
+@pytest.mark.engine
+async def test_close_stops_the_worker_cleanly(processor: LocalVLLMProcessor) -> None:
+    [worker] = processor._workers
+    started = time.monotonic()
+    await processor.close()
+    assert worker.process is not None and worker.process.exitcode == 0
+    assert time.monotonic() - started < 15
+    assert not (await processor.health()).ok
+    [late] = await processor.process_with_schema([Prompt(INSTRUCTIONS, "Red.")], SCHEMA)
+    assert not late.ok and "stopped" in late.error
+
+
+@pytest.mark.engine
+async def test_worker_crash_fails_pending_items_without_hanging() -> None:
+    proc = LocalVLLMProcessor(EngineSettings(max_length=MAX_LENGTH))
+    await proc.start()
+    try:
+        batch = asyncio.create_task(proc.process_with_schema(prompts() * 8, SCHEMA, max_tokens=32))
+        await asyncio.sleep(1.0)  # the batch is in the engine by now
+        [worker] = proc._workers
+        assert worker.process is not None
+        worker.process.kill()
+        results = await asyncio.wait_for(batch, timeout=30)
+        assert all(not r.ok and "exited unexpectedly" in r.error for r in results), results[0]
+        assert not (await proc.health()).ok
+        [after] = await proc.process_with_schema([Prompt(INSTRUCTIONS, "Red.")], SCHEMA)
+        assert not after.ok and "exited unexpectedly" in after.error
+    finally:
+        await proc.close()
+
+
+@pytest.mark.engine
+async def test_engine_start_failure_is_backend_unavailable_with_the_reason(tmp_path) -> None:
+    proc = LocalVLLMProcessor(EngineSettings(llm=str(tmp_path / "no-such-model")))
+    with pytest.raises(BackendUnavailable, match="failed to start the engine: .*no-such-model"):
+        await proc.start()
+    assert not (await proc.health()).ok
