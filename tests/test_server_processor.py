@@ -38,9 +38,10 @@ def number_prompts() -> list[Prompt]:
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[EngineServer]:
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineServer]:
     model = ensure_default_model(EngineSettings().cache_dir)
-    with EngineServer(model, max_model_len=2048) as server:
+    log = tmp_path_factory.mktemp("vllm-server") / "server.log"
+    with EngineServer(model, max_model_len=2048, log_path=log) as server:
         print(f"vLLM server answered after {server.started_in:.1f} s")
         yield server
 
