@@ -7,6 +7,7 @@ test sees which prompt each result came from. Faults, per chat request:
 - `"500"`, `"503"`, `"429"`, `"400"`: that HTTP status with an OpenAI-style error body;
 - `"hang"`: no answer for `hang_seconds` (longer than any client timeout in the tests);
 - `"invalid"`: content that is not JSON; `"cut"`: JSON cut off, `finish_reason="length"`;
+  `"empty"`: an answer with no choices;
 - `"ok"`: a good answer.
 
 `script(...)` queues faults for the next requests in arrival order; `per_comment` maps a
@@ -110,19 +111,16 @@ class FaultServer:
             "invalid": ("this is not json", "stop"),
             "cut": ('{"echo": "' + comment[:3], "length"),
         }.get(fault, (json.dumps({"echo": comment}), "stop"))
+        choices = [
+            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}
+        ]
         return JSONResponse(
             {
                 "id": f"chatcmpl-{self.requests}",
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": body["model"],
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "finish_reason": finish,
-                    }
-                ],
+                "choices": [] if fault == "empty" else choices,
                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
             }
         )

@@ -120,11 +120,12 @@ async def test_failure_stays_with_its_item_after_max_retries(server: FaultServer
     assert proc.usage.errors == 1
 
 
-async def test_invalid_json_is_retried_then_a_per_item_error(server: FaultServer) -> None:
-    server.per_comment["x"] = "invalid"
+@pytest.mark.parametrize(("fault", "message"), [("invalid", "not JSON"), ("empty", "without a choice")])
+async def test_bad_output_is_retried_then_a_per_item_error(server: FaultServer, fault: str, message: str) -> None:
+    server.per_comment["x"] = fault
     async with processor(server.url, max_retries=3) as proc:
         [result] = await proc.process_with_schema(prompts("x"), ECHO_SCHEMA)
-    assert "not JSON" in result.error and server.url in result.error
+    assert message in result.error and server.url in result.error
     assert server.requests == 3
 
 

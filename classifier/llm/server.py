@@ -122,6 +122,8 @@ class VLLMServerProcessor:
         self._urls = [normalise_url(url) for url in settings.server_urls]
         if not self._urls:
             raise ConfigurationError(f"no server URL given; expected one like {URL_FORM}")
+        if settings.max_concurrent < 1:
+            raise ConfigurationError(f"max_concurrent must be at least 1, not {settings.max_concurrent}")
         self._eject_after = eject_after
         self._retry_backoff = retry_backoff
         self._max_backoff = max_backoff
@@ -234,8 +236,8 @@ class VLLMServerProcessor:
         return min(self._max_backoff, self._retry_backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
 
     def _pick(self) -> _Server:
-        """The healthy server with the fewest requests in flight; if none is healthy,
-        the one that failed least recently in a row (an attempt beats failing blind)."""
+        """The healthy server with the fewest requests in flight; if none is healthy, the
+        one with the fewest failures in a row (an attempt beats failing without one)."""
         healthy = [s for s in self._servers if s.healthy]
         if healthy:
             return min(healthy, key=lambda s: (s.in_flight, s.sent))
@@ -265,6 +267,8 @@ class VLLMServerProcessor:
                 self._failed(server)
                 raise RequestFailed(_status_message(exc)) from exc
             raise ProcessorError(_status_message(exc)) from exc
+        except openai.APIError as exc:
+            raise ProcessorError(f"unexpected answer ({_describe(exc)})") from exc
         finally:
             server.in_flight -= 1
             self.in_flight -= 1
@@ -273,6 +277,8 @@ class VLLMServerProcessor:
         if response.usage is not None:
             self.usage.prompt_tokens += response.usage.prompt_tokens
             self.usage.completion_tokens += response.usage.completion_tokens
+        if not response.choices:
+            raise InvalidOutput("the server answered without a choice")
         choice = response.choices[0]
         try:
             return parse_output(choice.message.content or "", schema)
