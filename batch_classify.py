@@ -123,20 +123,20 @@ def _classify(console: Console, settings: Settings, taxonomy: Taxonomy, texts: d
     status = console.status(f"starting the backend ({settings.engine.backend}); a local engine takes 15-60 s")
     status.start()
     progress = progress_bar(console)
-    task = progress.add_task("classifying", total=len(texts), completed=resumed)
     done, started_at = 0, time.monotonic()
-
-    def chunk_done(count: int) -> None:
-        nonlocal done
-        done += count
-        progress.advance(task, count)
 
     def started(model: str) -> None:
         nonlocal started_at
         started_at = time.monotonic()
         status.stop()
         console.print(f"classifying with {describe(settings, model)}")
+        progress.add_task("classifying", total=len(texts), completed=resumed)  # the clock starts now
         progress.start()
+
+    def chunk_done(count: int) -> None:
+        nonlocal done
+        done += count
+        progress.advance(progress.task_ids[0], count)
 
     try:
         asyncio.run(classify_rows(settings, taxonomy, texts, todo, capabilities, journal, chunk_size=chunk_size,

@@ -13,7 +13,8 @@ from .serving import Serving
 router = APIRouter()
 
 
-def _serving(request: Request) -> Serving:
+async def _serving(request: Request) -> Serving:
+    """Async on purpose: FastAPI runs a plain `def` dependency in a worker thread, per request."""
     return request.app.state.serving
 
 
