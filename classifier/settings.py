@@ -41,7 +41,10 @@ class ClassifierSettings:
     min_confidence: int = 3  # per_node: lowest confidence (1-5) accepted
     require_excerpt: bool = False  # per_node: accept only answers quoting the comment
     max_stem_definitions: int = 0  # stems: how many path nodes' definitions go in (0 = all)
-    reasoning: bool = True  # ask for a short reason field in select answers
+    # select: ask for a short reason after the topics. Off: it is generated after the
+    # pick, so it cannot improve it; on the CPU engine it lost 1.5-4% of texts to
+    # rambling (invalid JSON) and cost 28% of throughput (docs/eval-results.md).
+    reasoning: bool = False
     few_shot: bool = False  # select: show example answers built from the children's keywords
     batch_size: int = 256  # most prompts sent in one processor call
 
