@@ -3,7 +3,9 @@ service's wire results become the right predictions, scores, costs and shares.""
 import json
 
 import pytest
+from click.testing import CliRunner
 
+from classifier.eval.__main__ import main
 from classifier.eval.cache import PrefixCacheCounters, parse_counters
 from classifier.eval.chart import render_chart
 from classifier.eval.gold import Example
@@ -12,6 +14,7 @@ from classifier.eval.report import build_report, comparison_table, format_table
 from classifier.prompts import STEM_POLARITY_TASK, keyword_examples, select_prompt
 from classifier.service import ClassificationService
 from classifier.settings import ClassifierSettings
+from tests.conftest import CONFIGS
 from tests.scripted import ScriptedProcessor, oracle
 from tests.trees import training
 
@@ -149,3 +152,12 @@ def test_few_shot_examples_come_from_keywords_and_sit_in_the_shared_prefix():
     assert '- A comment about "trainer" -> {"topics": ["Delivery"], "reason": "It mentions trainer."}' in (
         shots.instructions)
     assert shots.comment == "hi"
+
+
+def test_the_command_refuses_a_taxonomy_that_lacks_the_gold_stems_before_starting_an_engine(shared_data):
+    result = CliRunner().invoke(main, [
+        "--data", str(shared_data / "semeval16_laptops_train.csv"), "--kind", "semeval",
+        "--config", str(CONFIGS / "restaurants.json"), "--sample", "20",
+    ])  # fmt: skip
+    assert result.exit_code == 2
+    assert "gold stems missing from the taxonomy" in result.output and "--config" in result.output

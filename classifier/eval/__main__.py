@@ -22,11 +22,11 @@ from ..hierarchy import STRATEGIES
 from ..llm.pool import ProcessorPool
 from ..service import ClassificationService
 from ..settings import ClassifierSettings, EngineSettings
-from ..taxonomy import load_taxonomy
+from ..taxonomy import Taxonomy, format_path, load_taxonomy
 from . import harness
 from .cache import CounterReader, no_reader, server_reader
 from .chart import render_chart
-from .gold import LOADERS, sample
+from .gold import LOADERS, Example, sample
 from .report import Report, build_report, format_table
 
 C = ClassifierSettings
@@ -77,7 +77,11 @@ def main(
         reasoning=reasoning, few_shot=few_shot, batch_size=batch_size,
     )
     names = resolve(c.strip() for c in capabilities.split(",") if c.strip())
+    taxonomy = load_taxonomy(config)
     examples = sample(LOADERS[kind](data), size, seed)
+    unknown = sorted({format_path(None, s) for e in examples for s in e.stems if not taxonomy.is_complete_stem(s)})
+    if unknown:
+        raise click.BadParameter(f"gold stems missing from the taxonomy: {unknown[:5]}", param_hint="--config")
     meta = {
         "label": label or strategy,
         "dataset": {"path": str(data), "kind": kind, "sample": size, "seed": seed},
@@ -85,7 +89,7 @@ def main(
         "capabilities": names,
         "settings": {"classifier": asdict(settings), "engine": asdict(engine)},
     }
-    report = asyncio.run(_evaluate(engine, settings, config, examples, names, meta))
+    report = asyncio.run(_evaluate(engine, settings, taxonomy, examples, names, meta))
     click.echo(format_table(report))
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -96,11 +100,10 @@ def main(
 
 
 async def _evaluate(
-    engine: EngineSettings, settings: ClassifierSettings, config: Path, examples: list, names: list[str],
-    meta: dict[str, Any],
+    engine: EngineSettings, settings: ClassifierSettings, taxonomy: Taxonomy, examples: list[Example],
+    names: list[str], meta: dict[str, Any],
 ) -> Report:
     """Start the backend, run the sample through the service once, close the backend."""
-    taxonomy = load_taxonomy(config)
     pool = ProcessorPool(engine)
     await pool.start()
     try:
