@@ -79,6 +79,8 @@ def main(
     names = resolve(c.strip() for c in capabilities.split(",") if c.strip())
     taxonomy = load_taxonomy(config)
     examples = sample(LOADERS[kind](data), size, seed)
+    if not examples:
+        raise click.BadParameter("the file holds no labelled rows", param_hint="--data")
     unknown = sorted({format_path(None, s) for e in examples for s in e.stems if not taxonomy.is_complete_stem(s)})
     if unknown:
         raise click.BadParameter(f"gold stems missing from the taxonomy: {unknown[:5]}", param_hint="--config")
