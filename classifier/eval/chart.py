@@ -14,8 +14,8 @@ from .report import Report  # noqa: E402
 
 
 def render_chart(reports: Sequence[Report], out: Path) -> Path:
-    """Left: micro (solid) and macro (hatched) F1 per level, one colour per run.
-    Right: LLM calls per text per run. Returns `out`."""
+    """Left: micro (solid) and macro (hatched) F1 per level, one colour per run, and the
+    constant baseline's micro F1 (dashed). Right: LLM calls per text per run. Returns `out`."""
     depth = max(len(r["levels"]) for r in reports)
     labels = [r.get("label", f"run {i + 1}") for i, r in enumerate(reports)]
     colours = plt.get_cmap("tab10").colors
@@ -24,11 +24,18 @@ def render_chart(reports: Sequence[Report], out: Path) -> Path:
     for i, (report, label) in enumerate(zip(reports, labels)):
         for j, kind in enumerate(("micro", "macro")):
             xs = [lv["level"] - 1 + (2 * i + j - len(reports) + 0.5) * width for lv in report["levels"]]
-            quality.bar(
+            bars = quality.bar(
                 xs, [lv[kind]["f1"] for lv in report["levels"]], width, color=colours[i % len(colours)],
                 hatch="//" if kind == "macro" else None, edgecolor="white",
                 label=f"{label} ({kind})",
             )
+            quality.bar_label(bars, fmt="%.2f", fontsize=6)
+    baseline = next((r["baseline"] for r in reports if "baseline" in r), None)
+    if baseline:
+        quality.hlines([lv["micro"]["f1"] for lv in baseline["levels"]],
+                       [k - 0.45 for k in range(depth)], [k + 0.45 for k in range(depth)],
+                       colors="black", linestyles="dashed", linewidth=1,
+                       label=f"always {' + '.join(baseline['predicted']) or 'nothing'} (micro)")
     quality.set_xticks(range(depth), [f"level {k}" for k in range(1, depth + 1)])
     quality.set_ylim(0, 1)
     quality.set_ylabel("F1")
