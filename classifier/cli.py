@@ -75,6 +75,8 @@ engine_options = stack(
            help="Most prompts sent to the backend in one call."),
     option("--strategy", type=click.Choice(STRATEGIES), default=ClassifierSettings.strategy,
            help="select: one prompt per node picks its children. per_node: one yes/no prompt per child (the prototype's)."),
+    option("--max-paths", type=click.IntRange(1), default=ClassifierSettings.max_paths,
+           help="select: the most children one node may pass on."),
     option("--min-confidence", type=click.IntRange(1, 5), default=ClassifierSettings.min_confidence,
            help="per_node: lowest confidence (1-5) accepted."),
     option("--require-excerpt/--no-require-excerpt", default=ClassifierSettings.require_excerpt,
@@ -103,6 +105,7 @@ def build_settings(options: dict[str, Any], server: ServerSettings | None = None
     )
     classifier = ClassifierSettings(
         strategy=options["strategy"],
+        max_paths=options["max_paths"],
         min_confidence=options["min_confidence"],
         require_excerpt=options["require_excerpt"],
         max_stem_definitions=options["max_stem_definitions"],
