@@ -2,7 +2,8 @@
 
 It serves `/v1/models` and `/v1/chat/completions` from a thread on a free 127.0.0.1 port.
 A good answer echoes the user message as `{"echo": ...}` (valid under `ECHO_SCHEMA`), so a
-test sees which prompt each result came from. Faults, per chat request:
+test sees which prompt each result came from; `answer=` replaces that with any function of
+the request body (a deterministic stand-in for a model). Faults, per chat request:
 
 - `"500"`, `"503"`, `"429"`, `"400"`: that HTTP status with an OpenAI-style error body;
 - `"hang"`: no answer for `hang_seconds` (longer than any client timeout in the tests);
@@ -21,10 +22,11 @@ import socket
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Callable
 
 import uvicorn
 from fastapi import FastAPI, Request
+from starlette.requests import ClientDisconnect
 from fastapi.responses import JSONResponse
 
 ECHO_SCHEMA: dict[str, Any] = {
@@ -40,11 +42,27 @@ def _error(status: int, message: str) -> JSONResponse:
     )
 
 
+Answer = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def echo(body: dict[str, Any]) -> dict[str, Any]:
+    """The default good answer: the user message, under `ECHO_SCHEMA`."""
+    return {"echo": body["messages"][-1]["content"]}
+
+
 class FaultServer:
     """Context manager: `with FaultServer(models=["m"]) as srv: ... srv.url ...`."""
 
-    def __init__(self, models: list[str] | None = None, *, delay: float = 0.0, hang_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        models: list[str] | None = None,
+        *,
+        delay: float = 0.0,
+        hang_seconds: float = 30.0,
+        answer: Answer = echo,
+    ) -> None:
         self.models = models or ["test-model"]
+        self.answer = answer
         self.delay = delay  # seconds every chat answer takes, to make concurrency visible
         self.hang_seconds = hang_seconds
         self.down = False
@@ -81,7 +99,10 @@ class FaultServer:
 
         @app.post("/v1/chat/completions")
         async def chat(request: Request) -> JSONResponse:
-            body = await request.json()
+            try:
+                body = await request.json()
+            except ClientDisconnect:  # a client killed mid-request
+                return _error(499, "client gone")
             self.requests += 1
             self.bodies.append(body)
             self._in_flight += 1
@@ -110,7 +131,7 @@ class FaultServer:
         content, finish = {
             "invalid": ("this is not json", "stop"),
             "cut": ('{"echo": "' + comment[:3], "length"),
-        }.get(fault, (json.dumps({"echo": comment}), "stop"))
+        }.get(fault) or (json.dumps(self.answer(body)), "stop")
         choices = [
             {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}
         ]
