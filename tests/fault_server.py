@@ -11,6 +11,7 @@ the request body (a deterministic stand-in for a model). Faults, per chat reques
   `"empty"`: an answer with no choices;
 - `"ok"`: a good answer.
 
+`retry_after` (seconds, as text) goes out as a `Retry-After` header on 429 and 503.
 `script(...)` queues faults for the next requests in arrival order; `per_comment` maps a
 user message to the fault it always gets; `down = True` makes every endpoint answer 503.
 """
@@ -36,9 +37,9 @@ ECHO_SCHEMA: dict[str, Any] = {
 }
 
 
-def _error(status: int, message: str) -> JSONResponse:
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(
-        {"error": {"message": message, "type": "FaultServer", "code": status}}, status_code=status
+        {"error": {"message": message, "type": "FaultServer", "code": status}}, status_code=status, headers=headers
     )
 
 
@@ -63,6 +64,7 @@ class FaultServer:
     ) -> None:
         self.models = models or ["test-model"]
         self.answer = answer
+        self.retry_after: str | None = None
         self.delay = delay  # seconds every chat answer takes, to make concurrency visible
         self.hang_seconds = hang_seconds
         self.down = False
@@ -127,7 +129,8 @@ class FaultServer:
                 "400": "This model's maximum context length is 2048 tokens; the prompt has 5000",
                 "429": "too many requests",
             }.get(fault, "internal fault injected")
-            return _error(int(fault), message)
+            busy = fault in ("429", "503") and self.retry_after is not None
+            return _error(int(fault), message, {"Retry-After": self.retry_after} if busy else None)
         content, finish = {
             "invalid": ("this is not json", "stop"),
             "cut": ('{"echo": "' + comment[:3], "length"),

@@ -109,6 +109,28 @@ async def test_5xx_429_and_invalid_json_are_retried_then_succeed(server: FaultSe
     assert server.requests == 4
 
 
+@pytest.mark.parametrize("status", ["429", "503"])
+async def test_busy_server_is_retried_no_sooner_than_its_retry_after(server: FaultServer, status: str) -> None:
+    server.script(status)
+    server.retry_after = "0.3"
+    async with processor(server.url) as proc:
+        started = time.monotonic()
+        [result] = await proc.process_with_schema(prompts("hello"), ECHO_SCHEMA)
+        elapsed = time.monotonic() - started
+    assert result.value == {"echo": "hello"} and server.requests == 2
+    assert 0.3 <= elapsed < 0.3 + 0.3  # the asked wait, not the 0.01 s backoff
+
+
+async def test_retry_after_longer_than_a_request_timeout_is_cut_to_it(server: FaultServer) -> None:
+    server.script("429")
+    server.retry_after = "3600"
+    async with processor(server.url, request_timeout=0.2) as proc:
+        started = time.monotonic()
+        [result] = await proc.process_with_schema(prompts("hello"), ECHO_SCHEMA)
+        elapsed = time.monotonic() - started
+    assert result.ok and 0.2 <= elapsed < 0.2 + 0.3
+
+
 async def test_failure_stays_with_its_item_after_max_retries(server: FaultServer) -> None:
     server.per_comment["bad"] = "500"
     async with processor(server.url, max_retries=3) as proc:

@@ -27,4 +27,9 @@ class InvalidOutput(ProcessorError):
 
 
 class RequestFailed(ProcessorError):
-    """A request failed after every retry (timeout, connection error, HTTP 429/5xx)."""
+    """A request failed in a way another attempt may cure (timeout, connection error,
+    HTTP 429/5xx). `retry_after` is the wait in seconds the server asked for, if it did."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

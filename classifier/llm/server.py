@@ -92,6 +92,15 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _retry_after(exc: openai.APIStatusError) -> float | None:
+    """Seconds from a `Retry-After: N` header; the rarer HTTP-date form is left to our backoff."""
+    try:
+        seconds = float(exc.response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
 def _status_message(exc: openai.APIStatusError) -> str:
     """The server's own words: the client unwraps `{"error": {...}}`; FastAPI says `detail`."""
     body = exc.body
@@ -221,19 +230,26 @@ class VLLMServerProcessor:
                 server = self._pick()
                 try:
                     return ItemResult(value=await self._attempt(server, request, schema))
-                except (RequestFailed, InvalidOutput) as exc:
-                    error = f"server {server.url}: {exc}"
+                except RequestFailed as exc:
+                    error, asked = f"server {server.url}: {exc}", exc.retry_after
+                except InvalidOutput as exc:
+                    error, asked = f"server {server.url}: {exc}", None
                 except ProcessorError as exc:
                     self.usage.errors += 1
                     return ItemResult.failure(f"server {server.url}: {exc}")
             if attempt < attempts:
-                await asyncio.sleep(self._backoff(attempt))
+                await asyncio.sleep(self._wait(attempt, asked))
         self.usage.errors += 1
         return ItemResult.failure(f"{error} (gave up after {attempts} attempts)")
 
-    def _backoff(self, attempt: int) -> float:
-        """Exponential, capped, with jitter so retries of one burst do not arrive together."""
-        return min(self._max_backoff, self._retry_backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+    def _wait(self, attempt: int, asked: float | None) -> float:
+        """Exponential backoff, capped, with jitter so retries of one burst do not arrive
+        together; never shorter than the Retry-After a busy server asked for, up to one
+        request timeout (a server that asks for longer is as good as down)."""
+        backoff = min(self._max_backoff, self._retry_backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+        if asked is None:
+            return backoff
+        return max(backoff, min(asked, self._settings.request_timeout))
 
     def _pick(self) -> _Server:
         """The healthy server with the fewest requests in flight; if none is healthy, the
@@ -262,10 +278,10 @@ class VLLMServerProcessor:
             raise RequestFailed(f"connection failed ({_describe(exc)})") from exc
         except openai.APIStatusError as exc:
             if exc.status_code == 429:
-                raise RequestFailed(f"server busy, {_status_message(exc)}") from exc
+                raise RequestFailed(f"server busy, {_status_message(exc)}", _retry_after(exc)) from exc
             if exc.status_code >= 500:
                 self._failed(server)
-                raise RequestFailed(_status_message(exc)) from exc
+                raise RequestFailed(_status_message(exc), _retry_after(exc)) from exc
             raise ProcessorError(_status_message(exc)) from exc
         except openai.APIError as exc:
             raise ProcessorError(f"unexpected answer ({_describe(exc)})") from exc
