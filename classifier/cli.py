@@ -60,6 +60,8 @@ engine_options = stack(
     option("--vllm-server-url", "server_urls", multiple=True, metavar="URL",
            help=f"Server for --backend vllm-server, of the form http://host:port/v1; repeat for several "
                 f"[default: {EngineSettings.server_urls[0]}]"),
+    option("--vllm-api-key", "server_api_key", default=None, metavar="KEY",
+           help="API key of servers started with --api-key (vllm-server)."),
     option("--llm", default=None, metavar="MODEL",
            help="Model: a folder or hub name (local), or the name the server lists (vllm-server). "
                 "Default: the embedded SmolLM2-135M-Instruct (local), the server's only model (vllm-server)."),
@@ -100,6 +102,7 @@ def build_settings(options: dict[str, Any], server: ServerSettings | None = None
         gpu_memory=options["gpu_memory"],
         max_length=options["max_length"],
         server_urls=tuple(options["server_urls"]) or EngineSettings.server_urls,
+        server_api_key=options["server_api_key"] or None,
         max_concurrent=options["max_concurrent"],
         cache_dir=options["cache_dir"],
     )

@@ -21,6 +21,7 @@ class EngineSettings:
     gpu_memory: float = 0.9  # fraction of each GPU's memory vLLM may use
     max_length: int = 4096  # context window in tokens (prompt + output)
     server_urls: tuple[str, ...] = ("http://127.0.0.1:8000/v1",)
+    server_api_key: str | None = None  # for servers started with --api-key; None sends a dummy key
     max_concurrent: int = 32  # in-flight requests to servers, all URLs together
     request_timeout: float = 120.0  # seconds for one request to a server
     max_retries: int = 4  # attempts per item against servers, first one included

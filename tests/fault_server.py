@@ -61,9 +61,11 @@ class FaultServer:
         delay: float = 0.0,
         hang_seconds: float = 30.0,
         answer: Answer = echo,
+        api_key: str | None = None,
     ) -> None:
         self.models = models or ["test-model"]
         self.answer = answer
+        self.api_key = api_key  # when set, every request needs `Authorization: Bearer KEY`, as vLLM's --api-key
         self.retry_after: str | None = None
         self.delay = delay  # seconds every chat answer takes, to make concurrency visible
         self.hang_seconds = hang_seconds
@@ -90,6 +92,12 @@ class FaultServer:
 
     def _app(self) -> FastAPI:
         app = FastAPI()
+
+        @app.middleware("http")
+        async def authorize(request: Request, call_next: Any) -> Any:
+            if self.api_key and request.headers.get("authorization") != f"Bearer {self.api_key}":
+                return JSONResponse({"error": "Unauthorized"}, status_code=401)
+            return await call_next(request)
 
         @app.get("/v1/models")
         async def models() -> JSONResponse:

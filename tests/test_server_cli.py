@@ -70,3 +70,15 @@ def test_a_port_in_use_is_named_before_any_engine_starts():
         done = run_server("--port", str(port))  # backend local: would start an engine if it got that far
     assert done.returncode == 1
     assert f"port {port} on 127.0.0.1 is in use" in done.stderr and "--port / CLASSIFIER_PORT" in done.stderr
+
+
+def test_the_upstream_api_key_comes_from_its_flag_or_environment_twin():
+    with FaultServer(models=["m"], api_key="up-key") as keyed:
+        refused = run_server("--backend", "vllm-server", "--port", "0", "--vllm-server-url", keyed.url)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert f"the server at {keyed.url} refused the API key" in refused.stderr and "--vllm-api-key" in refused.stderr
+        server = ServerProcess([], env={"CLASSIFIER_BACKEND": "vllm-server", "CLASSIFIER_VLLM_SERVER_URL": keyed.url,
+                                        "CLASSIFIER_VLLM_API_KEY": "up-key"})  # fmt: skip
+        with server:
+            assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
+            assert server.stop() == 0

@@ -200,6 +200,15 @@ async def test_wrong_model_fails_start_listing_the_served_models() -> None:
             await proc.start()
 
 
+async def test_api_key_is_sent_and_a_refused_one_fails_start_saying_so() -> None:
+    with FaultServer(models=["model-a"], api_key="s3cret") as srv:
+        async with processor(srv.url, server_api_key="s3cret") as proc:
+            [result] = await proc.process_with_schema(prompts("hi"), ECHO_SCHEMA)
+        assert result.value == {"echo": "hi"}
+        with pytest.raises(BackendUnavailable, match=f"{srv.url} refused the API key.*--vllm-api-key"):
+            await processor(srv.url).start()
+
+
 async def test_concurrency_is_bounded_by_max_concurrent(server: FaultServer) -> None:
     server.delay = 0.05
     async with processor(server.url, max_concurrent=4) as proc:

@@ -158,7 +158,7 @@ class VLLMServerProcessor:
                 url,
                 openai.AsyncOpenAI(
                     base_url=url,
-                    api_key="EMPTY",  # vLLM accepts any key unless started with --api-key
+                    api_key=self._settings.server_api_key or "EMPTY",  # any key, unless started with --api-key
                     max_retries=0,  # the retry policy is ours, and counted per item
                     timeout=self._settings.request_timeout,
                 ),
@@ -194,6 +194,11 @@ class VLLMServerProcessor:
                 f"the server at {server.url} did not answer GET /models within "
                 f"{self._probe_timeout:g} s; {START_HINT}"
             ) from None
+        except openai.AuthenticationError as exc:
+            raise BackendUnavailable(
+                f"the server at {server.url} refused the API key ({_status_message(exc)}); "
+                "give the key it was started with (--vllm-api-key)"
+            ) from exc
         except openai.APIStatusError as exc:
             raise BackendUnavailable(
                 f"the server at {server.url} answered GET /models with "
