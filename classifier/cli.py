@@ -1,4 +1,4 @@
-"""What both command lines share: the engine and classifier flags, each with an environment
+"""What the command lines share: the engine and classifier flags, each with an environment
 twin (`--port` <-> `CLASSIFIER_PORT`), and the one place that turns them into `Settings`.
 
 Defaults come from the settings dataclasses themselves, so a flag and the library never
@@ -73,12 +73,20 @@ engine_options = stack(
            help="Context window in tokens (prompt + answer); longer comments are shortened."),
     option("--max-concurrent", type=click.IntRange(1), default=EngineSettings.max_concurrent,
            help="Requests in flight to the servers, all URLs together (vllm-server)."),
+    option("--kv-cache-gib", type=click.FloatRange(0.1), default=EngineSettings.kv_cache_gib,
+           help="KV cache of the CPU engine in GiB (local, no GPU)."),
+    option("--block-size", type=click.IntRange(0), default=EngineSettings.block_size,
+           help="KV block size of the local engine; 0 = the engine's own."),
     option("--batch-size", type=click.IntRange(1), default=ClassifierSettings.batch_size,
            help="Most prompts sent to the backend in one call."),
     option("--strategy", type=click.Choice(STRATEGIES), default=ClassifierSettings.strategy,
            help="select: one prompt per node picks its children. per_node: one yes/no prompt per child (the prototype's)."),
     option("--max-paths", type=click.IntRange(1), default=ClassifierSettings.max_paths,
            help="select: the most children one node may pass on."),
+    option("--reasoning/--no-reasoning", default=ClassifierSettings.reasoning,
+           help="select: ask for a short reason after the topics (slower; see docs/eval-results.md)."),
+    option("--few-shot/--no-few-shot", default=ClassifierSettings.few_shot,
+           help="select: show example answers built from the children's keywords."),
     option("--min-confidence", type=click.IntRange(1, 5), default=ClassifierSettings.min_confidence,
            help="per_node: lowest confidence (1-5) accepted."),
     option("--require-excerpt/--no-require-excerpt", default=ClassifierSettings.require_excerpt,
@@ -104,11 +112,15 @@ def build_settings(options: dict[str, Any], server: ServerSettings | None = None
         server_urls=tuple(options["server_urls"]) or EngineSettings.server_urls,
         server_api_key=options["server_api_key"] or None,
         max_concurrent=options["max_concurrent"],
+        kv_cache_gib=options["kv_cache_gib"],
+        block_size=options["block_size"] or None,
         cache_dir=options["cache_dir"],
     )
     classifier = ClassifierSettings(
         strategy=options["strategy"],
         max_paths=options["max_paths"],
+        reasoning=options["reasoning"],
+        few_shot=options["few_shot"],
         min_confidence=options["min_confidence"],
         require_excerpt=options["require_excerpt"],
         max_stem_definitions=options["max_stem_definitions"],

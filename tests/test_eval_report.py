@@ -160,4 +160,5 @@ def test_the_command_refuses_a_taxonomy_that_lacks_the_gold_stems_before_startin
         "--config", str(CONFIGS / "restaurants.json"), "--sample", "20",
     ])  # fmt: skip
     assert result.exit_code == 2
-    assert "gold stems missing from the taxonomy" in result.output and "--config" in result.output
+    assert "gold stems missing from taxonomy" in result.output and "restaurants.json" in result.output
+    assert "--config" in result.output

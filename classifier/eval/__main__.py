@@ -17,8 +17,8 @@ from typing import Any
 
 import click
 
-from ..capabilities import resolve
-from ..hierarchy import STRATEGIES
+from ..capabilities import UnknownCapability, resolve
+from ..cli import USER_ERRORS, build_settings, engine_options
 from ..llm.pool import ProcessorPool
 from ..service import ClassificationService
 from ..settings import ClassifierSettings, EngineSettings
@@ -29,16 +29,11 @@ from .chart import render_chart
 from .gold import LOADERS, Example, sample
 from .report import Report, build_report, format_table
 
-C = ClassifierSettings
-E = EngineSettings
-
 
 @click.command(context_settings={"show_default": True, "max_content_width": 100})
 @click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Labelled CSV.")
 @click.option("--kind", required=True, type=click.Choice(sorted(LOADERS)), help="The CSV's column layout.")
-@click.option("--config", "--taxonomy", "config", required=True,
-              type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Taxonomy file matching the labels.")
 @click.option("--sample", "size", default=0, help="Texts drawn from the file; 0 takes them all.")
 @click.option("--seed", default=42, help="Seed of the sample.")
 @click.option("--capabilities", default="classification",
@@ -47,51 +42,37 @@ E = EngineSettings
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Report JSON.")
 @click.option("--chart", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="PNG of F1 per level and calls per text (default: --out with .png).")
-@click.option("--backend", type=click.Choice(["local", "vllm-server"]), default=E.backend)
-@click.option("--vllm-server-url", "server_urls", multiple=True, help="Repeat for several servers.")
-@click.option("--llm", default=None, help="Model name or folder (default: the embedded model).")
-@click.option("--max-length", default=E.max_length, help="Context window in tokens.")
-@click.option("--max-concurrent", default=E.max_concurrent, help="Requests in flight to servers.")
-@click.option("--kv-cache-gib", default=E.kv_cache_gib, help="KV cache of the CPU engine.")
-@click.option("--block-size", default=E.block_size, help="KV block size of the local engine; 0 = the engine's.")
-@click.option("--strategy", type=click.Choice(STRATEGIES), default=C.strategy)
-@click.option("--max-paths", default=C.max_paths)
-@click.option("--min-confidence", default=C.min_confidence)
-@click.option("--require-excerpt/--no-require-excerpt", default=C.require_excerpt)
-@click.option("--reasoning/--no-reasoning", default=C.reasoning, help="Ask select answers for a reason.")
-@click.option("--few-shot/--no-few-shot", default=C.few_shot, help="Show select example answers from keywords.")
-@click.option("--batch-size", default=C.batch_size)
+@engine_options
 def main(
-    data: Path, kind: str, config: Path, size: int, seed: int, capabilities: str, label: str | None,
-    out: Path | None, chart: Path | None, backend: str, server_urls: tuple[str, ...], llm: str | None,
-    max_length: int, max_concurrent: int, kv_cache_gib: float, block_size: int, strategy: str, max_paths: int,
-    min_confidence: int, require_excerpt: bool, reasoning: bool, few_shot: bool, batch_size: int,
+    data: Path, kind: str, size: int, seed: int, capabilities: str, label: str | None, out: Path | None,
+    chart: Path | None, **options: Any,
 ) -> None:
-    engine = EngineSettings(
-        backend=backend, llm=llm, max_length=max_length, max_concurrent=max_concurrent,
-        kv_cache_gib=kv_cache_gib, block_size=block_size or None,
-        **({"server_urls": server_urls} if server_urls else {}),
-    )
-    settings = ClassifierSettings(
-        strategy=strategy, max_paths=max_paths, min_confidence=min_confidence, require_excerpt=require_excerpt,
-        reasoning=reasoning, few_shot=few_shot, batch_size=batch_size,
-    )
-    names = resolve(c.strip() for c in capabilities.split(",") if c.strip())
-    taxonomy = load_taxonomy(config)
+    settings = build_settings(options)
+    engine, config = settings.engine, options["config"]
+    try:
+        names = resolve(c.strip() for c in capabilities.split(",") if c.strip())
+        taxonomy = load_taxonomy(config)
+    except (*USER_ERRORS, UnknownCapability) as exc:
+        raise click.ClickException(str(exc)) from None
     examples = sample(LOADERS[kind](data), size, seed)
     if not examples:
         raise click.BadParameter("the file holds no labelled rows", param_hint="--data")
     unknown = sorted({format_path(None, s) for e in examples for s in e.stems if not taxonomy.is_complete_stem(s)})
     if unknown:
-        raise click.BadParameter(f"gold stems missing from the taxonomy: {unknown[:5]}", param_hint="--config")
+        raise click.BadParameter(
+            f"gold stems missing from taxonomy {config}: {unknown[:5]}; give the taxonomy of these labels "
+            "(configs/restaurants.json, laptops.json or 20ng.json)", param_hint="--config")
     meta = {
-        "label": label or strategy,
+        "label": label or settings.classifier.strategy,
         "dataset": {"path": str(data), "kind": kind, "sample": size, "seed": seed},
         "taxonomy": config.stem,
         "capabilities": names,
-        "settings": {"classifier": asdict(settings), "engine": asdict(engine)},
+        "settings": {"classifier": asdict(settings.classifier), "engine": asdict(engine)},
     }
-    report = asyncio.run(_evaluate(engine, settings, taxonomy, examples, names, meta))
+    try:
+        report = asyncio.run(_evaluate(engine, settings.classifier, taxonomy, examples, names, meta))
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(format_table(report))
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,50 @@
+"""The shared flags: each reaches `Settings`, from the command line or its environment twin."""
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from classifier.cli import build_settings, engine_options
+from classifier.settings import ClassifierSettings, EngineSettings, Settings
+
+
+@click.command()
+@engine_options
+def show(**options: Any) -> None:
+    click.get_current_context().obj["settings"] = build_settings(options)
+
+
+def settings(args: list[str], env: dict[str, str] | None = None) -> Settings:
+    holder: dict[str, Settings] = {}
+    result = CliRunner().invoke(show, args, env=env, obj=holder)
+    assert result.exit_code == 0, result.output
+    return holder["settings"]
+
+
+def test_no_flags_means_the_library_defaults() -> None:
+    got = settings(["--backend", "vllm-server"])
+    assert got.classifier == ClassifierSettings()
+    assert got.engine == EngineSettings(backend="vllm-server")
+
+
+def test_flags_reach_engine_and_classifier_settings() -> None:
+    got = settings(["--backend", "vllm-server", "--vllm-server-url", "http://a:1/v1", "--vllm-server-url", "http://b:2/v1",
+                    "--vllm-api-key", "k", "--kv-cache-gib", "2.5", "--block-size", "0", "--reasoning", "--few-shot",
+                    "--max-paths", "2", "--strategy", "per_node", "--min-confidence", "4"])  # fmt: skip
+    assert got.engine.server_urls == ("http://a:1/v1", "http://b:2/v1") and got.engine.server_api_key == "k"
+    assert got.engine.kv_cache_gib == 2.5 and got.engine.block_size is None  # 0: the engine's own
+    assert (got.classifier.reasoning, got.classifier.few_shot, got.classifier.max_paths) == (True, True, 2)
+    assert (got.classifier.strategy, got.classifier.min_confidence) == ("per_node", 4)
+
+
+@pytest.mark.parametrize(("variable", "value", "read"), [
+    ("CLASSIFIER_REASONING", "1", lambda s: s.classifier.reasoning is True),
+    ("CLASSIFIER_VLLM_API_KEY", "secret", lambda s: s.engine.server_api_key == "secret"),
+    ("CLASSIFIER_VLLM_SERVER_URL", "http://a:1/v1 http://b:2/v1", lambda s: len(s.engine.server_urls) == 2),
+    ("CLASSIFIER_BLOCK_SIZE", "128", lambda s: s.engine.block_size == 128),
+])  # fmt: skip
+def test_environment_twins(variable: str, value: str, read: Any) -> None:
+    assert read(settings(["--backend", "vllm-server"], env={variable: value}))
