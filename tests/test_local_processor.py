@@ -2,7 +2,8 @@
 
 One engine serves the module (a start costs ~15-20 s on CPU); it is started outside any
 event loop, which also shows the processor is not tied to the loop that started it.
-The last tests stop it, crash a second one and fail a third one's start.
+The last tests stop it, crash a second one (which a replacement engine then takes over
+from) and fail a third one's start.
 """
 from __future__ import annotations
 
@@ -166,7 +167,7 @@ async def test_close_stops_the_worker_cleanly(processor: LocalVLLMProcessor) -> 
 
 
 @pytest.mark.engine
-async def test_worker_crash_fails_pending_items_without_hanging() -> None:
+async def test_worker_crash_fails_pending_items_then_a_replacement_takes_over() -> None:
     proc = LocalVLLMProcessor(EngineSettings(max_length=MAX_LENGTH))
     await proc.start()
     try:
@@ -178,10 +179,20 @@ async def test_worker_crash_fails_pending_items_without_hanging() -> None:
         results = await asyncio.wait_for(batch, timeout=30)
         assert all(not r.ok and "exited unexpectedly" in r.error for r in results), results[0]
         assert not (await proc.health()).ok
-        [after] = await proc.process_with_schema([Prompt(INSTRUCTIONS, "Red.")], SCHEMA)
-        assert not after.ok and "exited unexpectedly" in after.error
+        [during] = await proc.process_with_schema([Prompt(INSTRUCTIONS, "Red.")], SCHEMA)
+        assert not during.ok and "exited unexpectedly" in during.error and "restarting it" in during.error
+
+        crashed_pid, began = worker.process.pid, time.monotonic()
+        while not (await proc.health()).ok:  # a replacement engine starts in the background
+            assert time.monotonic() - began < 300, worker.problem()
+            await asyncio.sleep(1.0)
+        print(f"replacement engine ready after {time.monotonic() - began:.1f} s")
+        assert worker.process.pid != crashed_pid
+        results = await proc.process_with_schema(prompts(), SCHEMA, max_tokens=32)
+        assert all(r.ok for r in results), [r.error for r in results if not r.ok]
     finally:
         await proc.close()
+    assert worker.process.exitcode == 0, "the replacement stops cleanly"
 
 
 @pytest.mark.engine

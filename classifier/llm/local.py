@@ -37,6 +37,7 @@ from .schema import parse_output
 
 START_TIMEOUT_S = 900.0  # engine start, model load included; ~15-50 s on CPU
 STOP_TIMEOUT_S = 30.0  # a clean stop waits for the batch in flight
+MAX_RESTARTS = 3  # failed restarts in a row before a crashed worker is left down
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,8 @@ class _Worker:
         self.conn: Connection | None = None
         self._failure: str | None = None
         self._stopped = False
+        self.restarting = False  # a replacement engine is starting
+        self.failed_restarts = 0  # in a row; past MAX_RESTARTS the worker stays down
         self.pending: list[tuple[_Job, asyncio.Future[list[_Answer]]]] = []
         self.drainer: asyncio.Task[None] | None = None
 
@@ -249,6 +252,35 @@ class _Worker:
             raise BackendUnavailable(self._failure) from None
         return results
 
+    def crashed(self) -> bool:
+        """The engine died on its own (not stopped, not already being replaced)."""
+        return self.process is not None and not self._stopped and not self.restarting and self.problem() is not None
+
+    def begin_restart(self) -> str:
+        """Mark the worker as being replaced (on the event loop, so the next request
+        already sees it); returns what happened to the engine, for `restart`."""
+        crash = self._failure or f"{self.name} failed"
+        self.restarting = True
+        self._failure = f"{crash}; restarting it"
+        return crash
+
+    def restart(self, crash: str) -> None:
+        """Start a fresh engine in place of one that died (runs on this worker's thread,
+        so it never overlaps a call); until it is ready the worker takes no work."""
+        try:
+            if self.conn is not None:
+                self.conn.close()
+            if not self._stopped:
+                self.start()
+        except Exception as exc:  # BackendUnavailable, or the spawn itself failing
+            self.failed_restarts += 1
+            self._failure = f"{crash}; the restart failed: {exc}"
+        else:
+            self.failed_restarts = 0
+            self._failure = f"{self.name} is stopped" if self._stopped else None
+        finally:
+            self.restarting = False
+
     def stop(self) -> None:
         """Ask the worker to finish its batch and exit; force it after a timeout."""
         if self._stopped:
@@ -256,21 +288,27 @@ class _Worker:
         self._stopped = True
         if self._failure is None:
             self._failure = f"{self.name} is stopped"
-        process = self.process
-        if process is not None:
-            # Through the worker's thread, so the request follows the batch in flight
-            # instead of interleaving with it on the pipe.
-            self.thread.submit(self._ask_to_exit)
-            process.join(STOP_TIMEOUT_S)
-            if process.is_alive():
-                process.terminate()
-                process.join(5)
-            if process.is_alive():
-                process.kill()
-                process.join()
+        # Through the worker's thread, so the request follows the batch in flight
+        # instead of interleaving with it on the pipe.
+        self.thread.submit(self._ask_to_exit)
+        self._end(self.process, grace=0.0 if self.restarting else STOP_TIMEOUT_S)  # a starting engine has no batch
         self.thread.shutdown(wait=True)  # returns: the pipe reads EOF once the worker is gone
+        self._end(self.process, grace=STOP_TIMEOUT_S)  # an engine a restart started meanwhile
         if self.conn is not None:
             self.conn.close()
+
+    @staticmethod
+    def _end(process: multiprocessing.process.BaseProcess | None, grace: float) -> None:
+        """Wait `grace` seconds for a clean exit, then terminate, then kill."""
+        if process is None:
+            return
+        process.join(grace)
+        if process.is_alive():
+            process.terminate()
+            process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join()
 
     def _ask_to_exit(self) -> None:
         if self.conn is not None and self.process is not None and self.process.is_alive():
@@ -423,6 +461,7 @@ class LocalVLLMProcessor:
         self, prompts: Sequence[Prompt], schema: JSONSchema, *, max_tokens: int = 256
     ) -> list[ItemResult]:
         """One result per prompt, in order; failures are per item, never raised."""
+        self._revive()
         problems = [w.problem() for w in self._workers]
         live = [w for w, problem in zip(self._workers, problems) if problem is None]
         if not live:
@@ -457,6 +496,7 @@ class LocalVLLMProcessor:
             for (_, future), answer in zip(batch, answers):
                 if not future.done():
                     future.set_result(answer)
+        self._revive()  # if the engine died in that batch, start its replacement now
 
     def _count(self, generated: _Generated, result: ItemResult) -> None:
         usage = self.usage
@@ -467,7 +507,16 @@ class LocalVLLMProcessor:
         usage.errors += not result.ok
         usage.truncations += result.truncated
 
+    def _revive(self) -> None:
+        """Start a replacement for each engine that died, in the background. Its share of
+        the work goes to the live engines meanwhile; with none live, items fail fast."""
+        loop = asyncio.get_running_loop()
+        for worker in self._workers:
+            if worker.crashed() and worker.failed_restarts < MAX_RESTARTS:
+                loop.run_in_executor(worker.thread, worker.restart, worker.begin_restart())
+
     async def health(self) -> Health:
+        self._revive()
         alive = sum(w.problem() is None for w in self._workers)
         return Health(
             ok=bool(self._workers) and alive == len(self._workers),
