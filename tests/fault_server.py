@@ -153,7 +153,8 @@ class FaultServer:
                 "created": int(time.time()),
                 "model": body["model"],
                 "choices": [] if fault == "empty" else choices,
-                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+                "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+                          "prompt_tokens_details": {"cached_tokens": 8}},
             }
         )
 

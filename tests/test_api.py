@@ -151,6 +151,7 @@ async def test_health_capabilities_stats_metrics_and_docs():
         assert 'classifier_texts_total{backend="scripted"} 2.0' in text
         assert f'classifier_llm_calls_total{{backend="scripted"}} {float(proc.usage.llm_calls)}' in text
         assert f'classifier_llm_tokens_total{{backend="scripted",kind="prompt"}} {float(proc.usage.prompt_tokens)}' in text
+        assert 'classifier_llm_tokens_total{backend="scripted",kind="cached_prompt"} 0.0' in text
         assert 'classifier_llm_errors_total{backend="scripted"} 0.0' in text
 
         assert "swagger" in (await client.get("/docs")).text.lower()

@@ -56,4 +56,6 @@ def test_harness_reports_every_text_and_every_field(shared_data, tmp_path):
     assert report["cost"]["llm_calls_per_text"] >= 1 and report["cost"]["prompt_tokens_per_text"] > 0
     assert report["cost"]["completion_tokens_per_text"] > 0 and report["cost"]["texts_per_second"] > 0
     assert 0.0 <= report["error_share"] <= 1.0 and 0.0 <= report["truncation_share"] <= 1.0
+    cache, usage = report["prefix_cache"], report["cost"]["usage"]
+    assert cache["queries"] == usage["prompt_tokens"] and 0 < cache["hits"] <= cache["queries"], cache
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"

@@ -85,10 +85,13 @@ async def test_batch_is_schema_valid_and_in_order(processor: LocalVLLMProcessor)
 
 
 @pytest.mark.engine
-async def test_same_outputs_on_two_runs(processor: LocalVLLMProcessor) -> None:
+async def test_same_outputs_on_two_runs_the_second_mostly_from_the_prefix_cache(processor: LocalVLLMProcessor) -> None:
     first = await processor.process_with_schema(prompts(), SCHEMA, max_tokens=32)
+    before = processor.usage.snapshot()
     second = await processor.process_with_schema(prompts(), SCHEMA, max_tokens=32)
     assert [r.value for r in first] == [r.value for r in second]
+    used = processor.usage.minus(before)  # the same prompts again: the prefix cache serves most of them
+    assert used.prompt_tokens // 2 < used.cached_prompt_tokens <= used.prompt_tokens, used
 
 
 @pytest.mark.engine

@@ -98,6 +98,7 @@ async def test_results_keep_order_and_carry_the_request_parameters(server: Fault
     assert (body["temperature"], body["seed"], body["max_tokens"]) == (0.0, 42, 17)
     assert body["messages"][0] == {"role": "system", "content": "Echo the comment."}
     assert (proc.usage.llm_calls, proc.usage.prompt_tokens, proc.usage.completion_tokens) == (11, 110, 55)
+    assert proc.usage.cached_prompt_tokens == 11 * 8  # the server's prompt_tokens_details
     assert proc.usage.errors == 0
 
 

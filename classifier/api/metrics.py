@@ -66,6 +66,7 @@ class _WorkCollector:
         tokens = CounterMetricFamily("classifier_llm_tokens", "Tokens through the LLM backend", labels=["backend", "kind"])
         tokens.add_metric([backend, "prompt"], usage.prompt_tokens)
         tokens.add_metric([backend, "completion"], usage.completion_tokens)
+        tokens.add_metric([backend, "cached_prompt"], usage.cached_prompt_tokens)
         yield tokens
         batches = CounterMetricFamily("classifier_batches", "Classification passes run (coalesced requests)")
         batches.add_metric([], serving.batcher.stats.batches)

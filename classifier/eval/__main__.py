@@ -24,7 +24,7 @@ from ..service import ClassificationService
 from ..settings import ClassifierSettings, EngineSettings
 from ..taxonomy import Taxonomy, format_path, load_taxonomy
 from . import harness
-from .cache import CounterReader, no_reader, server_reader
+from .cache import CounterReader, server_reader, usage_reader
 from .chart import render_chart
 from .gold import LOADERS, Example, sample
 from .report import Report, build_report, format_table
@@ -92,7 +92,9 @@ async def _evaluate(
     try:
         processor = pool.processor
         service = ClassificationService(processor, {taxonomy.name: taxonomy}, settings)
-        reader: CounterReader = server_reader(engine.server_urls) if engine.backend == "vllm-server" else no_reader
+        reader: CounterReader = (
+            server_reader(engine.server_urls) if engine.backend == "vllm-server" else usage_reader(processor.usage)
+        )
         run = await harness.run(service, examples, names, prefix_cache=reader)
     finally:
         await pool.close()

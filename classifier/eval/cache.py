@@ -13,6 +13,8 @@ from typing import Awaitable, Callable, Sequence
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from ..llm.base import Usage
+
 QUERIES = "vllm:prefix_cache_queries"
 HITS = "vllm:prefix_cache_hits"
 
@@ -66,6 +68,16 @@ def server_reader(server_urls: Sequence[str], timeout: float = 10.0) -> CounterR
                     return None
                 total += counters
         return total
+
+    return read
+
+
+def usage_reader(usage: Usage) -> CounterReader:
+    """The counters from a processor's own usage: the local engine reports, per request,
+    how many prompt tokens its prefix cache served."""
+
+    async def read() -> PrefixCacheCounters:
+        return PrefixCacheCounters(usage.prompt_tokens, usage.cached_prompt_tokens)
 
     return read
 

@@ -59,13 +59,13 @@ class Usage:
     completion_tokens: int = 0
     errors: int = 0
     truncations: int = 0
+    # Prompt tokens the engine's prefix cache served instead of computing them: counted by
+    # the local backend, and by servers that report them (vLLM's --enable-prompt-tokens-details).
+    cached_prompt_tokens: int = 0
 
     def add(self, other: "Usage") -> None:
-        self.llm_calls += other.llm_calls
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
-        self.errors += other.errors
-        self.truncations += other.truncations
+        for name, value in vars(other).items():
+            setattr(self, name, getattr(self, name) + value)
 
     def snapshot(self) -> "Usage":
         return Usage(**vars(self))

@@ -73,6 +73,7 @@ class _Generated:
     truncated: bool = False
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens the prefix cache served
     cut_off: bool = False  # stopped by max_tokens, so the JSON is likely incomplete
 
 
@@ -157,6 +158,7 @@ class _Engine:
                 truncated=truncated,
                 prompt_tokens=len(output.prompt_token_ids or ()),
                 completion_tokens=len(completion.token_ids),
+                cached_tokens=output.num_cached_tokens or 0,
                 cut_off=completion.finish_reason == "length",
             )
         return results
@@ -504,6 +506,7 @@ class LocalVLLMProcessor:
             usage.llm_calls += 1
             usage.prompt_tokens += generated.prompt_tokens
             usage.completion_tokens += generated.completion_tokens
+            usage.cached_prompt_tokens += generated.cached_tokens
         usage.errors += not result.ok
         usage.truncations += result.truncated
 

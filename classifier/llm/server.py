@@ -298,6 +298,8 @@ class VLLMServerProcessor:
         if response.usage is not None:
             self.usage.prompt_tokens += response.usage.prompt_tokens
             self.usage.completion_tokens += response.usage.completion_tokens
+            details = response.usage.prompt_tokens_details  # only from servers asked to report it
+            self.usage.cached_prompt_tokens += (details.cached_tokens or 0) if details is not None else 0
         if not response.choices:
             raise InvalidOutput("the server answered without a choice")
         choice = response.choices[0]
