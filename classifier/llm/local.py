@@ -10,6 +10,8 @@ Prompts are rendered and counted with the model's own tokenizer inside the worke
 handed to vLLM as token ids, so the count that guards the context window is exactly
 what the engine sees. Calls that arrive while a worker is busy are coalesced into its
 next batch: one `LLM.generate` per worker per batch, whatever the number of callers.
+A worker whose engine dies (the OOM killer, a driver fault) is replaced in the
+background; its texts fail fast until the replacement is ready.
 
 The module imports no vLLM or torch itself: a spawned worker imports this module
 before it has set its environment. The program that builds a processor must guard
