@@ -9,8 +9,11 @@ it stopped: no row is lost or written twice, and rows that failed are tried agai
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import logging
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from classifier.batch.render import FORMATS, render
 from classifier.batch.run import classify_rows, top_paths
 from classifier.capabilities import DEFAULT_CAPABILITIES, resolve
 from classifier.cli import USER_ERRORS, build_settings, describe, engine_options, option
+from classifier.prompts import PROMPTS_VERSION
 from classifier.settings import Settings
 from classifier.taxonomy import Taxonomy, load_taxonomy
 
@@ -37,6 +41,44 @@ ENABLE_FLAGS = {  # flag -> capability, as the prototype names them
     "enable_trends": "trend",
 }
 TOP_PATHS = 10
+# The prototype's --prompt-type, as it maps here: `keyword` shows example answers built from
+# the nodes' keywords (--few-shot); `sentiment` adds how the comment feels about each topic
+# it finds (the stem_polarity capability).
+PROMPT_TYPES = ("standard", "keyword", "sentiment")
+ONLY_FLAGS = {"recommendations_only": "recommendations", "alerts_only": "alerts"}
+LOG_LEVELS = (logging.WARNING, logging.INFO, logging.DEBUG)
+
+
+def _capabilities(options: dict[str, Any]) -> list[str]:
+    """What to run: the --*-only flags alone (no taxonomy walk), else the --enable-* flags
+    (classification when none), plus stem polarity for --prompt-type sentiment."""
+    only = [c for flag, c in ONLY_FLAGS.items() if options[flag]]
+    enabled = [c for flag, c in ENABLE_FLAGS.items() if options[flag]]
+    if only and (enabled or options["prompt_type"] != "standard"):
+        raise click.UsageError("--recommendations-only and --alerts-only run only that capability: "
+                               "leave out the --enable-* flags and --prompt-type")
+    if only:
+        return resolve(only)
+    if options["prompt_type"] == "sentiment":
+        enabled.append("stem_polarity")
+    return resolve(enabled or DEFAULT_CAPABILITIES)
+
+
+def _fingerprint(options: dict[str, Any], settings: Settings, capabilities: list[str]) -> dict[str, Any]:
+    """What the journal records of a run: everything that changes its answers, so a rerun
+    with any of it changed refuses to mix its results with the earlier ones."""
+    classifier = settings.classifier
+    return {
+        "input": str(options["input_file"].resolve()), "input_column": options["input_column"],
+        "config": str(options["config"].resolve()),
+        "taxonomy_sha256": hashlib.sha256(options["config"].read_bytes()).hexdigest(),
+        "capabilities": capabilities, "project_name": options["project_name"],
+        "backend": settings.engine.backend, "llm": settings.engine.llm,
+        "strategy": classifier.strategy, "max_paths": classifier.max_paths, "reasoning": classifier.reasoning,
+        "few_shot": classifier.few_shot, "min_confidence": classifier.min_confidence,
+        "require_excerpt": classifier.require_excerpt, "max_stem_definitions": classifier.max_stem_definitions,
+        "prompts": PROMPTS_VERSION,
+    }  # fmt: skip
 
 
 def _output_path(options: dict[str, Any]) -> tuple[Path, str]:
@@ -71,26 +113,35 @@ def _enable_options(function: Any) -> Any:
 @option("--chunk-size", type=click.IntRange(1), default=64,
         help="Texts per service call; at most this many are redone after a crash.")
 @_enable_options
+@option("--recommendations-only", is_flag=True, help="Run recommendations alone (no taxonomy walk); with "
+        "--alerts-only, both.")
+@option("--alerts-only", is_flag=True, help="Run alerts alone (no taxonomy walk); with --recommendations-only, both.")
+@option("--project-name", default=None, help="Replaces the taxonomy root's name as the path prefix.")
+@option("--prompt-type", type=click.Choice(PROMPT_TYPES), default="standard",
+        help="The prototype's prompt styles: keyword = example answers from the keywords (--few-shot); "
+             "sentiment = also stem polarity.")
+@click.option("-v", "--verbose", count=True, help="More log lines: -v info, -vv debug.")
 def main(**options: Any) -> None:
     """Classify the comments of a CSV file. Without --enable-* flags: classification only."""
+    logging.basicConfig(level=LOG_LEVELS[min(options["verbose"], 2)], format="%(levelname)s %(name)s: %(message)s")
     console = Console(stderr=True)
-    capabilities = resolve([c for flag, c in ENABLE_FLAGS.items() if options[flag]] or DEFAULT_CAPABILITIES)
+    capabilities = _capabilities(options)
     output, output_format = _output_path(options)
     settings = build_settings(options)
+    if options["prompt_type"] == "keyword":
+        settings = replace(settings, classifier=replace(settings.classifier, few_shot=True))
     try:
         taxonomy = load_taxonomy(options["config"])
         rows = read_rows(options["input_file"], options["input_column"])
     except (*USER_ERRORS, InputError) as exc:
         raise click.ClickException(str(exc)) from None
+    for warning in taxonomy.warnings:
+        console.print(f"warning: {options['config']}: {warning}")
     skipped = f"; skipped {len(rows.skipped)} empty rows: {_numbers(rows.skipped)}" if rows.skipped else ""
     console.print(f"read {options['input_file']}: encoding {rows.encoding}, delimiter {rows.delimiter!r}, "
                   f"{rows.total} rows, {len(rows.texts)} texts in column {options['input_column']!r}{skipped}")
 
-    journal = Journal(output.with_name(output.name + ".journal.jsonl"), {
-        "input": str(options["input_file"].resolve()), "input_column": options["input_column"],
-        "config": str(options["config"].resolve()), "capabilities": capabilities,
-        "strategy": settings.classifier.strategy, "llm": settings.engine.llm,
-    })  # fmt: skip
+    journal = Journal(output.with_name(output.name + ".journal.jsonl"), _fingerprint(options, settings, capabilities))
     try:
         journal.open(resume=options["resume"])
     except JournalMismatch as exc:
@@ -103,7 +154,8 @@ def main(**options: Any) -> None:
     done_now, seconds, interrupted = 0, 0.0, False
     if todo:
         done_now, seconds, interrupted = _classify(
-            console, settings, taxonomy, rows.texts, todo, capabilities, journal, options["chunk_size"], resumed
+            console, settings, taxonomy, rows.texts, todo, capabilities, journal, options["chunk_size"], resumed,
+            options["project_name"],
         )
     results = {row: journal.results[row] for row in rows.texts if row in journal.results}
     render(results, output, output_format)
@@ -117,7 +169,8 @@ def main(**options: Any) -> None:
 
 
 def _classify(console: Console, settings: Settings, taxonomy: Taxonomy, texts: dict[int, str], todo: list[int],
-              capabilities: list[str], journal: Journal, chunk_size: int, resumed: int) -> tuple[int, float, bool]:
+              capabilities: list[str], journal: Journal, chunk_size: int, resumed: int,
+              project_name: str | None) -> tuple[int, float, bool]:
     """Run the chunks under a progress bar: texts done, seconds since the engine was up, and
     whether Ctrl-C stopped it (the journal stays whole either way)."""
     status = console.status(f"starting the backend ({settings.engine.backend}); a local engine takes 15-60 s")
@@ -140,7 +193,7 @@ def _classify(console: Console, settings: Settings, taxonomy: Taxonomy, texts: d
 
     try:
         asyncio.run(classify_rows(settings, taxonomy, texts, todo, capabilities, journal, chunk_size=chunk_size,
-                                  on_started=started, on_chunk=chunk_done))
+                                  project_name=project_name, on_started=started, on_chunk=chunk_done))
     except KeyboardInterrupt:
         return done, time.monotonic() - started_at, True
     except USER_ERRORS as exc:

@@ -53,13 +53,13 @@ def _gpu_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 
 engine_options = stack(
-    option("--config", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_CONFIG,
-           help="Taxonomy file (one root node, the prototype's topics.json format)."),
+    option("--config", "--default-config", "config", type=click.Path(dir_okay=False, path_type=Path),
+           default=DEFAULT_CONFIG, help="Taxonomy file (one root node, the prototype's topics.json format)."),
     option("--backend", type=click.Choice(BACKENDS), default=EngineSettings.backend,
            help="local: vLLM in-process (GPU, or its CPU build without one). vllm-server: OpenAI-compatible servers."),
     option("--vllm-server-url", "server_urls", multiple=True, metavar="URL",
-           help=f"Server for --backend vllm-server, of the form http://host:port/v1; repeat for several "
-                f"[default: {EngineSettings.server_urls[0]}]"),
+           help=f"Server for --backend vllm-server, of the form http://host:port/v1; repeat the flag or "
+                f"separate by commas for several [default: {EngineSettings.server_urls[0]}]"),
     option("--vllm-api-key", "server_api_key", default=None, metavar="KEY",
            help="API key of servers started with --api-key (vllm-server)."),
     option("--llm", default=None, metavar="MODEL",
@@ -109,7 +109,7 @@ def build_settings(options: dict[str, Any], server: ServerSettings | None = None
         gpu_list=gpu_list,
         gpu_memory=options["gpu_memory"],
         max_length=options["max_length"],
-        server_urls=tuple(options["server_urls"]) or EngineSettings.server_urls,
+        server_urls=split_urls(options["server_urls"]) or EngineSettings.server_urls,
         server_api_key=options["server_api_key"] or None,
         max_concurrent=options["max_concurrent"],
         kv_cache_gib=options["kv_cache_gib"],
@@ -127,6 +127,12 @@ def build_settings(options: dict[str, Any], server: ServerSettings | None = None
         batch_size=options["batch_size"],
     )
     return Settings(engine=engine, classifier=classifier, server=server or ServerSettings())
+
+
+def split_urls(values: Sequence[str]) -> tuple[str, ...]:
+    """Server URLs from repeated flags, each of which may be a comma-separated list (the
+    prototype's form) or, from the environment, a space-separated one."""
+    return tuple(url for value in values for url in value.replace(",", " ").split())
 
 
 def load_taxonomies(config: Path, extra: Sequence[tuple[str, Path]] = ()) -> dict[str, Taxonomy]:

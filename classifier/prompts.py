@@ -4,13 +4,18 @@ prefix and the engine's prefix cache serves it.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 from typing import Sequence
 
 from .llm.base import Prompt
 from .taxonomy import Node, NodePath, Taxonomy, format_path
 
 NONE_OF_THESE = "none of these"
+# Changes with any edit of this module, so a resumed batch run can tell that its earlier
+# results were asked with other words (no version number to forget to bump).
+PROMPTS_VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 
 _COMMENT_FOLLOWS = "The comment to analyse is the next message. Answer with JSON only."
 

@@ -17,6 +17,9 @@ from .settings import ClassifierSettings
 from .taxonomy import Taxonomy
 
 
+EMPTY_TEXT = "empty text"
+
+
 class UnknownTaxonomy(ValueError):
     """A request named a taxonomy the server did not load at start."""
 
@@ -82,8 +85,22 @@ class ClassificationService:
     async def run_jobs(self, jobs: Sequence[Job], taxonomy: Taxonomy) -> list[dict[str, Any]]:
         """Per-job result objects, in order; each capability runs once over the jobs that want it.
 
-        The request batcher calls this with the jobs of several requests at once.
+        The request batcher calls this with the jobs of several requests at once. A text that
+        is empty or only whitespace asks the LLM nothing: it gets empty results, `skipped`.
         """
+        work = [k for k, job in enumerate(jobs) if job.text.strip()]
+        results: list[dict[str, Any]] = [
+            {"text": job.text, **{CAPABILITIES[n].result_key: CAPABILITIES[n].empty() for n in job.capabilities},
+             "skipped": EMPTY_TEXT}
+            for job in jobs
+        ]
+        for k, result in zip(work, await self._run_texts([jobs[k] for k in work], taxonomy)):
+            results[k] = result
+        return results
+
+    async def _run_texts(self, jobs: Sequence[Job], taxonomy: Taxonomy) -> list[dict[str, Any]]:
+        if not jobs:
+            return []
         ctx = RunContext(
             texts=[j.text for j in jobs],
             prefixes=[j.prefix or taxonomy.root.name for j in jobs],

@@ -24,7 +24,7 @@ class EngineSettings:
     server_api_key: str | None = None  # for servers started with --api-key; None sends a dummy key
     max_concurrent: int = 32  # in-flight requests to servers, all URLs together
     request_timeout: float = 120.0  # seconds for one request to a server
-    max_retries: int = 4  # attempts per item against servers, first one included
+    retry_deadline: float = 60.0  # seconds an item is retried against servers before it fails
     temperature: float = 0.0
     seed: int = 42
     kv_cache_gib: float = 1.0  # KV cache size on the CPU engine

@@ -8,6 +8,7 @@ without the root (`Delivery>Pace`) as stems.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,6 +21,7 @@ _TEXT_FIELDS = ("description", "definition", "scope")
 _KNOWN_FIELDS = {"name", "keywords", "children", *_TEXT_FIELDS}
 
 NodePath = tuple[str, ...]
+logger = logging.getLogger(__name__)
 
 
 class TaxonomyError(ValueError):
@@ -49,6 +51,8 @@ class Taxonomy:
 
     root: Node
     name: str = "topics"
+    source: Path | None = None  # the file it was loaded from (requests may name it by `config_path`)
+    warnings: tuple[str, ...] = ()  # what the loader tolerated (unknown fields), one line each
     _by_path: dict[NodePath, Node] = field(default_factory=dict, repr=False, compare=False)
     _file_order: dict[NodePath, int] = field(default_factory=dict, repr=False, compare=False)
 
@@ -111,21 +115,30 @@ def load_taxonomy(path: str | Path, name: str | None = None) -> Taxonomy:
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise TaxonomyError(f"taxonomy file {path} is not valid UTF-8 JSON: {exc}") from None
     try:
-        return taxonomy_from_dict(raw, name=name or path.stem)
+        tree = taxonomy_from_dict(raw, name=name or path.stem, source=path.resolve())
     except TaxonomyError as exc:
         raise TaxonomyError(f"{path}: {exc}") from None
+    for warning in tree.warnings:
+        logger.warning("%s: %s", path, warning)
+    return tree
 
 
-def taxonomy_from_dict(raw: Any, name: str = "topics") -> Taxonomy:
-    """Build a validated `Taxonomy` from the parsed JSON of a topics file."""
-    counter = [0]
-    root = _parse_node(raw, parent_path="", depth=0, counter=counter, seen=set())
+def taxonomy_from_dict(raw: Any, name: str = "topics", source: Path | None = None) -> Taxonomy:
+    """Build a validated `Taxonomy` from the parsed JSON of a topics file.
+
+    Unknown fields are tolerated, as the prototype tolerated them: each becomes one line
+    of `Taxonomy.warnings` naming the node, so a typo (`defintion`) is still visible."""
+    counter: list[int] = [0]
+    warnings: list[str] = []
+    root = _parse_node(raw, parent_path="", depth=0, counter=counter, seen=set(), warnings=warnings)
     if not root.children:
         raise TaxonomyError(f"root node {root.name!r} has no children: there is nothing to classify into")
-    return Taxonomy(root=root, name=name)
+    return Taxonomy(root=root, name=name, source=source, warnings=tuple(warnings))
 
 
-def _parse_node(raw: Any, parent_path: str, depth: int, counter: list[int], seen: set[int]) -> Node:
+def _parse_node(
+    raw: Any, parent_path: str, depth: int, counter: list[int], seen: set[int], warnings: list[str]
+) -> Node:
     where = repr(parent_path) if parent_path else "the root"
     if not isinstance(raw, dict):
         raise TaxonomyError(f"node under {where} must be a JSON object, got {type(raw).__name__}")
@@ -135,7 +148,6 @@ def _parse_node(raw: Any, parent_path: str, depth: int, counter: list[int], seen
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
         raise TaxonomyError(f"a node under {where} has a missing or empty 'name'")
-    name = name.strip()
     here = f"{parent_path}{PATH_SEPARATOR}{name}" if parent_path else name
     if PATH_SEPARATOR in name:
         raise TaxonomyError(f"node {here!r}: names may not contain {PATH_SEPARATOR!r}, the path separator")
@@ -146,7 +158,7 @@ def _parse_node(raw: Any, parent_path: str, depth: int, counter: list[int], seen
         raise TaxonomyError(f"more than {MAX_NODES} nodes (stopped at {here!r})")
     unknown = sorted(set(raw) - _KNOWN_FIELDS)
     if unknown:
-        raise TaxonomyError(f"node {here!r} has unknown field(s) {unknown}; known: {sorted(_KNOWN_FIELDS)}")
+        warnings.append(f"node {here!r} has unknown field(s) {unknown}, ignored; known: {sorted(_KNOWN_FIELDS)}")
     texts = {}
     for key in _TEXT_FIELDS:
         value = raw.get(key, "")
@@ -163,7 +175,7 @@ def _parse_node(raw: Any, parent_path: str, depth: int, counter: list[int], seen
         raise TaxonomyError(f"node {here!r}: 'children' must be a list of nodes")
     if len(children_raw) > MAX_CHILDREN:
         raise TaxonomyError(f"node {here!r} has {len(children_raw)} children; at most {MAX_CHILDREN}")
-    children = tuple(_parse_node(c, here, depth + 1, counter, seen) for c in children_raw)
+    children = tuple(_parse_node(c, here, depth + 1, counter, seen, warnings) for c in children_raw)
     names = [c.name for c in children]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

@@ -13,12 +13,15 @@ the request body (a deterministic stand-in for a model). Faults, per chat reques
 
 `retry_after` (seconds, as text) goes out as a `Retry-After` header on 429 and 503.
 `script(...)` queues faults for the next requests in arrival order; `per_comment` maps a
-user message to the fault it always gets; `down = True` makes every endpoint answer 503.
+user message to the fault it always gets; `fault_rates(seed, {"500": 0.2})` draws a fault
+for every other request at those rates; `down = True` makes every endpoint answer 503.
+Each recorded body gets `_seen`, its arrival time in ns (comparable across servers).
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import random
 import socket
 import threading
 import time
@@ -78,6 +81,8 @@ class FaultServer:
         self.max_concurrency = 0
         self._in_flight = 0
         self._script: deque[str] = deque()
+        self._rates: dict[str, float] = {}
+        self._random = random.Random(0)
         self._stopping = False
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -89,6 +94,19 @@ class FaultServer:
     def script(self, *faults: str) -> None:
         """Queue faults for the next chat requests, in the order they arrive."""
         self._script.extend(faults)
+
+    def fault_rates(self, seed: int, rates: dict[str, float]) -> None:
+        """Answer each request not otherwise scripted with a fault drawn at these rates."""
+        self._random = random.Random(seed)
+        self._rates = dict(rates)
+
+    def _drawn(self) -> str:
+        draw, edge = self._random.random(), 0.0
+        for fault, rate in self._rates.items():
+            edge += rate
+            if draw < edge:
+                return fault
+        return "ok"
 
     def _app(self) -> FastAPI:
         app = FastAPI()
@@ -114,6 +132,7 @@ class FaultServer:
             except ClientDisconnect:  # a client killed mid-request
                 return _error(499, "client gone")
             self.requests += 1
+            body["_seen"] = time.monotonic_ns()
             self.bodies.append(body)
             self._in_flight += 1
             self.max_concurrency = max(self.max_concurrency, self._in_flight)
@@ -127,7 +146,7 @@ class FaultServer:
     async def _answer(self, body: dict[str, Any]) -> JSONResponse:
         comment = body["messages"][-1]["content"]
         fault = "503" if self.down else self.per_comment.get(comment) or (
-            self._script.popleft() if self._script else "ok"
+            self._script.popleft() if self._script else self._drawn()
         )
         await asyncio.sleep(self.delay)
         if fault == "hang":

@@ -46,7 +46,7 @@ class ScriptedProcessor:
             self.usage.errors += isinstance(out, str)
         return results
 
-    async def health(self) -> Health:
+    async def health(self, *, probe: bool = True) -> Health:
         return Health(ok=True, backend=self.backend, model=self.model)
 
     async def close(self) -> None:

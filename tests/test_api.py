@@ -16,7 +16,7 @@ from classifier.capabilities import CAPABILITIES
 from classifier.llm.base import Health
 from classifier.service import ClassificationService
 from classifier.settings import ClassifierSettings, ServerSettings, Settings
-from classifier.taxonomy import taxonomy_from_dict
+from classifier.taxonomy import load_taxonomy, taxonomy_from_dict
 from tests.scripted import ScriptedProcessor, oracle
 from tests.test_service import GOLD, RUSHED, capability_answers
 from tests.trees import training
@@ -126,7 +126,17 @@ async def test_health_capabilities_stats_metrics_and_docs():
     async with running() as (client, proc):
         health = await client.get("/health")
         assert health.status_code == 200
-        assert health.json() == {"status": "ok", "backend": "scripted", "model": "scripted", "gpus": [], "detail": {}}
+        assert health.json() == {
+            "status": "healthy", "processor_loaded": True, "gpu_count": 0, "capabilities_available": list(CAPABILITIES),
+            "requests_processed": 0, "uptime_seconds": health.json()["uptime_seconds"], "default_config": None,
+            "backend": "scripted", "model": "scripted", "gpus": [], "detail": {}}
+        assert isinstance(health.json()["uptime_seconds"], float)
+        ready = await client.get("/ready")
+        assert ready.status_code == 200
+        assert ready.json() == {"status": "ready", "backend": "scripted", "model": "scripted", "detail": {}}
+        root = (await client.get("/")).json()
+        assert root["service"] == "LLM topic classifier" and root["version"]
+        assert {"POST /classify", "GET /health", "GET /ready", "GET /stats"} <= set(root["endpoints"])
 
         caps = (await client.get("/capabilities")).json()
         assert [c["name"] for c in caps["capabilities"]] == list(CAPABILITIES)
@@ -139,6 +149,10 @@ async def test_health_capabilities_stats_metrics_and_docs():
         await client.post("/classify", json={"texts": []})
         stats = (await client.get("/stats")).json()
         assert stats["requests"] == 1 and stats["texts"] == 2 and stats["text_errors"] == 0
+        assert stats["total_requests"] == 1 and stats["total_texts_processed"] == 2
+        assert stats["requests_by_capability"] == {"alerts": 1} and stats["configs_cached"] == 2
+        assert 0 <= stats["average_processing_time"] < 5 and isinstance(stats["uptime_seconds"], float)
+        assert (await client.get("/health")).json()["requests_processed"] == 1
         assert stats["queued_texts"] == 0 and stats["batching"]["batches"] == 1
         assert stats["llm"]["llm_calls"] == proc.usage.llm_calls > 0
 
@@ -159,20 +173,53 @@ async def test_health_capabilities_stats_metrics_and_docs():
         assert (await client.get("/nowhere")).status_code == 404
 
 
-async def test_health_is_503_when_the_backend_does_not_answer():
+async def test_ready_is_503_when_the_backend_does_not_answer_and_health_never_probes():
     class Down(ScriptedProcessor):
-        async def health(self) -> Health:
+        probes: list[bool]
+
+        async def health(self, *, probe: bool = True) -> Health:
+            self.probes.append(probe)
             raise ConnectionError("refused")
 
-    async with running(Down(lambda p, s: "unused")) as (client, _):
-        response = await client.get("/health")
+    down = Down(lambda p, s: "unused")
+    down.probes = []
+    async with running(down) as (client, _):
+        response = await client.get("/ready")
         assert response.status_code == 503
         assert response.json()["status"] == "unavailable"
         assert response.json()["detail"] == {"error": "ConnectionError: refused"}
+        health = await client.get("/health")
+        assert health.status_code == 200 and health.json()["status"] == "healthy"
+        assert health.json()["processor_loaded"] is False
+        assert down.probes == [True, False], "/health asks the processor without probing"
+
+
+async def test_config_path_picks_a_loaded_taxonomy_and_is_never_opened(tmp_path):
+    loaded = tmp_path / "shop.json"
+    loaded.write_text(json.dumps(OTHER_TREE))
+    trees = {"topics": training(), "shop": load_taxonomy(loaded)}
+    app = create_app(settings(), trees, FixedBackend(ScriptedProcessor(oracle(GOLD, capability_answers))))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            for named in (str(loaded), "configs/elsewhere/shop.json"):  # same path, or same file name
+                body = (await client.post("/classify", json={"texts": ["x"], "config_path": named})).json()
+                assert body["config_used"] == "shop", named
+            secret = tmp_path / "secret.json"
+            secret.write_text(json.dumps(OTHER_TREE))
+            refused = await client.post("/classify", json={"texts": ["x"], "config_path": str(secret)})
+            assert refused.status_code == 422
+            detail = refused.json()["detail"]
+            assert "never reads files named by clients" in detail and f"shop ({loaded})" in detail
+            assert "--taxonomy NAME=PATH" in detail
+            clash = await client.post("/classify", json={"texts": ["x"], "config_path": str(loaded), "taxonomy": "topics"})
+            assert clash.status_code == 422 and "send one of them" in clash.json()["detail"]
+            health = (await client.get("/health")).json()
+            assert health["default_config"] is None  # the default here was built in memory
 
 
 @pytest.mark.parametrize("path", ["/classify", "/capabilities", "/stats", "/metrics", "/docs", "/openapi.json"])
-async def test_api_key_guards_every_route_but_health(path):
+async def test_api_key_guards_every_route_but_health_and_ready(path):
     async with running(api_key=KEY) as (client, _):
         send = client.post if path == "/classify" else client.get
         kwargs = {"json": {"texts": ["Great content"]}} if path == "/classify" else {}
@@ -183,6 +230,7 @@ async def test_api_key_guards_every_route_but_health(path):
         assert wrong.status_code == 401 and wrong.json()["detail"] == "the API key is wrong"
         assert (await send(path, headers={"Authorization": f"Bearer {KEY}"}, **kwargs)).status_code == 200
         assert (await client.get("/health")).status_code == 200
+        assert (await client.get("/ready")).status_code == 200
 
 
 async def test_concurrent_requests_share_one_classification_pass():
@@ -232,7 +280,8 @@ async def test_a_failing_request_does_not_fail_its_neighbours():
             client.post("/classify", json={"texts": ["poison"]}),
         )
         assert good.status_code == 200 and good.json()["results"][0]["classification_result"]
-        assert bad.status_code == 500 and "RuntimeError: poisoned pass" in bad.json()["detail"]
+        assert bad.status_code == 500 and "poisoned" not in bad.text, "a 500 never echoes the exception"
+        assert bad.json()["request_id"] in bad.json()["detail"]
         assert app.state.serving.batcher.stats.isolated_failures == 1
         assert (await client.get("/health")).status_code == 200
 

@@ -157,3 +157,57 @@ def test_a_rerun_with_other_capabilities_refuses_to_mix_results(tmp_path, monkey
     again = _run(monkeypatch, proc, *common, "--enable-alerts")
     assert again.exit_code == 1 and "--no-resume to start over" in again.output
     assert _run(monkeypatch, proc, *common, "--enable-alerts", "--no-resume").exit_code == 0
+
+
+def test_a_form_feed_or_line_separator_stays_inside_one_record_and_extra_fields_are_reported(tmp_path):
+    path = tmp_path / "odd.csv"
+    path.write_text("text,n\nfirst\fpage\u2028next line,1\nplain,2\n", encoding="utf-8")
+    rows = read_rows(path, "text")
+    assert rows.texts == {1: "first\fpage\u2028next line", 2: "plain"} and rows.total == 2
+    path.write_text("text,n\nok,1\ntoo,many,fields\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"data row 2: 3 fields but the header names 2; .* must be quoted"):
+        read_rows(path, "text")
+
+
+def test_a_rerun_after_the_taxonomy_file_changed_names_the_change(tmp_path, monkeypatch):
+    source = tmp_path / "in.csv"
+    source.write_text("text\nGreat content\n")
+    tree = _tree(tmp_path)
+    common = ["--config", str(tree), "--input-file", str(source), "--save-path", str(tmp_path / "o.json")]
+    proc = ScriptedProcessor(oracle({}, capability_answers))
+    assert _run(monkeypatch, proc, *common).exit_code == 0
+    tree.write_text(tree.read_text().replace("Content", "Contents"))
+    again = _run(monkeypatch, proc, *common)
+    assert again.exit_code == 1 and "taxonomy_sha256:" in again.output and "--no-resume" in again.output
+    other = _run(monkeypatch, proc, *common, "--no-resume", "--max-paths", "1")
+    assert other.exit_code == 0
+    refused = _run(monkeypatch, proc, *common, "--max-paths", "2")
+    assert refused.exit_code == 1 and "max_paths: 1 then, 2 now" in " ".join(refused.output.split())
+
+
+def test_the_prototypes_batch_flags(tmp_path, monkeypatch):
+    source = tmp_path / "in.csv"
+    source.write_text(f"text\n{RUSHED}\nGreat content\n")
+    common = ["--config", str(_tree(tmp_path)), "--input-file", str(source)]
+    proc = ScriptedProcessor(oracle(GOLD, capability_answers))
+
+    only = _run(monkeypatch, proc, *common, "--save-path", str(tmp_path / "only.jsonl"), "--recommendations-only",
+                "--alerts-only", "-vv")
+    assert only.exit_code == 0, only.output
+    rows = [json.loads(line) for line in (tmp_path / "only.jsonl").read_text().splitlines()]
+    assert all(set(r) == {"row", "text", "recommendations", "alerts"} for r in rows)
+    assert not any("topics" in call.schema["properties"] for call in proc.calls), "no taxonomy walk"
+
+    sentiment = _run(monkeypatch, proc, *common, "--save-path", str(tmp_path / "s.jsonl"), "--prompt-type",
+                     "sentiment", "--project-name", "Acme")
+    assert sentiment.exit_code == 0, sentiment.output
+    first = json.loads((tmp_path / "s.jsonl").read_text().splitlines()[0])
+    assert first["classification_result"]["classification_paths"][0] == "Acme>Delivery"
+    assert set(first["stem_polarity"]) == {"Delivery>Pace", "Logistics>Catering"}
+
+    calls = len(proc.calls)
+    keyword = _run(monkeypatch, proc, *common, "--save-path", str(tmp_path / "k.jsonl"), "--prompt-type", "keyword")
+    assert keyword.exit_code == 0 and "Examples:" in proc.calls[calls].prompts[0].instructions
+
+    clash = _run(monkeypatch, proc, *common, "--alerts-only", "--enable-classification")
+    assert clash.exit_code == 2 and "run only that capability" in clash.output

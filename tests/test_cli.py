@@ -48,3 +48,18 @@ def test_flags_reach_engine_and_classifier_settings() -> None:
 ])  # fmt: skip
 def test_environment_twins(variable: str, value: str, read: Any) -> None:
     assert read(settings(["--backend", "vllm-server"], env={variable: value}))
+
+
+def test_the_prototypes_flag_forms() -> None:
+    got = settings(["--backend", "vllm-server", "--default-config", "configs/restaurants.json",
+                    "--vllm-server-url", "http://a:1/v1,http://b:2/v1", "--vllm-server-url", "http://c:3/v1"])
+    assert got.engine.server_urls == ("http://a:1/v1", "http://b:2/v1", "http://c:3/v1")
+    holder: dict[str, Any] = {}
+
+    @click.command()
+    @engine_options
+    def config(**options: Any) -> None:
+        holder["config"] = options["config"]
+
+    assert CliRunner().invoke(config, ["--default-config", "configs/restaurants.json"]).exit_code == 0
+    assert str(holder["config"]) == "configs/restaurants.json"

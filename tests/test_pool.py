@@ -26,7 +26,7 @@ def test_gpu_memory_is_empty_without_gpu() -> None:
 
 async def test_server_backend_that_cannot_be_reached_fails_start_and_leaves_no_processor() -> None:
     settings = EngineSettings(
-        backend="vllm-server", server_urls=("http://127.0.0.1:9/v1",), request_timeout=2, max_retries=1
+        backend="vllm-server", server_urls=("http://127.0.0.1:9/v1",), request_timeout=2
     )
     pool = ProcessorPool(settings)
     with pytest.raises(BackendUnavailable):

@@ -31,7 +31,7 @@ def test_serves_prints_where_and_exits_0_on_sigterm(fake_llm, tmp_path):
                            env={"CLASSIFIER_BACKEND": "vllm-server", "CLASSIFIER_VLLM_SERVER_URL": fake_llm.url})
     with server:
         health = httpx.get(f"{server.url}/health").json()
-        assert health["backend"] == "vllm-server" and health["model"] == "m" and health["status"] == "ok"
+        assert health["backend"] == "vllm-server" and health["model"] == "m" and health["status"] == "healthy"
         assert httpx.get(f"{server.url}/capabilities").status_code == 401
         taxonomies = httpx.get(f"{server.url}/capabilities", headers={"Authorization": "Bearer k"}).json()["taxonomies"]
         assert [t["name"] for t in taxonomies] == ["topics", "shop"]
@@ -80,5 +80,5 @@ def test_the_upstream_api_key_comes_from_its_flag_or_environment_twin():
         server = ServerProcess([], env={"CLASSIFIER_BACKEND": "vllm-server", "CLASSIFIER_VLLM_SERVER_URL": keyed.url,
                                         "CLASSIFIER_VLLM_API_KEY": "up-key"})  # fmt: skip
         with server:
-            assert httpx.get(f"{server.url}/health").json()["status"] == "ok"
+            assert httpx.get(f"{server.url}/health").json()["status"] == "healthy"
             assert server.stop() == 0

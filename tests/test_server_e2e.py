@@ -112,8 +112,10 @@ def test_default_server_classifies_with_several_capabilities_and_drains_on_sigte
     with server:
         started = time.monotonic() - began
         health = httpx.get(f"{server.url}/health").json()
-        assert (health["status"], health["backend"], health["model"], health["gpus"]) == (
-            "ok", "local", "SmolLM2-135M-Instruct", [])
+        assert (health["status"], health["processor_loaded"], health["backend"], health["model"]) == (
+            "healthy", True, "local", "SmolLM2-135M-Instruct")
+        assert health["gpu_count"] == len(health["gpus"]) and health["default_config"].endswith("configs/topics.json")
+        assert httpx.get(f"{server.url}/ready").json()["status"] == "ready"
         response = httpx.post(f"{server.url}/classify", json={"texts": TEXTS, "capabilities": CAPABILITIES},
                               timeout=300)
         assert response.status_code == 200, response.text

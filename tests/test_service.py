@@ -161,3 +161,42 @@ async def test_node_results_keys_stay_unique_when_names_repeat():
     body = await svc.classify(["t"])
     assert list(body["results"][0]["classification_result"]["node_results"]) == [
         "Food", "Food>General", "Service", "Service>General"]
+
+
+async def test_one_answer_the_output_model_refuses_fails_that_item_alone():
+    base = oracle(GOLD, capability_answers)
+
+    def answer(prompt, schema):
+        value = base(prompt, schema)
+        if prompt.comment == "poison" and "polarity" in schema["properties"]:
+            return {**value, "polarity": "Furious"}  # what a server ignoring the schema might send
+        if prompt.comment == "poison" and prompt.instructions.startswith(ALERTS_TASK):
+            return {"has_alerts": True, "alerts": [{**ALERT, "severity": "apocalyptic"}]}
+        return value
+
+    gold = {**GOLD, "poison": [("Content",)]}
+    svc, _ = service(oracle(gold, answer))
+    texts = [RUSHED, "poison", "Great content", RUSHED]
+    body = await svc.classify(texts, ["alerts", "stem_polarity"])
+    good, bad, content, again = body["results"]
+    assert "stem_polarity (Content): answer does not fit StemPolarity (polarity:" in bad["error"]
+    assert "alerts: answer does not fit Alerts (alerts.0.severity:" in bad["error"]
+    assert bad["classification_result"]["classification_paths"] == ["Training feedback>Content"]
+    assert bad["stem_polarity"] == {} and "alerts" not in bad
+    for result in (good, content, again):
+        assert "error" not in result and result["alerts"]["alerts"] == [ALERT] and result["stem_polarity"]
+
+
+async def test_empty_texts_ask_nothing_and_come_back_skipped():
+    svc, proc = service()
+    body = await svc.classify(["", RUSHED, "  \n\t"], ["classification", "alerts", "trend", "stem_polarity"])
+    empty, full, blank = body["results"]
+    assert empty == {"text": "", "skipped": "empty text",
+                     "classification_result": {"classification_paths": [], "node_results": {}},
+                     "alerts": {"has_alerts": False, "alerts": []}, "trends": {"has_trends": False, "trends": []},
+                     "stem_polarity": {}}
+    assert blank["skipped"] == "empty text" and "skipped" not in full and full["stem_polarity"]
+    assert all(p.comment == RUSHED for p in proc.prompts), "no prompt for an empty text"
+    calls = len(proc.calls)
+    body = await svc.classify([" "], ["classification"])
+    assert body["results"][0]["skipped"] == "empty text" and len(proc.calls) == calls

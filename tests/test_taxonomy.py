@@ -42,7 +42,6 @@ def broken(mutate) -> dict:
         (lambda r: r["children"][0].update(keywords="rushed"), "'Training feedback>Delivery': 'keywords' must be a list"),
         (lambda r: r["children"][2].update(definition=3), "'Training feedback>Content': 'definition' must be a string"),
         (lambda r: r["children"][2].update(children={"name": "x"}), "'Training feedback>Content': 'children' must be a list"),
-        (lambda r: r["children"][2].update(colour="red"), "'Training feedback>Content' has unknown field(s) ['colour']"),
         (lambda r: r["children"][2].update(name="A>B"), "names may not contain '>'"),
         (lambda r: r["children"].append("Content"), "must be a JSON object, got str"),
         (lambda r: r.update(children=[]), "has no children"),
@@ -87,3 +86,17 @@ def test_shipped_taxonomies_load_with_definitions_everywhere(name):
     assert tree.name == name
     missing = [format_path(None, p) for p, n in tree.nodes() if not n.definition]
     assert not missing, f"nodes without a definition: {missing}"
+
+
+def test_unknown_fields_are_warnings_naming_the_node_and_names_are_kept_as_written(tmp_path, caplog):
+    raw = broken(lambda r: r["children"][2].update(colour="red", name=" Content ", id=7))
+    path = tmp_path / "prototype.json"
+    path.write_text(json.dumps(raw))
+    tree = load_taxonomy(path)
+    assert tree.warnings == (
+        "node 'Training feedback> Content ' has unknown field(s) ['colour', 'id'], ignored; "
+        "known: ['children', 'definition', 'description', 'keywords', 'name', 'scope']",
+    )
+    assert tree.warnings[0] in caplog.text and "prototype.json" in caplog.text
+    assert tree.is_complete_stem((" Content ",)), "the name is kept exactly as the file writes it"
+    assert tree.source == path.resolve()

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
-from .protocol import ClassifyRequest, ClassifyResponse, ErrorResponse, HealthResponse, JSONBody
+from .protocol import ClassifyRequest, ClassifyResponse, ErrorResponse, HealthResponse, JSONBody, ReadyResponse
 from .serving import Serving
 
 router = APIRouter()
@@ -32,17 +32,30 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+@router.get("/")
+async def root(serving: ServingDep) -> Response:
+    """Service name, version and endpoints, as the prototype answers."""
+    return JSONBody(serving.root())
+
+
 @router.post("/classify", response_model=ClassifyResponse, responses=ERRORS)
+@router.post("/v1/classify", response_model=ClassifyResponse, responses=ERRORS, include_in_schema=False)
 async def classify(body: ClassifyRequest, serving: ServingDep) -> Response:
     """Classify texts with the capabilities asked for; one result per text, in order."""
     return JSONBody(await serving.classify(body))
 
 
-@router.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
+@router.get("/health", response_model=HealthResponse)
 async def health(serving: ServingDep) -> Response:
-    """Liveness, backend, model and GPUs; 503 when the LLM backend does not answer. Needs no API key."""
-    body = await serving.health()
-    return JSONBody(body, status_code=200 if body["status"] == "ok" else 503)
+    """Liveness with the prototype's fields; never calls the LLM. Needs no API key."""
+    return JSONBody(await serving.health())
+
+
+@router.get("/ready", response_model=ReadyResponse, responses={503: {"model": ReadyResponse}})
+async def ready(serving: ServingDep) -> Response:
+    """Readiness: 200 when the LLM backend answers now, else 503 with the reason. Needs no API key."""
+    body = await serving.ready()
+    return JSONBody(body, status_code=200 if body["status"] == "ready" else 503)
 
 
 @router.get("/capabilities")

@@ -6,6 +6,8 @@ which kind of mistake it was: 400 not JSON, 415 not sent as JSON, 422 wrong fiel
 """
 from __future__ import annotations
 
+import logging
+import uuid
 from email.message import Message
 from typing import Any
 
@@ -18,6 +20,7 @@ from ..service import UnknownTaxonomy
 from .protocol import EXAMPLE_JSON, JSONBody
 
 MAX_LISTED_ERRORS = 5
+logger = logging.getLogger(__name__)
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -71,9 +74,13 @@ async def _overloaded(request: Request, exc: Exception) -> JSONBody:
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONBody:
-    """A bug answers 500 with its name; Starlette then re-raises it, so the server logs it."""
-    return JSONBody({"detail": f"internal error ({type(exc).__name__}: {exc}); the server keeps running"},
-                    status_code=500)
+    """A bug answers 500 with a request id and nothing of the exception (its text may hold
+    data or internals); the log has the traceback under the same id."""
+    request_id = uuid.uuid4().hex[:16]
+    logger.error("internal error on %s %s, request id %s", request.method, request.url.path, request_id,
+                 exc_info=exc)
+    return JSONBody({"detail": f"internal error, logged with request id {request_id}; the server keeps running",
+                     "request_id": request_id}, status_code=500)
 
 
 def install(app: FastAPI) -> None:

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .metrics import Metrics
 from .protocol import JSONBody
 
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/ready"})
 
 
 class RequestMetrics:
@@ -44,7 +44,7 @@ class RequestMetrics:
 
 
 class BearerAuth:
-    """With an API key set, every path but /health needs `Authorization: Bearer KEY` (else 401)."""
+    """With an API key set, every path but /health and /ready needs `Authorization: Bearer KEY` (else 401)."""
 
     def __init__(self, app: ASGIApp, api_key: str) -> None:
         self.app, self.key = app, api_key.encode()

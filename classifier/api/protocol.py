@@ -44,6 +44,11 @@ class ClassifyRequest(BaseModel):
     taxonomy: StrictStr | None = Field(
         default=None, description="Name of a taxonomy the server loaded at start (see /capabilities); default: --config."
     )
+    config_path: StrictStr | None = Field(
+        default=None,
+        description="The prototype's way to pick a taxonomy: the path of a file the server loaded at start "
+        "(matched by path or file name, never opened).",
+    )
 
 
 class BatchInfo(BaseModel):
@@ -66,10 +71,23 @@ class ErrorResponse(BaseModel):
 
 
 class HealthResponse(BaseModel):
-    status: str = Field(description="ok, or unavailable when the LLM backend does not answer (HTTP 503).")
+    status: str = Field(description="healthy: the service is up (liveness; readiness is GET /ready).")
+    processor_loaded: bool = Field(description="The LLM backend is up as far as the server knows, without asking it.")
+    gpu_count: int
+    capabilities_available: list[str]
+    requests_processed: int
+    uptime_seconds: float
+    default_config: str | None = Field(description="The default taxonomy's file.")
     backend: str
     model: str
     gpus: list[dict[str, Any]]
+    detail: dict[str, Any]
+
+
+class ReadyResponse(BaseModel):
+    status: str = Field(description="ready, or unavailable when the LLM backend does not answer (HTTP 503).")
+    backend: str
+    model: str
     detail: dict[str, Any]
 
 

@@ -7,6 +7,7 @@ handled and reported, never a traceback.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,7 +57,9 @@ def read_rows(path: Path, column: str) -> Rows:
         delimiter = csv.Sniffer().sniff(text[:SNIFF_BYTES], delimiters=DELIMITERS).delimiter
     except csv.Error:
         delimiter = ","
-    reader = csv.reader(text.splitlines(keepends=True), delimiter=delimiter)
+    # newline="" semantics: only \r, \n and \r\n end a record, so a comment holding a form
+    # feed or U+2028 (str.splitlines would cut there) stays one record.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header = [name.strip() for name in next(reader, [])]
     if not header:
         raise InputError(f"{path} is empty: expected a header row naming the columns, then one comment per row")
@@ -71,6 +74,11 @@ def read_rows(path: Path, column: str) -> Rows:
     try:
         for number, record in enumerate(reader, start=1):
             rows.total = number
+            if len(record) > len(header):
+                raise InputError(
+                    f"{path}, data row {number}: {len(record)} fields but the header names {len(header)}; "
+                    f"a comment holding the delimiter {delimiter!r} must be quoted (\"...\")"
+                )
             value = record[index].strip() if index < len(record) else ""
             if value:
                 rows.texts[number] = value

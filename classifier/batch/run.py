@@ -20,6 +20,7 @@ async def classify_rows(
     journal: Journal,
     *,
     chunk_size: int,
+    project_name: str | None = None,
     on_started: Callable[[str], None],
     on_chunk: Callable[[int], None],
 ) -> None:
@@ -32,7 +33,7 @@ async def classify_rows(
         service = ClassificationService(pool.processor, {taxonomy.name: taxonomy}, settings.classifier)
         for start in range(0, len(todo), chunk_size):
             rows = todo[start : start + chunk_size]
-            body = await service.classify([texts[row] for row in rows], capabilities)
+            body = await service.classify([texts[row] for row in rows], capabilities, project_name)
             journal.append(zip(rows, body["results"]))
             on_chunk(len(rows))
     finally:

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from ..hierarchy import TextClassification
 from ..llm.base import ItemResult, Processor, Prompt, process_in_batches
@@ -58,6 +58,10 @@ class Capability(ABC):
     async def run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
         """An `Outcome` for each text in `indices`."""
 
+    @abstractmethod
+    def empty(self) -> Any:
+        """The wire value for a text with nothing in it (found nothing, asked nothing)."""
+
 
 def _to_wire(output: BaseModel) -> Any:
     """The prototype's shape: `has_*` flags agree with the list they describe."""
@@ -68,6 +72,21 @@ def _to_wire(output: BaseModel) -> Any:
     return data
 
 
+def validated(output: type[BaseModel], answer: ItemResult) -> ItemResult:
+    """The answer as its wire value, checked item by item: one answer the model type
+    refuses fails that item alone, never the batch it came with."""
+    if not answer.ok:
+        return answer
+    try:
+        value = _to_wire(output.model_validate(answer.value))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "answer"
+        return ItemResult(error=f"answer does not fit {output.__name__} ({where}: {first['msg']})",
+                          truncated=answer.truncated)
+    return ItemResult(value=value, truncated=answer.truncated)
+
+
 class TextCapability(Capability):
     """A capability that reads each whole comment once (recommendations, alerts, trend)."""
 
@@ -75,14 +94,19 @@ class TextCapability(Capability):
         self.name, self.result_key, self.task, self.output, self.max_tokens = name, result_key, task, output, max_tokens
         self.schema = schema_for(output)
 
+    def empty(self) -> Any:
+        """`{"has_alerts": false, "alerts": []}` and the like: every flag false, every list empty."""
+        return {name: False if f.annotation is bool else [] for name, f in self.output.model_fields.items()}
+
     async def run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
         prompts = [text_prompt(self.task, ctx.texts[i]) for i in indices]
         answers = await _process(ctx, prompts, self.schema, self.max_tokens)
         outcomes = {}
         for i, answer in zip(indices, answers):
             outcome = outcomes[i] = Outcome()
-            if outcome.note(self.name, answer):
-                outcome.value = _to_wire(self.output.model_validate(answer.value))
+            checked = validated(self.output, answer)
+            if outcome.note(self.name, checked):
+                outcome.value = checked.value
         return outcomes
 
 
@@ -104,6 +128,9 @@ class StemCapability(Capability):
         self.schema = schema_for(output)
         self.wire = wire
 
+    def empty(self) -> Any:
+        return {}
+
     async def run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
         pairs: list[tuple[int, NodePath]] = [
             (i, path)
@@ -119,8 +146,9 @@ class StemCapability(Capability):
         outcomes = {i: Outcome(value={}) for i in indices}
         for (i, stem), answer in zip(pairs, answers):
             stem_name = format_path(None, stem)
-            if outcomes[i].note(self.name, answer, stem_name):
-                outcomes[i].value[stem_name] = self.wire(_to_wire(self.output.model_validate(answer.value)))
+            checked = validated(self.output, answer)
+            if outcomes[i].note(self.name, checked, stem_name):
+                outcomes[i].value[stem_name] = self.wire(checked.value)
         return outcomes
 
 

@@ -10,6 +10,9 @@ class Classification(Capability):
     name = "classification"
     result_key = "classification_result"
 
+    def empty(self) -> dict:
+        return {"classification_paths": [], "node_results": {}}
+
     async def run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
         walker = HierarchicalClassifier(ctx.processor, ctx.settings)
         found = await walker.classify([ctx.texts[i] for i in indices], ctx.taxonomy)

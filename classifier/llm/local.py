@@ -520,7 +520,8 @@ class LocalVLLMProcessor:
             if worker.crashed() and worker.failed_restarts < MAX_RESTARTS:
                 loop.run_in_executor(worker.thread, worker.restart, worker.begin_restart())
 
-    async def health(self) -> Health:
+    async def health(self, *, probe: bool = True) -> Health:
+        """Worker processes alive, either way: seeing that is as cheap as asking."""
         self._revive()
         alive = sum(w.problem() is None for w in self._workers)
         return Health(

@@ -112,7 +112,8 @@ class VLLMServerProcessor:
     """Answers prompts through OpenAI-compatible servers (`vllm serve` or any other).
 
     `max_concurrent` bounds requests in flight over all servers together; each attempt
-    is bounded by `request_timeout`; an item gets at most `max_retries` attempts.
+    is bounded by `request_timeout`; an item is retried, on another server where there is
+    one, until `retry_deadline` seconds after its first attempt.
     The keyword-only knobs exist so tests can run the same policy in milliseconds.
     """
 
@@ -229,10 +230,14 @@ class VLLMServerProcessor:
             temperature=self._settings.temperature,
             seed=self._settings.seed,
         )
-        attempts = max(1, self._settings.max_retries)
-        for attempt in range(1, attempts + 1):
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + self._settings.retry_deadline
+        attempt, last = 0, None
+        while True:
+            attempt += 1
             async with self._slots:
-                server = self._pick()
+                last = server = self._pick(avoid=last)
                 try:
                     return ItemResult(value=await self._attempt(server, request, schema))
                 except RequestFailed as exc:
@@ -242,10 +247,15 @@ class VLLMServerProcessor:
                 except ProcessorError as exc:
                     self.usage.errors += 1
                     return ItemResult.failure(f"server {server.url}: {exc}")
-            if attempt < attempts:
-                await asyncio.sleep(self._wait(attempt, asked))
+            wait = self._wait(attempt, asked)
+            if loop.time() + wait >= deadline:  # no attempt starts past the deadline
+                break
+            await asyncio.sleep(wait)
         self.usage.errors += 1
-        return ItemResult.failure(f"{error} (gave up after {attempts} attempts)")
+        return ItemResult.failure(
+            f"{error} (gave up after {attempt} attempts in {loop.time() - started:.1f} s; "
+            f"the per-item retry deadline is {self._settings.retry_deadline:g} s)"
+        )
 
     def _wait(self, attempt: int, asked: float | None) -> float:
         """Exponential backoff, capped, with jitter so retries of one burst do not arrive
@@ -256,13 +266,15 @@ class VLLMServerProcessor:
             return backoff
         return max(backoff, min(asked, self._settings.request_timeout))
 
-    def _pick(self) -> _Server:
-        """The healthy server with the fewest requests in flight; if none is healthy, the
-        one with the fewest failures in a row (an attempt beats failing without one)."""
+    def _pick(self, avoid: _Server | None = None) -> _Server:
+        """The healthy server with the fewest requests in flight, other than `avoid` (the
+        one an item's last attempt failed on) when another is healthy; if none is healthy,
+        the one with the fewest failures in a row (an attempt beats failing without one)."""
         healthy = [s for s in self._servers if s.healthy]
-        if healthy:
-            return min(healthy, key=lambda s: (s.in_flight, s.sent))
-        return min(self._servers, key=lambda s: (s.failures, s.in_flight, s.sent))
+        others = [s for s in healthy if s is not avoid]
+        if others or healthy:
+            return min(others or healthy, key=lambda s: (s.in_flight, s.sent))
+        return min(self._servers, key=lambda s: (s.failures, s is avoid, s.in_flight, s.sent))
 
     async def _attempt(self, server: _Server, request: dict[str, Any], schema: JSONSchema) -> dict[str, Any]:
         """One request: the parsed value, or `RequestFailed`/`InvalidOutput` (worth another
@@ -342,23 +354,27 @@ class VLLMServerProcessor:
         except BackendUnavailable:
             return False
 
-    async def health(self) -> Health:
-        """Asks every server now; the answers count like request outcomes (eject/re-admit)."""
-        for server, serves in zip(
-            self._servers, await asyncio.gather(*(self._serves_model(s) for s in self._servers))
-        ):
-            if serves:
-                self._answered(server)
-            else:
-                self._failed(server)
+    async def health(self, *, probe: bool = True) -> Health:
+        """With `probe`, asks every server for its models now: a server that serves ours is
+        re-admitted, but a failed probe never ejects one (only requests do). Without, it
+        reports the balancer's view and sends nothing."""
+        if probe:
+            answers = await asyncio.gather(*(self._serves_model(s) for s in self._servers))
+            for server, serves in zip(self._servers, answers):
+                if serves:
+                    self._answered(server)
+            ok = any(answers)
+        else:
+            answers = [s.healthy for s in self._servers]
+            ok = any(answers)
         return Health(
-            ok=any(s.healthy for s in self._servers),
+            ok=ok,
             backend=self.backend,
             model=self.model,
             detail={
                 "servers": [
-                    {"url": s.url, "healthy": s.healthy, "in_flight": s.in_flight}
-                    for s in self._servers
+                    {"url": s.url, "healthy": s.healthy, "answers": answer, "in_flight": s.in_flight}
+                    for s, answer in zip(self._servers, answers)
                 ]
             },
         )
