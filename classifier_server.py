@@ -1,9 +1,10 @@
 """python classifier_server.py [--config configs/topics.json] [--backend local|vllm-server] ...
 
-The HTTP service (POST /classify, GET /health, /capabilities, /stats, /metrics, /docs).
+The HTTP service (POST /classify, GET /, /health, /ready, /capabilities, /stats, /metrics, /docs).
 Every flag has an environment twin (--port <-> CLASSIFIER_PORT); `--help` lists them.
 With no flags and no GPU it serves the embedded default model on vLLM's CPU engine.
-SIGTERM stops taking connections, lets queued and running requests finish, and exits 0.
+SIGTERM stops taking connections, lets queued and running requests finish (up to
+--drain-timeout, then answers each text left with an error), and exits 0.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from classifier.cli import USER_ERRORS, build_settings, describe, engine_options
 from classifier.llm.pool import ProcessorPool
 from classifier.settings import ServerSettings, Settings
 
-DRAIN_TIMEOUT_S = 120  # how long SIGTERM waits for requests in flight
+DRAIN_GRACE_S = 5  # after the drain timeout: time to send the answers that carry the errors
 
 
 def _taxonomy_pair(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> list[tuple[str, Path]]:
@@ -61,10 +62,26 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
+class _DrainingServer(uvicorn.Server):
+    """Uvicorn, plus a bound on the drain: when shutdown starts, the batcher gets
+    `drain_timeout` seconds to finish, then answers every text left with its own error,
+    so clients hear why instead of seeing their connection dropped."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI, drain_timeout: float) -> None:
+        super().__init__(config)
+        self.app, self.drain_timeout = app, drain_timeout
+        self.draining: asyncio.Task[None] | None = None
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        self.draining = asyncio.create_task(self.app.state.serving.batcher.close(timeout=self.drain_timeout))
+        await super().shutdown(sockets)
+
+
 async def _serve(app: FastAPI, sock: socket.socket, settings: Settings) -> None:
-    server = uvicorn.Server(
-        uvicorn.Config(app, lifespan="off", timeout_graceful_shutdown=DRAIN_TIMEOUT_S, log_level="info")
-    )
+    limits = settings.server
+    config = uvicorn.Config(app, lifespan="off", timeout_graceful_shutdown=limits.drain_timeout + DRAIN_GRACE_S,
+                            limit_concurrency=limits.max_connections, log_level="info")
+    server = _DrainingServer(config, app, limits.drain_timeout)
     # The lifespan runs here rather than inside uvicorn so that a backend that cannot start
     # surfaces as its own exception (one line for the user) instead of a logged traceback.
     async with app.router.lifespan_context(app):
@@ -87,12 +104,17 @@ async def _serve(app: FastAPI, sock: socket.socket, settings: Settings) -> None:
 @option("--max-text-chars", type=click.IntRange(1), default=ServerSettings.max_text_chars, help="Characters per text.")
 @option("--max-queued-texts", type=click.IntRange(1), default=ServerSettings.max_queued_texts,
         help="Texts admitted and not yet answered; past it requests get 503 with Retry-After.")
+@option("--max-connections", type=click.IntRange(1), default=ServerSettings.max_connections,
+        help="Connections and requests served at once; past it the server answers 503.")
+@option("--drain-timeout", type=click.FloatRange(0), default=ServerSettings.drain_timeout,
+        help="Seconds SIGTERM waits for work in flight; then each text left is answered with an error.")
 def main(**options: object) -> None:
     """Serve the classifier over HTTP."""
     server = ServerSettings(
         host=options["host"], port=options["port"], batch_timeout=options["batch_timeout"],
         max_texts=options["max_texts"], max_text_chars=options["max_text_chars"],
         max_queued_texts=options["max_queued_texts"], api_key=options["api_key"] or None,
+        max_connections=options["max_connections"], drain_timeout=options["drain_timeout"],
     )  # fmt: skip
     settings = build_settings(options, server)
     try:

@@ -69,7 +69,7 @@ class RequestBatcher:
         self.queued_texts = 0  # admitted, not yet answered
         self.stats = BatchStats()
         self._windows: dict[str, _Window] = {}
-        self._running: set[asyncio.Task[None]] = set()
+        self._running: dict[asyncio.Task[None], list[_Request]] = {}
         self._texts_per_second = 0.0  # of the last batch, for Retry-After
         self._closing = False
 
@@ -113,8 +113,8 @@ class RequestBatcher:
     def _flush(self, key: str) -> None:
         window = self._windows.pop(key)
         task = asyncio.create_task(self._run(window.taxonomy, window.requests))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        self._running[task] = window.requests
+        task.add_done_callback(self._running.pop)
 
     async def _run(self, taxonomy: Taxonomy, requests: list[_Request]) -> None:
         jobs = [job for request in requests for job in request.jobs]
@@ -153,12 +153,21 @@ class RequestBatcher:
         else:
             request.future.set_result(outcome)
 
-    async def close(self) -> None:
-        """Refuse new requests, run what is waiting now, and wait for every running batch."""
+    async def close(self, timeout: float | None = None) -> None:
+        """Refuse new requests, run what is waiting now, and wait for every running batch;
+        after `timeout` seconds, stop them and answer each text left with its own error."""
         self._closing = True
         for key, window in list(self._windows.items()):
             if window.timer is not None:
                 window.timer.cancel()
             self._flush(key)
-        while self._running:
+        if self._running:
+            await asyncio.wait(list(self._running), timeout=timeout)
+        if self._running:
+            message = f"the server shut down before this text was processed (drain timeout {timeout:g} s); send it again"
+            for task, requests in list(self._running.items()):
+                task.cancel()
+                for request in requests:
+                    if not request.future.done():
+                        self._settle(request, [{"text": job.text, "error": message} for job in request.jobs])
             await asyncio.gather(*self._running, return_exceptions=True)

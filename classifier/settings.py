@@ -60,7 +60,9 @@ class ServerSettings:
     max_texts: int = 1000  # texts per request
     max_text_chars: int = 10_000  # characters per text
     max_queued_texts: int = 20_000  # texts admitted and not yet answered; past it: 503
-    api_key: str | None = None  # when set, every route but /health needs `Authorization: Bearer KEY`
+    api_key: str | None = None  # when set, every route but /health and /ready need `Authorization: Bearer KEY`
+    max_connections: int = 512  # concurrent connections and requests; past it uvicorn answers 503
+    drain_timeout: float = 120.0  # seconds SIGTERM waits for work in flight before failing what is left
 
 
 @dataclass(frozen=True)

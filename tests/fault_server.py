@@ -25,6 +25,7 @@ import random
 import socket
 import threading
 import time
+import zlib
 from collections import deque
 from typing import Any, Callable
 
@@ -52,6 +53,31 @@ Answer = Callable[[dict[str, Any]], dict[str, Any]]
 def echo(body: dict[str, Any]) -> dict[str, Any]:
     """The default good answer: the user message, under `ECHO_SCHEMA`."""
     return {"echo": body["messages"][-1]["content"]}
+
+
+def schema_answer(body: dict[str, Any]) -> dict[str, Any]:
+    """A deterministic stand-in model: a value valid under the request's JSON schema, its
+    enum choices drawn from a hash of the prompt (same prompt, same answer), never the last
+    choice of several (a walk's "none of these"), so a walk always goes down to a leaf."""
+    digest = zlib.crc32(json.dumps(body["messages"]).encode())
+
+    def value(schema: dict[str, Any]) -> Any:
+        if "enum" in schema:
+            return schema["enum"][digest % max(1, len(schema["enum"]) - 1)]
+        kind = schema.get("type")
+        if kind == "object":
+            return {name: value(sub) for name, sub in schema.get("properties", {}).items()}
+        if kind == "array":
+            return [value(schema["items"]) for _ in range(max(1, schema.get("minItems", 0)))]
+        if kind == "string":
+            return "stand-in"[: schema.get("maxLength", 8)]
+        if kind == "boolean":
+            return bool(digest % 2)
+        if kind == "integer":
+            return schema.get("minimum", 1)
+        raise AssertionError(f"no stand-in value for {schema}")
+
+    return value(body["response_format"]["json_schema"]["schema"])
 
 
 class FaultServer:
