@@ -19,14 +19,12 @@ from typing import Any, Sequence
 
 from .outputs import NodeRelevance
 from .llm.base import ItemResult, JSONSchema, Processor, Prompt, process_in_batches
-from .llm.schema import schema_for
+from .llm.schema import answer_token_bound, schema_for
 from .prompts import NONE_OF_THESE, relevance_prompt, select_prompt
 from .settings import ClassifierSettings
 from .taxonomy import NodePath, Taxonomy
 
 STRATEGIES = ("select", "per_node")
-SELECT_MAX_TOKENS = 120
-RELEVANCE_MAX_TOKENS = 200
 
 
 @dataclass
@@ -60,6 +58,7 @@ def select_schema(children: Sequence[str], *, max_paths: int, reasoning: bool) -
 
 
 RELEVANCE_SCHEMA = schema_for(NodeRelevance)
+RELEVANCE_MAX_TOKENS = answer_token_bound(RELEVANCE_SCHEMA)
 
 
 class HierarchicalClassifier:
@@ -103,7 +102,7 @@ class HierarchicalClassifier:
             select_prompt(taxonomy, path, texts[i], max_paths=s.max_paths, reasoning=s.reasoning, few_shot=s.few_shot)
             for i in indices
         ]
-        answers = await self._process(prompts, schema, SELECT_MAX_TOKENS)
+        answers = await self._process(prompts, schema, answer_token_bound(schema))
         accepted = []
         for i, answer in zip(indices, answers):
             if not self._record(results[i], path, answer):

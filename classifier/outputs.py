@@ -1,7 +1,9 @@
 """Pydantic models of every capability's output: the LLM's JSON schema and the wire
 shape at once, with the prototype's field names and enum values.
 
-Lengths are bounded so a small model cannot ramble until `max_tokens` cuts the JSON.
+Every string and list is bounded, so every answer has a longest form, and `max_tokens`
+is derived from it (`llm.schema.answer_token_bound`): a model that rambles reaches the
+bound of its field, never the end of its token budget with the JSON still open.
 """
 from __future__ import annotations
 
@@ -10,15 +12,16 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 Confidence = Literal[1, 2, 3, 4, 5]
-Excerpt = Field(max_length=300)
-Reasoning = Field(max_length=300)
-MAX_ITEMS = 5
+Excerpt = Field(max_length=200)
+Reasoning = Field(max_length=200)
+Paraphrase = Field(max_length=200)
+MAX_ITEMS = 3
 
 
 class Recommendation(BaseModel):
     excerpt: str = Excerpt
     reasoning: str = Reasoning
-    paraphrased_recommendation: str = Field(max_length=300)
+    paraphrased_recommendation: str = Paraphrase
     qualifier: Literal[
         "add_or_increase",
         "reduce_or_remove",
@@ -94,7 +97,7 @@ class StemRecommendation(BaseModel):
     recommendation_type: Literal["start", "stop", "do_more", "do_less", "continue", "change"]
     excerpt: str = Excerpt
     reasoning: str = Reasoning
-    paraphrased_recommendation: str = Field(max_length=300)
+    paraphrased_recommendation: str = Paraphrase
 
 
 class StemRecommendations(BaseModel):

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..hierarchy import TextClassification
 from ..llm.base import ItemResult, Processor, Prompt, process_in_batches
-from ..llm.schema import schema_for
+from ..llm.schema import answer_token_bound, schema_for
 from ..prompts import stem_prompt, text_prompt
 from ..settings import ClassifierSettings
 from ..taxonomy import NodePath, Taxonomy, format_path
@@ -90,9 +90,10 @@ def validated(output: type[BaseModel], answer: ItemResult) -> ItemResult:
 class TextCapability(Capability):
     """A capability that reads each whole comment once (recommendations, alerts, trend)."""
 
-    def __init__(self, name: str, result_key: str, task: str, output: type[BaseModel], max_tokens: int) -> None:
-        self.name, self.result_key, self.task, self.output, self.max_tokens = name, result_key, task, output, max_tokens
+    def __init__(self, name: str, result_key: str, task: str, output: type[BaseModel]) -> None:
+        self.name, self.result_key, self.task, self.output = name, result_key, task, output
         self.schema = schema_for(output)
+        self.max_tokens = answer_token_bound(self.schema)
 
     def empty(self) -> Any:
         """`{"has_alerts": false, "alerts": []}` and the like: every flag false, every list empty."""
@@ -121,11 +122,11 @@ class StemCapability(Capability):
         result_key: str,
         task: str,
         output: type[BaseModel],
-        max_tokens: int,
         wire: Callable[[dict[str, Any]], Any] = lambda data: data,
     ) -> None:
-        self.name, self.result_key, self.task, self.output, self.max_tokens = name, result_key, task, output, max_tokens
+        self.name, self.result_key, self.task, self.output = name, result_key, task, output
         self.schema = schema_for(output)
+        self.max_tokens = answer_token_bound(self.schema)
         self.wire = wire
 
     def empty(self) -> Any:

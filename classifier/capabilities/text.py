@@ -5,6 +5,6 @@ from .. import prompts
 from .base import TextCapability
 from ..outputs import Alerts, Recommendations, Trends
 
-recommendations = TextCapability("recommendations", "recommendations", prompts.RECOMMENDATIONS_TASK, Recommendations, 600)
-alerts = TextCapability("alerts", "alerts", prompts.ALERTS_TASK, Alerts, 500)
-trend = TextCapability("trend", "trends", prompts.TRENDS_TASK, Trends, 600)
+recommendations = TextCapability("recommendations", "recommendations", prompts.RECOMMENDATIONS_TASK, Recommendations)
+alerts = TextCapability("alerts", "alerts", prompts.ALERTS_TASK, Alerts)
+trend = TextCapability("trend", "trends", prompts.TRENDS_TASK, Trends)

@@ -140,7 +140,8 @@ class _Engine:
                 temperature=self.config.temperature,
                 seed=self.config.seed,
                 max_tokens=job.max_tokens,
-                structured_outputs=StructuredOutputsParams(json=job.schema),
+                # No free whitespace: a small model cannot fill its budget with newlines.
+                structured_outputs=StructuredOutputsParams(json=job.schema, disable_any_whitespace=True),
             )
             results.append([_Generated()] * len(job.prompts))
             for i, prompt in enumerate(job.prompts):

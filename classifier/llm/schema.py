@@ -31,6 +31,47 @@ def parse_output(text: str, schema: JSONSchema) -> dict[str, Any]:
     return value
 
 
+# Tokens beyond the answer's characters: the end-of-sequence token and a margin for a
+# tokenizer that splits the structural characters oddly.
+ANSWER_TOKEN_MARGIN = 8
+
+
+def answer_token_bound(schema: JSONSchema) -> int:
+    """The most tokens an answer valid under `schema` can take, to use as `max_tokens`, so
+    a generation can end only by finishing its JSON, never by being cut.
+
+    It is the longest compact JSON the schema admits, in characters (the grammar allows no
+    free whitespace; its separators are ", " and ": "), plus a margin. Under a `maxLength`
+    the grammar admits no escapes, and a byte-level tokenizer spends at most one token per
+    character on text it has merges for (Latin scripts; a rare character outside them can
+    cost up to one token per UTF-8 byte). `ValueError` names an unbounded part."""
+    return _longest(schema, "answer") + ANSWER_TOKEN_MARGIN
+
+
+def _longest(schema: JSONSchema, where: str) -> int:
+    if "enum" in schema:
+        return max(len(json.dumps(value, ensure_ascii=False)) for value in schema["enum"])
+    kind = schema.get("type")
+    if kind == "object":
+        properties = schema.get("properties", {})
+        members = [len(json.dumps(name)) + 2 + _longest(sub, f"{where}.{name}") for name, sub in properties.items()]
+        return 2 + sum(members) + 2 * max(0, len(members) - 1)
+    if kind == "array":
+        if "maxItems" not in schema:
+            raise ValueError(f"{where} is an array without maxItems: its answer has no length bound")
+        items = schema["maxItems"]
+        return 2 + items * _longest(schema["items"], f"{where}[]") + 2 * max(0, items - 1)
+    if kind == "string":
+        if "maxLength" not in schema:
+            raise ValueError(f"{where} is a string without maxLength: its answer has no length bound")
+        return 2 + schema["maxLength"]
+    if kind == "boolean":
+        return len("false")
+    if kind == "integer" and "minimum" in schema and "maximum" in schema:
+        return max(len(str(schema["minimum"])), len(str(schema["maximum"])))
+    raise ValueError(f"{where} ({kind}) has no length bound: give integers a minimum and maximum")
+
+
 def schema_for(model: type[BaseModel]) -> JSONSchema:
     """The JSON schema of a pydantic model in the form grammar compilers accept.
 

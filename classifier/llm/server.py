@@ -57,7 +57,10 @@ def chat_request(
     temperature: float,
     seed: int,
 ) -> dict[str, Any]:
-    """Keyword arguments of `chat.completions.create` for one prompt under a schema."""
+    """Keyword arguments of `chat.completions.create` for one prompt under a schema.
+
+    `response_format` is what any OpenAI-compatible server reads; vLLM also reads
+    `structured_outputs`, where the same schema comes with no free whitespace allowed."""
     return {
         "model": model,
         "messages": prompt.messages(),
@@ -65,6 +68,7 @@ def chat_request(
             "type": "json_schema",
             "json_schema": {"name": "answer", "schema": schema},
         },
+        "extra_body": {"structured_outputs": {"json": schema, "disable_any_whitespace": True}},
         "temperature": temperature,
         "seed": seed,
         "max_tokens": max_tokens,
