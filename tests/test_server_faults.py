@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from classifier.llm.base import Prompt
+from classifier.llm.base import Prompt, process_in_batches
 from classifier.llm.errors import BackendUnavailable, ConfigurationError, ModelNotFound
 from classifier.llm.server import VLLMServerProcessor, normalise_url
 from classifier.settings import EngineSettings
@@ -319,3 +319,12 @@ async def test_a_retry_prefers_another_server(server: FaultServer, second: Fault
         await proc.process_with_schema(prompts("x"), ECHO_SCHEMA)
     order = [srv for _, srv in sorted([(b["_seen"], "a") for b in server.bodies] + [(b["_seen"], "b") for b in second.bodies])]
     assert len(order) >= 2 and all(x != y for x, y in zip(order, order[1:])), order
+
+
+async def test_batch_size_bounds_what_one_call_carries_to_the_servers(server: FaultServer) -> None:
+    server.delay = 0.05
+    async with processor(server.url, max_concurrent=16) as proc:
+        results = await process_in_batches(proc, prompts(*map(str, range(10))), ECHO_SCHEMA, max_tokens=8,
+                                           batch_size=4)
+    assert [r.value for r in results] == [{"echo": str(k)} for k in range(10)]
+    assert server.max_concurrency == 4, "at most one chunk of 4 in flight, though 16 slots were free"

@@ -6,7 +6,6 @@ pool's business.
 """
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence, runtime_checkable
 
@@ -112,12 +111,11 @@ class Processor(Protocol):
 async def process_in_batches(
     processor: Processor, prompts: Sequence[Prompt], schema: JSONSchema, *, max_tokens: int, batch_size: int
 ) -> list[ItemResult]:
-    """`process_with_schema` over chunks of at most `batch_size` prompts, sent concurrently,
-    results in prompt order. Keeps one huge request from monopolising a backend."""
-    chunks = await asyncio.gather(
-        *(
-            processor.process_with_schema(prompts[k : k + batch_size], schema, max_tokens=max_tokens)
-            for k in range(0, len(prompts), batch_size)
-        )
-    )
-    return [item for chunk in chunks for item in chunk]
+    """`process_with_schema` over chunks of at most `batch_size` prompts, one after the
+    other, results in prompt order. A huge request thus holds at most one chunk in the
+    backend at a time: other callers' prompts join the engine's next batch, or queue for
+    a server slot, beside its next chunk instead of behind all of it."""
+    results: list[ItemResult] = []
+    for k in range(0, len(prompts), batch_size):
+        results += await processor.process_with_schema(prompts[k : k + batch_size], schema, max_tokens=max_tokens)
+    return results

@@ -29,7 +29,9 @@ import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
+
+import psutil
 
 from ..settings import EngineSettings
 from .base import Health, ItemResult, JSONSchema, Prompt, Usage
@@ -38,6 +40,7 @@ from .errors import BackendUnavailable, ContextOverflow, InvalidOutput
 from .schema import parse_output
 
 START_TIMEOUT_S = 900.0  # engine start, model load included; ~15-50 s on CPU
+START_POLL_S = 0.5  # how often a start checks for its engine's answer, a timeout and close()
 STOP_TIMEOUT_S = 30.0  # a clean stop waits for the batch in flight
 MAX_RESTARTS = 3  # failed restarts in a row before a crashed worker is left down
 
@@ -198,6 +201,9 @@ class _Engine:
 # --------------------------------------------------------------------------- parent side
 
 
+WorkerMain = Callable[[Connection, _EngineConfig], None]
+
+
 class _Worker:
     """One engine process and the parent's end of its pipe.
 
@@ -205,8 +211,9 @@ class _Worker:
     so the pipe is only ever used by one thread at a time.
     """
 
-    def __init__(self, config: _EngineConfig) -> None:
-        self.config = config
+    def __init__(self, config: _EngineConfig, main: WorkerMain = _worker_main,
+                 start_timeout: float = START_TIMEOUT_S) -> None:
+        self.config, self.main, self.start_timeout = config, main, start_timeout
         self.name = config.name
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vllm-worker")
         self.process: multiprocessing.process.BaseProcess | None = None
@@ -228,22 +235,30 @@ class _Worker:
         return self._failure
 
     def start(self) -> None:
+        """Spawn the engine process and wait for its "ready"; on any failure (its error, a
+        timeout, `stop()` meanwhile) the process and its children are gone when this raises."""
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         self.conn = parent
-        self.process = ctx.Process(target=_worker_main, args=(child, self.config), name=self.name)
-        self.process.start()
+        self.process = process = ctx.Process(target=self.main, args=(child, self.config), name=self.name)
+        process.start()
         child.close()  # so the parent's recv sees EOF when the worker dies
-        deadline = time.monotonic() + START_TIMEOUT_S
+        deadline = time.monotonic() + self.start_timeout
         try:
-            while not parent.poll(1.0):
+            while not parent.poll(START_POLL_S):
+                if self._stopped:
+                    raise BackendUnavailable(f"{self.name} was stopped while starting")
                 if time.monotonic() > deadline:
-                    raise BackendUnavailable(f"{self.name} did not start within {START_TIMEOUT_S:.0f} s")
+                    raise BackendUnavailable(f"{self.name} did not start within {self.start_timeout:g} s")
             kind, detail = parent.recv()
+            if kind != "ready":
+                raise BackendUnavailable(f"{self.name} failed to start the engine: {detail}")
         except (EOFError, OSError):
+            self._end(process, grace=0.0)
             raise BackendUnavailable(f"{self.name} exited while starting ({self._exit()})") from None
-        if kind != "ready":
-            raise BackendUnavailable(f"{self.name} failed to start the engine: {detail}")
+        except BaseException:
+            self._end(process, grace=0.0 if self._stopped else 5.0)
+            raise
 
     def call(self, jobs: list[_Job]) -> list[list[_Generated]]:
         problem = self.problem()
@@ -270,11 +285,13 @@ class _Worker:
         return crash
 
     def restart(self, crash: str) -> None:
-        """Start a fresh engine in place of one that died (runs on this worker's thread,
-        so it never overlaps a call); until it is ready the worker takes no work."""
+        """Start a fresh engine in place of one that died or hangs (runs on this worker's
+        thread, so it never overlaps a call); the old process and its children are gone
+        first, and until the new one is ready the worker takes no work."""
         try:
             if self.conn is not None:
                 self.conn.close()
+            self._end(self.process, grace=0.0)
             if not self._stopped:
                 self.start()
         except Exception as exc:  # BackendUnavailable, or the spawn itself failing
@@ -304,16 +321,28 @@ class _Worker:
 
     @staticmethod
     def _end(process: multiprocessing.process.BaseProcess | None, grace: float) -> None:
-        """Wait `grace` seconds for a clean exit, then terminate, then kill."""
+        """Wait `grace` seconds for a clean exit, then terminate, then kill; whatever the
+        engine process started itself (compile or tokenizer helpers) goes with it."""
         if process is None:
             return
         process.join(grace)
+        children: list[psutil.Process] = []
         if process.is_alive():
+            try:
+                children = psutil.Process(process.pid).children(recursive=True)
+            except psutil.Error:  # gone meanwhile
+                pass
             process.terminate()
             process.join(5)
         if process.is_alive():
             process.kill()
             process.join()
+        for child in children:
+            try:
+                child.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(children, timeout=5)
 
     def _ask_to_exit(self) -> None:
         if self.conn is not None and self.process is not None and self.process.is_alive():
@@ -418,8 +447,12 @@ class LocalVLLMProcessor:
 
     backend = "local"
 
-    def __init__(self, settings: EngineSettings) -> None:
+    def __init__(self, settings: EngineSettings, *, worker_main: WorkerMain = _worker_main,
+                 start_timeout: float = START_TIMEOUT_S) -> None:
+        """`worker_main` and `start_timeout` exist so tests can run the process handling
+        around a stand-in engine in seconds."""
         self.settings = settings
+        self._worker_main, self._start_timeout = worker_main, start_timeout
         self.model = settings.llm or DEFAULT_MODEL_NAME
         self.usage = Usage()
         self._workers: list[_Worker] = []
@@ -434,7 +467,8 @@ class LocalVLLMProcessor:
             await loop.run_in_executor(None, ensure_default_model, self.settings.cache_dir)
         )
         gpus: list[int | None] = list(self.settings.gpu_list) or [None]
-        workers = [_Worker(self._engine_config(k, model, gpu)) for k, gpu in enumerate(gpus)]
+        workers = [_Worker(self._engine_config(k, model, gpu), self._worker_main, self._start_timeout)
+                   for k, gpu in enumerate(gpus)]
         self._workers = workers
         # Last resort if close() is never awaited: stop the workers when this object is
         # collected, or at exit. Registered after multiprocessing's own exit hook (which
@@ -493,15 +527,28 @@ class LocalVLLMProcessor:
         return await future
 
     async def _drain(self, worker: _Worker) -> None:
+        """Run what is pending as one batch, again until nothing is. Whatever goes wrong
+        with a batch, every caller in it gets an answer: per-item errors, never a hang."""
         loop = asyncio.get_running_loop()
         while worker.pending:
             batch, worker.pending = worker.pending, []
             jobs = [job for job, _ in batch]
-            answers = await loop.run_in_executor(worker.thread, _answer, worker, jobs)
-            for (_, future), answer in zip(batch, answers):
-                if not future.done():
-                    future.set_result(answer)
+            try:
+                answers = await loop.run_in_executor(worker.thread, _answer, worker, jobs)
+            except BaseException as exc:  # noqa: BLE001 - a bug or a cancel: no caller may wait forever
+                failed = _Generated(error=f"{worker.name}: the batch failed ({type(exc).__name__}: {exc})")
+                answers = [[(failed, ItemResult.failure(failed.error or ""))] * len(job.prompts) for job in jobs]
+                if not isinstance(exc, Exception):
+                    self._settle(batch, answers)
+                    raise
+            self._settle(batch, answers)
         self._revive()  # if the engine died in that batch, start its replacement now
+
+    @staticmethod
+    def _settle(batch: list[tuple[_Job, asyncio.Future[list[_Answer]]]], answers: list[list[_Answer]]) -> None:
+        for (_, future), answer in zip(batch, answers):
+            if not future.done():
+                future.set_result(answer)
 
     def _count(self, generated: _Generated, result: ItemResult) -> None:
         usage = self.usage

@@ -1,0 +1,139 @@
+"""LocalVLLMProcessor's process handling around stand-in engines (tests/fake_engine.py):
+every caller answered when a batch fails, restarts that leave no process behind, the
+restart limit, close() during a restart, a start that times out, and --batch-size."""
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from classifier.llm import local
+from classifier.llm.base import Prompt, process_in_batches
+from classifier.llm.errors import BackendUnavailable
+from classifier.llm.local import MAX_RESTARTS, LocalVLLMProcessor
+from classifier.settings import EngineSettings
+
+from . import fake_engine
+from .fault_server import ECHO_SCHEMA
+
+
+def prompts(*comments: str) -> list[Prompt]:
+    return [Prompt("Echo.", c) for c in comments]
+
+
+@pytest.fixture
+def plan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Set what each start of the stand-in engine does; returns the file counting starts."""
+    state = tmp_path / "starts"
+
+    def set_plan(*steps: str) -> Path:
+        monkeypatch.setenv("FAKE_ENGINE_STATE", str(state))
+        monkeypatch.setenv("FAKE_ENGINE_PLAN", ",".join(steps))
+        return state
+
+    return set_plan
+
+
+def processor(**kwargs) -> LocalVLLMProcessor:
+    return LocalVLLMProcessor(EngineSettings(llm="stand-in"), worker_main=fake_engine.main, **kwargs)
+
+
+async def wait_until(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+async def test_an_exception_anywhere_in_a_batch_answers_every_caller(plan, monkeypatch) -> None:
+    plan("ready")
+    proc = processor()
+    await proc.start()
+    try:
+        real = local._answer
+
+        def broken(worker, jobs):
+            raise RuntimeError("parser bug")
+
+        monkeypatch.setattr(local, "_answer", broken)
+        calls = [proc.process_with_schema(prompts(f"c{k}", "d"), ECHO_SCHEMA) for k in range(3)]
+        answered = await asyncio.wait_for(asyncio.gather(*calls), timeout=10)
+        assert all(not r.ok and "the batch failed (RuntimeError: parser bug)" in r.error
+                   for results in answered for r in results)
+        monkeypatch.setattr(local, "_answer", real)
+        [again] = await proc.process_with_schema(prompts("after"), ECHO_SCHEMA)
+        assert again.value["echo"] == "after", "the worker keeps serving"
+    finally:
+        await proc.close()
+
+
+async def test_crashed_engine_restarts_up_to_the_limit_then_stays_down(plan) -> None:
+    starts = plan("crash", "fail")
+    proc = processor()
+    await proc.start()
+    [worker] = proc._workers
+    first = worker.process
+    try:
+        [crashed] = await proc.process_with_schema(prompts("boom"), ECHO_SCHEMA)
+        assert not crashed.ok and "exited unexpectedly" in crashed.error
+        for _ in range(MAX_RESTARTS + 2):  # each call sees the failure and tries to revive
+            await wait_until(lambda: not worker.restarting)
+            await proc.process_with_schema(prompts("again"), ECHO_SCHEMA)
+        await wait_until(lambda: not worker.restarting)
+        assert worker.failed_restarts == MAX_RESTARTS
+        assert int(starts.read_text()) == 1 + MAX_RESTARTS, "no start past the limit"
+        [down] = await proc.process_with_schema(prompts("late"), ECHO_SCHEMA)
+        assert "restart failed" in down.error and "start 4 refused" in down.error
+        assert not first.is_alive() and not worker.process.is_alive()
+    finally:
+        await proc.close()
+
+
+async def test_close_during_a_restart_returns_at_once_and_leaves_no_process(plan) -> None:
+    starts = plan("crash", "slow")
+    proc = processor()
+    await proc.start()
+    [worker] = proc._workers
+    await proc.process_with_schema(prompts("boom"), ECHO_SCHEMA)
+    await proc.health()  # notices the crash and starts the replacement
+    child_file = Path(str(starts) + ".child")
+    await wait_until(child_file.exists)
+    replacement, grandchild = worker.process, int(child_file.read_text())
+    assert worker.restarting and replacement.is_alive()
+    began = time.monotonic()
+    await proc.close()
+    assert time.monotonic() - began < 10, "close() did not wait for an engine load"
+    assert not replacement.is_alive() and gone(grandchild)
+
+
+async def test_a_start_that_times_out_kills_what_it_started(plan) -> None:
+    starts = plan("slow")
+    proc = processor(start_timeout=3)
+    with pytest.raises(BackendUnavailable, match="did not start within 3 s"):
+        await proc.start()
+    grandchild = int(Path(str(starts) + ".child").read_text())
+    assert gone(grandchild)
+    assert not any(p.is_alive() for p in [w.process for w in proc._workers] if p is not None)
+
+
+async def test_batch_size_bounds_what_one_backend_call_carries(plan) -> None:
+    plan("ready")
+    proc = processor()
+    await proc.start()
+    try:
+        results = await process_in_batches(proc, prompts(*map(str, range(10))), ECHO_SCHEMA, max_tokens=8,
+                                           batch_size=4)
+    finally:
+        await proc.close()
+    assert [r.value["echo"] for r in results] == list(map(str, range(10)))
+    assert [r.value["batch"] for r in results] == [4] * 8 + [2] * 2, "chunks of 4, one after the other"
