@@ -6,8 +6,9 @@ disagree about what "not given" means.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import click
 
@@ -66,7 +67,10 @@ engine_options = stack(
            help="Model: a folder or hub name (local), or the name the server lists (vllm-server). "
                 "Default: the embedded SmolLM2-135M-Instruct (local), the server's only model (vllm-server)."),
     option("--gpu-list", callback=_gpu_list, metavar="0,1",
-           help="GPUs for --backend local, one engine each. Default: every GPU; without one, the CPU engine."),
+           help="GPUs for --backend local, one engine each, numbered as CUDA numbers the devices this process "
+                "sees (after CUDA_VISIBLE_DEVICES). Default: every visible GPU; without one, the CPU engine."),
+    option("--enforce-eager/--no-enforce-eager", default=None,
+           help="Run the local engine without CUDA graphs. Default: eager on CPU (faster start), graphs on GPU."),
     option("--gpu-memory", type=click.FloatRange(0.05, 1.0), default=EngineSettings.gpu_memory,
            help="Fraction of each GPU's memory vLLM may use."),
     option("--max-length", type=click.IntRange(256), default=EngineSettings.max_length,
@@ -100,15 +104,42 @@ engine_options = stack(
 )  # fmt: skip
 
 
-def build_settings(options: dict[str, Any], server: ServerSettings | None = None) -> Settings:
-    """The one `Settings` of a run, from the parsed flags (and their environment twins)."""
+def visible_devices(environ: Mapping[str, str]) -> tuple[str, ...] | None:
+    """The devices CUDA_VISIBLE_DEVICES leaves visible, in its order; None when it is unset."""
+    value = environ.get("CUDA_VISIBLE_DEVICES")
+    if value is None:
+        return None
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _gpu_settings(options: dict[str, Any], environ: Mapping[str, str]) -> tuple[tuple[int, ...], tuple[str, ...] | None]:
+    """`--gpu-list` checked against what this process sees (default: all of it)."""
+    if options["backend"] != "local":
+        return (), None
+    visible = visible_devices(environ)
+    count = len(visible) if visible is not None else len(ProcessorPool.gpu_memory())
     gpu_list = options["gpu_list"]
     if gpu_list is None:
-        gpu_list = tuple(gpu["index"] for gpu in ProcessorPool.gpu_memory()) if options["backend"] == "local" else ()
+        return tuple(range(count)), visible
+    unseen = [gpu for gpu in gpu_list if not 0 <= gpu < count]
+    if unseen:
+        seen = f"CUDA_VISIBLE_DEVICES={environ['CUDA_VISIBLE_DEVICES']}" if visible is not None else "no CUDA_VISIBLE_DEVICES"
+        raise click.BadParameter(
+            f"GPU {unseen[0]} is not visible: this process sees {count} GPU(s) ({seen}), numbered 0-{count - 1} "
+            "in CUDA's order", param_hint="--gpu-list")
+    return tuple(gpu_list), visible
+
+
+def build_settings(options: dict[str, Any], server: ServerSettings | None = None,
+                   environ: Mapping[str, str] = os.environ) -> Settings:
+    """The one `Settings` of a run, from the parsed flags (and their environment twins)."""
+    gpu_list, visible = _gpu_settings(options, environ)
     engine = EngineSettings(
         backend=options["backend"],
         llm=options["llm"],
         gpu_list=gpu_list,
+        visible_devices=visible,
+        enforce_eager=options["enforce_eager"],
         gpu_memory=options["gpu_memory"],
         max_length=options["max_length"],
         server_urls=split_urls(options["server_urls"]) or EngineSettings.server_urls,

@@ -18,6 +18,9 @@ class EngineSettings:
     backend: str = "local"  # "local" | "vllm-server"
     llm: str | None = None  # model name or folder; None = the embedded default on CPU
     gpu_list: tuple[int, ...] = ()  # empty = no GPU: one engine on vLLM's CPU build
+    # What the process may see, as CUDA_VISIBLE_DEVICES lists it (ids, or UUIDs); gpu_list
+    # indexes this, in CUDA's order. None: the operator set nothing, every GPU is visible.
+    visible_devices: tuple[str, ...] | None = None
     gpu_memory: float = 0.9  # fraction of each GPU's memory vLLM may use
     max_length: int = 4096  # context window in tokens (prompt + output)
     server_urls: tuple[str, ...] = ("http://127.0.0.1:8000/v1",)
@@ -29,7 +32,7 @@ class EngineSettings:
     seed: int = 42
     kv_cache_gib: float = 1.0  # KV cache size on the CPU engine
     block_size: int | None = 32  # KV block size; 32 lets the prefix cache share more on CPU
-    enforce_eager: bool = True  # faster engine start on CPU, same speed
+    enforce_eager: bool | None = None  # None: eager on CPU (faster start, same speed), CUDA graphs on GPU
     cache_dir: Path = DEFAULT_CACHE_DIR  # converted default model lives here
 
 

@@ -63,3 +63,34 @@ def test_the_prototypes_flag_forms() -> None:
 
     assert CliRunner().invoke(config, ["--default-config", "configs/restaurants.json"]).exit_code == 0
     assert str(holder["config"]) == "configs/restaurants.json"
+
+
+def test_gpu_list_counts_the_gpus_cuda_visible_devices_leaves() -> None:
+    from classifier.cli import build_settings as build
+
+    def local(gpu_list: str | None, env: dict[str, str]) -> EngineSettings:
+        options = {**_DEFAULTS, "backend": "local", "gpu_list": gpu_list and tuple(map(int, gpu_list.split(",")))}
+        return build(options, environ=env).engine
+
+    engine = local(None, {"CUDA_VISIBLE_DEVICES": "2,3"})
+    assert engine.gpu_list == (0, 1) and engine.visible_devices == ("2", "3")
+    assert local("1", {"CUDA_VISIBLE_DEVICES": "2,3"}).gpu_list == (1,)
+    assert local(None, {"CUDA_VISIBLE_DEVICES": ""}).gpu_list == (), "nothing visible: the CPU engine"
+    with pytest.raises(click.BadParameter, match=r"GPU 2 is not visible: this process sees 2 GPU\(s\) "
+                                                 r"\(CUDA_VISIBLE_DEVICES=2,3\)"):
+        local("0,2", {"CUDA_VISIBLE_DEVICES": "2,3"})
+
+
+def _defaults() -> dict[str, Any]:
+    holder: dict[str, Any] = {}
+
+    @click.command()
+    @engine_options
+    def grab(**options: Any) -> None:
+        holder.update(options)
+
+    CliRunner().invoke(grab, [], catch_exceptions=False)
+    return holder
+
+
+_DEFAULTS = _defaults()

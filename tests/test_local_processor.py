@@ -17,7 +17,7 @@ from jsonschema import Draft202012Validator
 
 from classifier.llm.base import Prompt
 from classifier.llm.errors import BackendUnavailable
-from classifier.llm.local import LocalVLLMProcessor, worker_env
+from classifier.llm.local import LocalVLLMProcessor, llm_args, worker_env
 from classifier.settings import EngineSettings
 
 MAX_LENGTH = 512  # small, so the context guard is easy to reach
@@ -66,6 +66,15 @@ def test_worker_env_sets_what_the_engine_needs_before_import() -> None:
     assert "CUDA_VISIBLE_DEVICES" not in cpu
     gpu = worker_env(3)
     assert gpu["CUDA_VISIBLE_DEVICES"] == "3" and "VLLM_CPU_OMP_THREADS_BIND" not in gpu
+    # The operator's CUDA_VISIBLE_DEVICES=5,GPU-ab12 makes --gpu-list 1 the second of those.
+    assert worker_env(1, ("5", "GPU-ab12"))["CUDA_VISIBLE_DEVICES"] == "GPU-ab12"
+
+
+def test_cuda_graphs_on_gpu_eager_on_cpu_unless_asked() -> None:
+    default = EngineSettings()
+    assert llm_args(default, "m", None)["enforce_eager"] is True
+    assert llm_args(default, "m", 0)["enforce_eager"] is False
+    assert llm_args(EngineSettings(enforce_eager=True), "m", 0)["enforce_eager"] is True
 
 
 @pytest.mark.engine

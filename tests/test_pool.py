@@ -1,4 +1,4 @@
-"""ProcessorPool without an engine: backend choice, errors, GPU report on a GPU-less machine."""
+"""ProcessorPool without an engine: backend choice, errors, GPU report without NVML."""
 from __future__ import annotations
 
 import pytest
@@ -20,7 +20,13 @@ def test_processor_before_start_says_what_to_do() -> None:
         pool.processor
 
 
-def test_gpu_memory_is_empty_without_gpu() -> None:
+def test_gpu_memory_is_empty_without_nvml(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pynvml
+
+    def no_driver() -> None:
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
+
+    monkeypatch.setattr(pynvml, "nvmlInit", no_driver)
     assert ProcessorPool(EngineSettings()).gpu_memory() == []
 
 

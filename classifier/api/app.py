@@ -41,6 +41,8 @@ class FixedBackend:
     async def close(self) -> None:
         await self.processor.close()
 
+    gpu_count = 0
+
     def gpu_memory(self) -> list[dict[str, Any]]:
         return []
 

@@ -50,6 +50,9 @@ class Backend(Protocol):
 
     async def close(self) -> None: ...
 
+    @property
+    def gpu_count(self) -> int: ...
+
     def gpu_memory(self) -> list[dict[str, Any]]: ...
 
 
@@ -126,7 +129,7 @@ class Serving:
         return {
             "status": "healthy",
             "processor_loaded": health.ok,
-            "gpu_count": len(gpus),
+            "gpu_count": self.backend.gpu_count,
             "capabilities_available": list(CAPABILITIES),
             "requests_processed": self.counters.requests,
             "uptime_seconds": round(time.monotonic() - self.started, 1),

@@ -397,18 +397,20 @@ def _cpu_bind() -> str:
     return ",".join(map(str, cores))
 
 
-def worker_env(gpu: int | None) -> dict[str, str]:
+def worker_env(gpu: int | None, visible_devices: Sequence[str] | None = None) -> dict[str, str]:
     """Environment a worker sets before importing vLLM.
 
     The engine runs inside the worker (no extra engine process: faster start, and
-    vLLM's thread pinning stays in the worker). A GPU worker sees only its GPU; the CPU
-    engine gets every core (vLLM's default keeps one idle, ~25% slower).
+    vLLM's thread pinning stays in the worker). A GPU worker sees only its GPU: `gpu`
+    indexes the devices the operator's CUDA_VISIBLE_DEVICES left visible (`visible_devices`),
+    in CUDA's order, as torch numbers them. The CPU engine gets every core (vLLM's default
+    keeps one idle, ~25% slower).
     """
     env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
     if gpu is None:
         env["VLLM_CPU_OMP_THREADS_BIND"] = _cpu_bind()
     else:
-        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+        env["CUDA_VISIBLE_DEVICES"] = visible_devices[gpu] if visible_devices is not None else str(gpu)
     return env
 
 
@@ -419,7 +421,7 @@ def llm_args(settings: EngineSettings, model: str, gpu: int | None) -> dict[str,
         model=model,
         max_model_len=settings.max_length,
         seed=settings.seed,
-        enforce_eager=settings.enforce_eager,
+        enforce_eager=settings.enforce_eager if settings.enforce_eager is not None else gpu is None,
         enable_prefix_caching=True,
     )
     if settings.block_size:
@@ -490,7 +492,7 @@ class LocalVLLMProcessor:
     def _engine_config(self, index: int, model: str, gpu: int | None) -> _EngineConfig:
         return _EngineConfig(
             name=f"engine worker {index} ({'CPU' if gpu is None else f'GPU {gpu}'})",
-            env=worker_env(gpu),
+            env=worker_env(gpu, self.settings.visible_devices),
             llm_args=llm_args(self.settings, model, gpu),
             temperature=self.settings.temperature,
             seed=self.settings.seed,

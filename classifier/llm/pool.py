@@ -59,6 +59,11 @@ class ProcessorPool:
             raise
         self._processor = processor
 
+    @property
+    def gpu_count(self) -> int:
+        """GPUs the engines use (the local backend's --gpu-list)."""
+        return len(self.settings.gpu_list) if self.settings.backend == "local" else 0
+
     async def close(self) -> None:
         if self._processor is not None:
             processor, self._processor = self._processor, None
@@ -68,7 +73,8 @@ class ProcessorPool:
     def gpu_memory() -> list[dict[str, Any]]:
         """Per GPU: index, name, used and total MiB (NVML); [] without a GPU or NVML.
 
-        Every GPU the driver sees, not only the pool's: /health shows the machine.
+        Every GPU the driver sees, in NVML's order, not only the pool's: /health shows the
+        machine. Which GPUs the engines use is `gpu_count` and --gpu-list, in CUDA's order.
         """
         try:
             import pynvml
