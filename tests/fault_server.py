@@ -103,6 +103,8 @@ class FaultServer:
         self.port = 0
         self.requests = 0  # chat completions received
         self.model_requests = 0  # GET /v1/models received
+        self.tokenize_requests = 0  # POST /tokenize received
+        self.max_model_len = 1_000_000  # what /tokenize reports
         self.bodies: list[dict[str, Any]] = []
         self.max_concurrency = 0
         self._in_flight = 0
@@ -150,6 +152,21 @@ class FaultServer:
                 return _error(503, "server is down")
             data = [{"id": m, "object": "model", "created": 0, "owned_by": "fault"} for m in self.models]
             return JSONResponse({"object": "list", "data": data})
+
+        @app.post("/tokenize")
+        async def tokenize(request: Request) -> JSONResponse:
+            """vLLM's endpoint with a character tokenizer: a token per character, 10 per message."""
+            body = await request.json()
+            self.tokenize_requests += 1
+            if "messages" in body:
+                count = sum(10 + len(m["content"]) for m in body["messages"])
+                return JSONResponse({"count": count, "max_model_len": self.max_model_len, "tokens": []})
+            tokens = [ord(c) for c in body["prompt"]]
+            return JSONResponse({"count": len(tokens), "max_model_len": self.max_model_len, "tokens": tokens})
+
+        @app.post("/detokenize")
+        async def detokenize(request: Request) -> JSONResponse:
+            return JSONResponse({"prompt": "".join(map(chr, (await request.json())["tokens"]))})
 
         @app.post("/v1/chat/completions")
         async def chat(request: Request) -> JSONResponse:

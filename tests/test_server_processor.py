@@ -66,6 +66,16 @@ async def test_batch_is_schema_valid_in_order_and_concurrency_bounded(engine: En
     assert proc.model == engine.model  # llm=None: the server's only model
 
 
+async def test_a_long_comment_is_shortened_with_the_servers_tokenizer(engine: EngineServer) -> None:
+    long = "The number is 7. " + "Nothing else matters here. " * 300  # ~1,800 tokens
+    async with VLLMServerProcessor(settings(engine, max_length=512)) as proc:
+        short, cut = await proc.process_with_schema([Prompt(INSTRUCTIONS, "The number is 7."), Prompt(INSTRUCTIONS, long)],
+                                                    NUMBER_SCHEMA, max_tokens=16)
+    assert short.ok and not short.truncated
+    assert cut.ok and cut.truncated, cut.error
+    assert proc.usage.truncations == 1 and proc.usage.prompt_tokens <= 2 * 512
+
+
 async def test_killed_server_fails_items_in_bounded_time_then_recovers(engine: EngineServer) -> None:
     async with VLLMServerProcessor(settings(engine, max_concurrent=4, retry_deadline=1.0)) as proc:
         batch = asyncio.create_task(proc.process_with_schema(number_prompts(), NUMBER_SCHEMA, max_tokens=16))

@@ -8,11 +8,13 @@ the batch. Every failure stays with its item: the other items of a batch never n
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
+import httpx
 import openai
 
 from ..settings import EngineSettings
@@ -20,14 +22,17 @@ from .base import Health, ItemResult, JSONSchema, Prompt, Usage
 from .errors import (
     BackendUnavailable,
     ConfigurationError,
+    ContextOverflow,
     InvalidOutput,
     ModelNotFound,
     ProcessorError,
     RequestFailed,
 )
 from .schema import parse_output
+from .server_context import ContextGuard, TokenizerUnavailable
 
 BACKEND = "vllm-server"
+logger = logging.getLogger(__name__)
 URL_FORM = "http://host:port/v1"
 START_HINT = (
     "is the server running there (python -m vllm.entrypoints.openai.api_server "
@@ -81,6 +86,7 @@ class _Server:
 
     url: str
     client: openai.AsyncOpenAI
+    http: httpx.AsyncClient  # the server's root, for /tokenize and /detokenize
     in_flight: int = 0
     sent: int = 0  # requests dispatched, the tie-breaker that spreads an idle start
     failures: int = 0  # consecutive
@@ -148,6 +154,7 @@ class VLLMServerProcessor:
         self.peak_in_flight = 0
         self._servers: list[_Server] = []
         self._slots = asyncio.Semaphore(settings.max_concurrent)
+        self._guard: ContextGuard | None = None
 
     async def __aenter__(self) -> "VLLMServerProcessor":
         await self.start()
@@ -158,15 +165,18 @@ class VLLMServerProcessor:
 
     async def start(self) -> None:
         """Open one client per URL and check that every server answers with the model."""
+        key = self._settings.server_api_key or "EMPTY"  # any key, unless started with --api-key
         self._servers = [
             _Server(
                 url,
                 openai.AsyncOpenAI(
                     base_url=url,
-                    api_key=self._settings.server_api_key or "EMPTY",  # any key, unless started with --api-key
+                    api_key=key,
                     max_retries=0,  # the retry policy is ours, and counted per item
                     timeout=self._settings.request_timeout,
                 ),
+                httpx.AsyncClient(base_url=url.removesuffix("/v1"), timeout=self._settings.request_timeout,
+                                  headers={"Authorization": f"Bearer {key}"}),
             )
             for url in self._urls
         ]
@@ -177,6 +187,20 @@ class VLLMServerProcessor:
         except ProcessorError:
             await self.close()
             raise
+        self._guard = ContextGuard(self._tokenizer_post, self.model, self._settings.max_length)
+
+    async def _tokenizer_post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST to a healthy server's root (`/tokenize`, `/detokenize`): they all serve one model."""
+        server = self._pick()
+        try:
+            response = await server.http.post(path, json=body)
+        except httpx.HTTPError as exc:
+            raise RequestFailed(f"{path} failed ({_describe(exc)})") from exc
+        if response.status_code in (404, 405):
+            raise TokenizerUnavailable(f"the server at {server.url} has no {path} (HTTP {response.status_code})")
+        if response.status_code != 200:
+            raise RequestFailed(f"{path} answered HTTP {response.status_code}: {response.text[:200]}")
+        return response.json()
 
     def _check_model(self, server: _Server, models: list[str]) -> None:
         if not models:
@@ -226,6 +250,20 @@ class VLLMServerProcessor:
         )
 
     async def _process_one(self, prompt: Prompt, schema: JSONSchema, max_tokens: int) -> ItemResult:
+        truncated = False
+        if self._guard is not None:
+            try:
+                prompt, truncated = await self._guard.fit(prompt, max_tokens)
+            except ContextOverflow as exc:
+                self.usage.errors += 1
+                return ItemResult.failure(str(exc))
+            except RequestFailed as exc:  # the completion request will say whether it fits
+                logger.warning("could not check a long comment against the context window: %s", exc)
+        self.usage.truncations += truncated
+        result = await self._answer(prompt, schema, max_tokens)
+        return ItemResult(value=result.value, error=result.error, truncated=truncated)
+
+    async def _answer(self, prompt: Prompt, schema: JSONSchema, max_tokens: int) -> ItemResult:
         request = chat_request(
             self.model,
             prompt,
@@ -389,5 +427,5 @@ class VLLMServerProcessor:
         for probe in probes:
             probe.cancel()
         await asyncio.gather(*probes, return_exceptions=True)
-        await asyncio.gather(*(s.client.close() for s in self._servers))
+        await asyncio.gather(*(s.client.close() for s in self._servers), *(s.http.aclose() for s in self._servers))
         self._servers = []
