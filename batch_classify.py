@@ -13,7 +13,7 @@ import hashlib
 import logging
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ from classifier.batch.run import classify_rows, top_paths
 from classifier.capabilities import DEFAULT_CAPABILITIES, resolve
 from classifier.cli import USER_ERRORS, build_settings, describe, engine_options, option
 from classifier.prompts import PROMPTS_VERSION
+from classifier.report.html import RunInfo, write_report
 from classifier.settings import Settings
 from classifier.taxonomy import Taxonomy, load_taxonomy
 
@@ -120,6 +121,8 @@ def _enable_options(function: Any) -> Any:
 @option("--prompt-type", type=click.Choice(PROMPT_TYPES), default="standard",
         help="The prototype's prompt styles: keyword = example answers from the keywords (--few-shot); "
              "sentiment = also stem polarity.")
+@option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
+        help="The HTML report of the run (default: beside the output, <output>.report.html).")
 @click.option("-v", "--verbose", count=True, help="More log lines: -v info, -vv debug.")
 def main(**options: Any) -> None:
     """Classify the comments of a CSV file. Without --enable-* flags: classification only."""
@@ -151,57 +154,71 @@ def main(**options: Any) -> None:
     if resumed:
         console.print(f"resuming from {journal.path}: {resumed} rows done, {len(todo)} to go")
 
-    done_now, seconds, interrupted = 0, 0.0, False
+    run = _Run(model=settings.engine.llm or "the embedded default")
     if todo:
-        done_now, seconds, interrupted = _classify(
+        run = _classify(
             console, settings, taxonomy, rows.texts, todo, capabilities, journal, options["chunk_size"], resumed,
             options["project_name"],
         )
     results = {row: journal.results[row] for row in rows.texts if row in journal.results}
-    render(results, output, output_format)
+    render(results, output, output_format, taxonomy, rows.records)
+    report = options["report"] or output.with_name(f"{output.stem}.report.html")
+    write_report(report, [results[row] for row in sorted(results)], taxonomy,
+                 RunInfo(taxonomy.name, run.model, capabilities, run.seconds or None))
     Console().print(summary_table(Summary(
-        rows=rows.total, skipped=len(rows.skipped), resumed=resumed, done_now=done_now,
-        failed=sum("error" in result for result in results.values()), seconds=seconds, output=output,
-        interrupted=interrupted, top_paths=top_paths(results, TOP_PATHS),
+        rows=rows.total, skipped=len(rows.skipped), resumed=resumed, done_now=run.done,
+        failed=sum("error" in result for result in results.values()), seconds=run.seconds, output=output,
+        interrupted=run.interrupted, top_paths=top_paths(results, TOP_PATHS),
     )))  # fmt: skip
-    if interrupted:
+    console.print(f"report: {report}")
+    if run.interrupted:
         sys.exit(130)
+
+
+@dataclass
+class _Run:
+    """What the classifying part of a run did."""
+
+    model: str
+    done: int = 0
+    seconds: float = 0.0  # since the engine was up
+    interrupted: bool = False  # by Ctrl-C (the journal stays whole)
 
 
 def _classify(console: Console, settings: Settings, taxonomy: Taxonomy, texts: dict[int, str], todo: list[int],
               capabilities: list[str], journal: Journal, chunk_size: int, resumed: int,
-              project_name: str | None) -> tuple[int, float, bool]:
-    """Run the chunks under a progress bar: texts done, seconds since the engine was up, and
-    whether Ctrl-C stopped it (the journal stays whole either way)."""
+              project_name: str | None) -> _Run:
+    """Run the chunks under a progress bar."""
     status = console.status(f"starting the backend ({settings.engine.backend}); a local engine takes 15-60 s")
     status.start()
     progress = progress_bar(console)
-    done, started_at = 0, time.monotonic()
+    run, started_at = _Run(model=settings.engine.llm or "unknown"), time.monotonic()
 
     def started(model: str) -> None:
         nonlocal started_at
         started_at = time.monotonic()
+        run.model = model
         status.stop()
         console.print(f"classifying with {describe(settings, model)}")
         progress.add_task("classifying", total=len(texts), completed=resumed)  # the clock starts now
         progress.start()
 
     def chunk_done(count: int) -> None:
-        nonlocal done
-        done += count
+        run.done += count
         progress.advance(progress.task_ids[0], count)
 
     try:
         asyncio.run(classify_rows(settings, taxonomy, texts, todo, capabilities, journal, chunk_size=chunk_size,
                                   project_name=project_name, on_started=started, on_chunk=chunk_done))
     except KeyboardInterrupt:
-        return done, time.monotonic() - started_at, True
+        run.interrupted = True
     except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
     finally:
         status.stop()
         progress.stop()
-    return done, time.monotonic() - started_at, False
+    run.seconds = time.monotonic() - started_at
+    return run
 
 
 def _numbers(rows: list[int], shown: int = 10) -> str:

@@ -9,6 +9,7 @@
 #   ENGINE           cpu | gpu | none                           (default: gpu if nvidia-smi works, else cpu)
 #   TORCH_INDEX_URL  extra pip index serving torch==2.13.0+cpu  (default: none; pip's own config)
 #   CLASSIFIER_CACHE_DIR  where the converted default model goes (default: ~/.cache/classifier)
+#   SKIP_CHROMIUM    1: do not install Debian's chromium (only the report test needs it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,6 +49,17 @@ case "$ENGINE" in
   none) ;;
   *) log "ENGINE must be cpu, gpu or none, not '$ENGINE'"; exit 2 ;;
 esac
+
+# Headless Chromium renders the HTML report in its test (Debian's package; the browser
+# playwright would download is not reachable).
+if ! command -v chromium >/dev/null 2>&1 && [ "${SKIP_CHROMIUM:-}" != 1 ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    log "installing chromium (Debian) for the report test"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null
+  else
+    log "chromium is missing and cannot be installed here (needs root and apt-get): the report test will fail"
+  fi
+fi
 
 log "installing the project"
 "${PIP[@]}" -e ".[dev]"

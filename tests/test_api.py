@@ -329,3 +329,17 @@ def test_limits_that_could_never_admit_a_request_are_refused_at_creation():
     with pytest.raises(ValueError, match="exceeds the queue bound"):
         create_app(Settings(server=replace(ServerSettings(), max_texts=10, max_queued_texts=5)), taxonomies(),
                    FixedBackend(ScriptedProcessor(lambda p, s: "x")))
+
+
+async def test_a_request_may_ask_for_the_summary_of_its_results():
+    async with running() as (client, _):
+        body = (await client.post("/classify", json={
+            "texts": [RUSHED, "Great content", "Great content", " "], "capabilities": ["stem_polarity"],
+            "summary": True})).json()
+        summary = body["summary"]
+        assert (summary["texts"], summary["classified"], summary["skipped"]) == (4, 3, 1)
+        assert summary["stems"] == {"Content": 2, "Delivery>Pace": 1, "Logistics>Catering": 1}
+        assert summary["polarity"]["Content"] == {"Positive": 2}
+        assert summary["paths"]["Training feedback>Content"] == 2
+        plain = (await client.post("/classify", json={"texts": ["Great content"]})).json()
+        assert "summary" not in plain

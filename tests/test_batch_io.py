@@ -9,11 +9,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from openpyxl import load_workbook
 
 import batch_classify
 from classifier.batch.inputs import InputError, read_rows
 from classifier.batch.journal import Journal, JournalMismatch
 from classifier.batch.render import render
+from classifier.taxonomy import taxonomy_from_dict
 from tests.scripted import ScriptedProcessor, oracle
 from tests.test_service import GOLD, RUSHED, capability_answers
 from tests.trees import TRAINING
@@ -71,20 +73,31 @@ def test_journal_survives_a_torn_last_line_and_refuses_other_runs(tmp_path):
 
 
 def test_render_writes_every_format_in_row_order(tmp_path):
+    tree = taxonomy_from_dict({"name": "R", "children": [{"name": "A", "children": [{"name": "B"}, {"name": "C"}]}]})
     results = {
         2: {"text": "b", "classification_result": {"classification_paths": ["R>A", "R>A>B"], "node_results": {}},
-            "alerts": {"has_alerts": False, "alerts": []}},
+            "alerts": {"has_alerts": True, "alerts": [
+                {"excerpt": "x", "reasoning": "", "alert_type": "fraud", "severity": "high"}]},
+            "stem_polarity": {"A>B": {"polarity": "Negative", "confidence": 4, "reasoning": "", "excerpt": ""}}},
         1: {"text": "a", "error": "boom"},
     }
-    render(results, tmp_path / "o.json", "json")
+    inputs = {1: {"id": "7", "text": "a"}, 2: {"id": "8", "text": "b"}}
+    render(results, tmp_path / "o.json", "json", tree, inputs)
     assert [r["row"] for r in json.loads((tmp_path / "o.json").read_text())] == [1, 2]
-    render(results, tmp_path / "o.jsonl", "jsonl")
+    render(results, tmp_path / "o.jsonl", "jsonl", tree, inputs)
     assert [json.loads(line)["text"] for line in (tmp_path / "o.jsonl").read_text().splitlines()] == ["a", "b"]
-    render(results, tmp_path / "o.csv", "csv")
+    render(results, tmp_path / "o.csv", "csv", tree, inputs)
     rows = list(csv.DictReader((tmp_path / "o.csv").open()))
-    assert rows[0]["error"] == "boom" and rows[1]["classification_paths"] == "R>A | R>A>B"
-    assert json.loads(rows[1]["alerts"]) == {"has_alerts": False, "alerts": []}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.csv", "o.json", "o.jsonl"], "no temporary file left"
+    assert list(rows[0])[:5] == ["row", "id", "text", "A>B", "A>C"], "input columns kept, then one per leaf"
+    assert rows[0]["error"] == "boom" and rows[0]["A>B"] == "0"
+    assert (rows[1]["A>B"], rows[1]["A>C"], rows[1]["classification_paths"]) == ("1", "0", "R>A | R>A>B")
+    assert rows[1]["polarity: A>B"] == "Negative" and rows[1]["alerts"] == "high fraud: x"
+    render(results, tmp_path / "o.xlsx", "xlsx", tree, inputs)
+    sheet = load_workbook(tmp_path / "o.xlsx").active
+    cells = [[c.value for c in row] for row in sheet.iter_rows()]
+    assert cells[0] == list(rows[0]) and len(cells) == 3, "a header and one row per input row"
+    assert cells[2][:5] == [2, "8", "b", 1, 0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.csv", "o.json", "o.jsonl", "o.xlsx"], "no temporary file left"
 
 
 class _Interrupt(ScriptedProcessor):
@@ -211,3 +224,17 @@ def test_the_prototypes_batch_flags(tmp_path, monkeypatch):
 
     clash = _run(monkeypatch, proc, *common, "--alerts-only", "--enable-classification")
     assert clash.exit_code == 2 and "run only that capability" in clash.output
+
+
+def test_a_run_writes_the_spreadsheet_and_the_report_beside_it(tmp_path, monkeypatch):
+    source = tmp_path / "in.csv"
+    with source.open("w", newline="") as handle:
+        csv.writer(handle).writerows([["id", "text", "score"], [1, RUSHED, 3], [2, "", 1], [3, "Great content", 5]])
+    out = tmp_path / "out.xlsx"
+    done = _run(monkeypatch, ScriptedProcessor(oracle(GOLD, capability_answers)), "--config", str(_tree(tmp_path)),
+                "--input-file", str(source), "--save-path", str(out), "--enable-stem-polarity")
+    assert done.exit_code == 0, done.output
+    cells = [[c.value for c in row] for row in load_workbook(out).active.iter_rows()]
+    assert cells[0][:4] == ["row", "id", "text", "score"] and [r[0] for r in cells[1:]] == [1, 3]
+    report = tmp_path / "out.report.html"
+    assert f"report: {report}" in " ".join(done.output.split()) and "Delivery&gt;Pace" in report.read_text()

@@ -44,6 +44,9 @@ class ClassifyRequest(BaseModel):
     taxonomy: StrictStr | None = Field(
         default=None, description="Name of a taxonomy the server loaded at start (see /capabilities); default: --config."
     )
+    summary: bool = Field(
+        default=False, description="Add `summary`: counts per path, polarity mix per stem, alerts by severity, ..."
+    )
     config_path: StrictStr | None = Field(
         default=None,
         description="The prototype's way to pick a taxonomy: the path of a file the server loaded at start "
@@ -64,6 +67,7 @@ class ClassifyResponse(BaseModel):
     processing_time: float
     batch_info: BatchInfo
     config_used: str
+    summary: dict[str, Any] | None = Field(default=None, description="Only when the request asked for it.")
 
 
 class ErrorResponse(BaseModel):

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from ..batching import RequestBatcher
 from ..capabilities import CAPABILITIES, DEFAULT_CAPABILITIES
 from ..llm.base import Health, Processor
+from ..report import summarize
 from ..service import ClassificationService, UnknownTaxonomy
 from ..settings import ServerSettings
 from .metrics import Metrics
@@ -86,6 +87,8 @@ class Serving:
         check_limits(request, self.limits)
         taxonomy = self.taxonomy_for(request)
         body = await self.batcher.classify(request.texts, request.capabilities, request.project_name, taxonomy)
+        if request.summary:
+            body["summary"] = summarize(body["results"], self.service.taxonomy(taxonomy)).as_dict()
         counters = self.counters
         counters.requests += 1
         counters.texts += len(body["results"])

@@ -30,6 +30,7 @@ class Rows:
     delimiter: str
     total: int  # data rows in the file
     skipped: list[int] = field(default_factory=list)  # rows whose text is empty
+    records: dict[int, dict[str, str]] = field(default_factory=dict)  # every column of every row, for exports
 
 
 def _decode(raw: bytes, path: Path) -> tuple[str, str]:
@@ -79,6 +80,7 @@ def read_rows(path: Path, column: str) -> Rows:
                     f"{path}, data row {number}: {len(record)} fields but the header names {len(header)}; "
                     f"a comment holding the delimiter {delimiter!r} must be quoted (\"...\")"
                 )
+            rows.records[number] = dict(zip(header, record))
             value = record[index].strip() if index < len(record) else ""
             if value:
                 rows.texts[number] = value

@@ -143,8 +143,7 @@ class _Engine:
                 temperature=self.config.temperature,
                 seed=self.config.seed,
                 max_tokens=job.max_tokens,
-                # No free whitespace: a small model cannot fill its budget with newlines.
-                structured_outputs=StructuredOutputsParams(json=job.schema, disable_any_whitespace=True),
+                structured_outputs=StructuredOutputsParams(json=job.schema),
             )
             results.append([_Generated()] * len(job.prompts))
             for i, prompt in enumerate(job.prompts):
@@ -423,6 +422,9 @@ def llm_args(settings: EngineSettings, model: str, gpu: int | None) -> dict[str,
         seed=settings.seed,
         enforce_eager=settings.enforce_eager if settings.enforce_eager is not None else gpu is None,
         enable_prefix_caching=True,
+        # No free whitespace in JSON (an engine-wide setting in vLLM): a small model cannot
+        # fill its token budget with newlines between the fields.
+        structured_outputs_config={"disable_any_whitespace": True},
     )
     if settings.block_size:
         args["block_size"] = settings.block_size

@@ -40,8 +40,9 @@ def answer_token_bound(schema: JSONSchema) -> int:
     """The most tokens an answer valid under `schema` can take, to use as `max_tokens`, so
     a generation can end only by finishing its JSON, never by being cut.
 
-    It is the longest compact JSON the schema admits, in characters (the grammar allows no
-    free whitespace; its separators are ", " and ": "), plus a margin. Under a `maxLength`
+    It is the longest JSON the schema admits without free whitespace, in characters, counting
+    the separators as ", " and ": " (the engine writes "," and ":", or with xgrammar 0.2.8 a
+    space after the comma), plus a margin. Under a `maxLength`
     the grammar admits no escapes, and a byte-level tokenizer spends at most one token per
     character on text it has merges for (Latin scripts; a rare character outside them can
     cost up to one token per UTF-8 byte). `ValueError` names an unbounded part."""

@@ -64,8 +64,8 @@ def chat_request(
 ) -> dict[str, Any]:
     """Keyword arguments of `chat.completions.create` for one prompt under a schema.
 
-    `response_format` is what any OpenAI-compatible server reads; vLLM also reads
-    `structured_outputs`, where the same schema comes with no free whitespace allowed."""
+    Whitespace inside the JSON is the server's setting: start vLLM with
+    `--structured-outputs-config '{"disable_any_whitespace": true}'` (see the README)."""
     return {
         "model": model,
         "messages": prompt.messages(),
@@ -73,7 +73,6 @@ def chat_request(
             "type": "json_schema",
             "json_schema": {"name": "answer", "schema": schema},
         },
-        "extra_body": {"structured_outputs": {"json": schema, "disable_any_whitespace": True}},
         "temperature": temperature,
         "seed": seed,
         "max_tokens": max_tokens,
