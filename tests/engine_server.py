@@ -91,7 +91,7 @@ class EngineServer:
             "--enforce-eager",
             "--block-size", str(block_size),
             "--max-model-len", str(max_model_len),
-            "--structured-outputs-config", '{"disable_any_whitespace": true}',  # as the README starts it
+            "--structured-outputs-config", '{"backend": "xgrammar", "disable_any_whitespace": true}',  # as the README starts it
             *extra_args,
         ]  # fmt: skip
         self.env = {

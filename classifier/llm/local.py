@@ -424,7 +424,7 @@ def llm_args(settings: EngineSettings, model: str, gpu: int | None) -> dict[str,
         enable_prefix_caching=True,
         # No free whitespace in JSON (an engine-wide setting in vLLM): a small model cannot
         # fill its token budget with newlines between the fields.
-        structured_outputs_config={"disable_any_whitespace": True},
+        structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
     )
     if settings.block_size:
         args["block_size"] = settings.block_size

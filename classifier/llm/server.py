@@ -65,7 +65,7 @@ def chat_request(
     """Keyword arguments of `chat.completions.create` for one prompt under a schema.
 
     Whitespace inside the JSON is the server's setting: start vLLM with
-    `--structured-outputs-config '{"disable_any_whitespace": true}'` (see the README)."""
+    `--structured-outputs-config '{"backend": "xgrammar", "disable_any_whitespace": true}'` (see the README)."""
     return {
         "model": model,
         "messages": prompt.messages(),
