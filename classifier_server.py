@@ -1,6 +1,7 @@
 """python classifier_server.py [--config configs/topics.json] [--backend local|vllm-server] ...
 
-The HTTP service (POST /classify, GET /, /health, /ready, /capabilities, /stats, /metrics, /docs).
+The HTTP service (POST /classify, GET /, /health, /ready, /capabilities, /stats, /metrics, /docs)
+and classification jobs (/v1/files, /v1/batches: OpenAI's Batch API in shape).
 Every flag has an environment twin (--port <-> CLASSIFIER_PORT); `--help` lists them.
 With no flags and no GPU it serves the embedded default model on vLLM's CPU engine.
 SIGTERM stops taking connections, lets queued and running requests finish (up to
@@ -13,8 +14,10 @@ import errno
 import signal
 import socket
 import sys
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 import uvicorn
@@ -23,7 +26,7 @@ from fastapi import FastAPI
 from classifier.api import create_app
 from classifier.cli import USER_ERRORS, build_settings, describe, engine_options, load_taxonomies, option
 from classifier.llm.pool import ProcessorPool
-from classifier.settings import ServerSettings, Settings
+from classifier.settings import JobSettings, ServerSettings, Settings
 
 DRAIN_GRACE_S = 5  # after the drain timeout: time to send the answers that carry the errors
 
@@ -77,6 +80,18 @@ class _DrainingServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
+async def _work_jobs_only(app: FastAPI, settings: Settings) -> None:
+    """--jobs-only: the backend and a job worker, no HTTP, until SIGTERM or Ctrl-C."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with app.router.lifespan_context(app):
+        click.echo(f"classifier: working jobs from {settings.jobs.url if settings.jobs else '-'} (no HTTP) - "
+                   f"{describe(settings, app.state.serving.processor.model)}", err=True)
+        await stop.wait()
+
+
 async def _serve(app: FastAPI, sock: socket.socket, settings: Settings) -> None:
     limits = settings.server
     config = uvicorn.Config(app, lifespan="off", timeout_graceful_shutdown=limits.drain_timeout + DRAIN_GRACE_S,
@@ -99,7 +114,10 @@ async def _serve(app: FastAPI, sock: socket.socket, settings: Settings) -> None:
 @option("--port", type=click.IntRange(0, 65535), default=ServerSettings.port)
 @option("--batch-timeout", type=click.FloatRange(0), default=ServerSettings.batch_timeout,
         help="Seconds a request waits for others to share its classification pass.")
-@option("--api-key", default=None, help="When set, every route but /health needs 'Authorization: Bearer KEY'.")
+@option("--api-key", "api_keys", multiple=True, help="When set, every route but /health and /ready needs "
+        "'Authorization: Bearer KEY'; repeat for several keys, each seeing only its own jobs.")
+@option("--api-keys-file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+        help="More API keys, one per line.")
 @option("--max-texts", type=click.IntRange(1), default=ServerSettings.max_texts, help="Texts per request.")
 @option("--max-text-chars", type=click.IntRange(1), default=ServerSettings.max_text_chars, help="Characters per text.")
 @option("--max-queued-texts", type=click.IntRange(1), default=ServerSettings.max_queued_texts,
@@ -108,20 +126,56 @@ async def _serve(app: FastAPI, sock: socket.socket, settings: Settings) -> None:
         help="Connections and requests served at once; past it the server answers 503.")
 @option("--drain-timeout", type=click.FloatRange(0), default=ServerSettings.drain_timeout,
         help="Seconds SIGTERM waits for work in flight; then each text left is answered with an error.")
-def main(**options: object) -> None:
-    """Serve the classifier over HTTP."""
+@option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=JobSettings.data_dir,
+        help="Jobs' files (uploads, outputs) and, without --database-url, their SQLite database.")
+@option("--database-url", default=None, metavar="URL",
+        help="postgresql://user@host/db: a jobs queue several server processes share (default: SQLite in --data-dir).")
+@option("--job-chunk-size", type=click.IntRange(1), default=JobSettings.chunk_size,
+        help="Lines per job chunk: committed together, redone together after a crash.")
+@option("--job-lease", type=click.FloatRange(1), default=JobSettings.lease_seconds,
+        help="Seconds a dead worker's chunk stays claimed before another worker takes it.")
+@option("--jobs-only", is_flag=True, help="Work jobs without serving HTTP.")
+@option("--no-jobs", is_flag=True, help="Serve HTTP (jobs API included) without working jobs here.")
+@option("--webhook-secret", default=None, help="Signing key of webhooks (Standard Webhooks; whsec_... or raw).")
+@option("--webhook-allow", multiple=True, metavar="HOST", help="A host webhooks may call; repeat. None by default.")
+@option("--webhook-attempts", type=click.IntRange(1), default=JobSettings.webhook_attempts,
+        help="Attempts per webhook before it is given up.")
+@option("--webhook-backoff", type=click.FloatRange(0), default=JobSettings.webhook_backoff,
+        help="Seconds before a webhook's second attempt; doubling after.")
+@option("--max-queued-lines", type=click.IntRange(1), default=JobSettings.max_queued_lines,
+        help="Job lines one API key may have waiting; past it new batches get 429.")
+def main(**options: Any) -> None:
+    """Serve the classifier over HTTP, and work classification jobs."""
+    if options["jobs_only"] and options["no_jobs"]:
+        raise click.UsageError("--jobs-only and --no-jobs exclude each other")
+    keys = list(options["api_keys"])
+    if options["api_keys_file"]:
+        keys += [line.strip() for line in options["api_keys_file"].read_text().splitlines() if line.strip()]
     server = ServerSettings(
         host=options["host"], port=options["port"], batch_timeout=options["batch_timeout"],
         max_texts=options["max_texts"], max_text_chars=options["max_text_chars"],
-        max_queued_texts=options["max_queued_texts"], api_key=options["api_key"] or None,
+        max_queued_texts=options["max_queued_texts"], api_keys=tuple(dict.fromkeys(keys)),
         max_connections=options["max_connections"], drain_timeout=options["drain_timeout"],
     )  # fmt: skip
-    settings = build_settings(options, server)
+    jobs = JobSettings(
+        enabled=not options["no_jobs"], data_dir=options["data_dir"], database_url=options["database_url"],
+        chunk_size=options["job_chunk_size"], lease_seconds=options["job_lease"],
+        webhook_secret=options["webhook_secret"], webhook_allow=tuple(options["webhook_allow"]),
+        webhook_attempts=options["webhook_attempts"], webhook_backoff=options["webhook_backoff"],
+        max_queued_lines=options["max_queued_lines"],
+    )  # fmt: skip
+    settings = replace(build_settings(options, server), jobs=jobs)
     try:
         taxonomies = load_taxonomies(options["config"], options["taxonomies"])
         app = create_app(settings, taxonomies, ProcessorPool(settings.engine))
     except (*USER_ERRORS, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    if options["jobs_only"]:
+        try:
+            asyncio.run(_work_jobs_only(app, settings))
+        except USER_ERRORS as exc:
+            raise click.ClickException(str(exc)) from None
+        return
     sock = _bind(server.host, server.port)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:

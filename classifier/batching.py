@@ -93,6 +93,10 @@ class RequestBatcher:
         window.requests.append(_Request(jobs, future))
         return await future
 
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
     def _admit(self, count: int) -> None:
         if self._closing:
             raise Overloaded("the server is shutting down; retry on another instance", retry_after=1)

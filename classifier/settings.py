@@ -63,9 +63,30 @@ class ServerSettings:
     max_texts: int = 1000  # texts per request
     max_text_chars: int = 10_000  # characters per text
     max_queued_texts: int = 20_000  # texts admitted and not yet answered; past it: 503
-    api_key: str | None = None  # when set, every route but /health and /ready need `Authorization: Bearer KEY`
+    api_keys: tuple[str, ...] = ()  # when set, every route but /health and /ready needs `Authorization: Bearer KEY`
     max_connections: int = 512  # concurrent connections and requests; past it uvicorn answers 503
     drain_timeout: float = 120.0  # seconds SIGTERM waits for work in flight before failing what is left
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """Classification jobs (the OpenAI-Batch-shaped API): where they live and how they run."""
+
+    enabled: bool = True  # work jobs in this process (--no-jobs: serve HTTP only)
+    data_dir: Path = Path("data")  # uploaded and output files; the SQLite database by default
+    database_url: str | None = None  # postgresql://... to share one queue between processes
+    chunk_size: int = 64  # lines per chunk: the unit of work, commit and redo after a crash
+    lease_seconds: float = 300.0  # a claimed chunk returns to the queue if its worker is silent this long
+    poll_seconds: float = 0.5  # how often an idle worker looks for work
+    webhook_secret: str | None = None  # Standard Webhooks signing key (whsec_... or raw)
+    webhook_allow: tuple[str, ...] = ()  # hosts a webhook may call; none by default
+    webhook_attempts: int = 5
+    webhook_backoff: float = 2.0  # seconds before the second attempt, doubling after
+    max_queued_lines: int = 1_000_000  # per API key: lines waiting in its batches; past it 429
+
+    @property
+    def url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'jobs.db').resolve()}"
 
 
 @dataclass(frozen=True)
@@ -73,3 +94,4 @@ class Settings:
     engine: EngineSettings = field(default_factory=EngineSettings)
     classifier: ClassifierSettings = field(default_factory=ClassifierSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    jobs: JobSettings | None = None  # None: no jobs API (library use, tests of the HTTP face)

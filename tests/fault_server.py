@@ -105,6 +105,8 @@ class FaultServer:
         self.model_requests = 0  # GET /v1/models received
         self.tokenize_requests = 0  # POST /tokenize received
         self.max_model_len = 1_000_000  # what /tokenize reports
+        self._ids: dict[str, int] = {}
+        self._vocabulary: list[str] = []
         self.bodies: list[dict[str, Any]] = []
         self.max_concurrency = 0
         self._in_flight = 0
@@ -127,6 +129,16 @@ class FaultServer:
         """Answer each request not otherwise scripted with a fault drawn at these rates."""
         self._random = random.Random(seed)
         self._rates = dict(rates)
+
+    def _tokens(self, text: str) -> list[int]:
+        ids = []
+        for k in range(0, len(text), 4):
+            piece = text[k : k + 4]
+            if piece not in self._ids:
+                self._ids[piece] = len(self._vocabulary)
+                self._vocabulary.append(piece)
+            ids.append(self._ids[piece])
+        return ids
 
     def _drawn(self) -> str:
         draw, edge = self._random.random(), 0.0
@@ -155,18 +167,18 @@ class FaultServer:
 
         @app.post("/tokenize")
         async def tokenize(request: Request) -> JSONResponse:
-            """vLLM's endpoint with a character tokenizer: a token per character, 10 per message."""
+            """vLLM's endpoint with a stand-in tokenizer: a token per 4 characters, 10 per message."""
             body = await request.json()
             self.tokenize_requests += 1
             if "messages" in body:
-                count = sum(10 + len(m["content"]) for m in body["messages"])
+                count = sum(10 + len(self._tokens(m["content"])) for m in body["messages"])
                 return JSONResponse({"count": count, "max_model_len": self.max_model_len, "tokens": []})
-            tokens = [ord(c) for c in body["prompt"]]
+            tokens = self._tokens(body["prompt"])
             return JSONResponse({"count": len(tokens), "max_model_len": self.max_model_len, "tokens": tokens})
 
         @app.post("/detokenize")
         async def detokenize(request: Request) -> JSONResponse:
-            return JSONResponse({"prompt": "".join(map(chr, (await request.json())["tokens"]))})
+            return JSONResponse({"prompt": "".join(self._vocabulary[t] for t in (await request.json())["tokens"])})
 
         @app.post("/v1/chat/completions")
         async def chat(request: Request) -> JSONResponse:

@@ -28,8 +28,10 @@ class ServerProcess:
     def __init__(self, args: Sequence[str], *, env: Mapping[str, str] | None = None, start_timeout: float = 300.0,
                  grace: float = 60.0) -> None:
         self.port = free_port()
+        # Jobs' files and database in a folder of the test's own, unless the test names one.
+        data = [] if "--data-dir" in args else ["--data-dir", tempfile.mkdtemp(prefix="classifier-jobs-")]
         self.command = [sys.executable, str(ROOT / "classifier_server.py"), "--host", "127.0.0.1",
-                        "--port", str(self.port), *args]
+                        "--port", str(self.port), *data, *args]
         self.env = {**os.environ, **(env or {})}
         self.start_timeout, self.grace = start_timeout, grace
         self.log_path = Path(tempfile.mkstemp(prefix=f"classifier-server-{self.port}-", suffix=".log")[1])

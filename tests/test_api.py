@@ -220,7 +220,7 @@ async def test_config_path_picks_a_loaded_taxonomy_and_is_never_opened(tmp_path)
 
 @pytest.mark.parametrize("path", ["/classify", "/capabilities", "/stats", "/metrics", "/docs", "/openapi.json"])
 async def test_api_key_guards_every_route_but_health_and_ready(path):
-    async with running(api_key=KEY) as (client, _):
+    async with running(api_keys=(KEY,)) as (client, _):
         send = client.post if path == "/classify" else client.get
         kwargs = {"json": {"texts": ["Great content"]}} if path == "/classify" else {}
         missing = await send(path, **kwargs)

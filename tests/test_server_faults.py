@@ -331,17 +331,17 @@ async def test_batch_size_bounds_what_one_call_carries_to_the_servers(server: Fa
 
 
 async def test_a_comment_too_long_for_the_context_is_shortened_and_flagged(server: FaultServer) -> None:
-    long = "word " * 400  # 2000 characters: the stand-in counts a token per character
+    long = "word " * 400  # 2000 characters, 500 tokens: the stand-in counts a token per 4 characters
     async with processor(server.url, max_length=600) as proc:
         short, cut = await proc.process_with_schema(prompts("short", long), ECHO_SCHEMA, max_tokens=100)
         assert short.value == {"echo": "short"} and not short.truncated
         assert server.tokenize_requests == 0 or cut.truncated, "a short comment asks no tokenizer"
         assert cut.ok and cut.truncated and long.startswith(cut.value["echo"])
-        fixed = 10 + len("Echo the comment.") + 10  # the stand-in: 10 tokens per message, 1 per character
-        assert len(cut.value["echo"]) == 600 - 100 - fixed, "as long as fits, no shorter"
+        fixed = 10 + 5 + 10  # the stand-in: 10 tokens per message, "Echo the comment." is 5 tokens
+        assert len(cut.value["echo"]) == 4 * (600 - 100 - fixed), "as long as fits, no shorter"
         assert proc.usage.truncations == 1
         server.max_model_len = 300  # the server's own window is the smaller one
         [smaller] = await proc.process_with_schema(prompts(long), ECHO_SCHEMA, max_tokens=100)
-        assert smaller.truncated and len(smaller.value["echo"]) == 300 - 100 - fixed
-        [no_room] = await proc.process_with_schema([Prompt("x" * 500, long)], ECHO_SCHEMA, max_tokens=100)
+        assert smaller.truncated and len(smaller.value["echo"]) == 4 * (300 - 100 - fixed)
+        [no_room] = await proc.process_with_schema([Prompt("x" * 2000, long)], ECHO_SCHEMA, max_tokens=100)
         assert not no_room.ok and "leave no room for the comment" in no_room.error

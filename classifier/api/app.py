@@ -6,6 +6,7 @@ before it closes the backend: a SIGTERM drains, it does not drop.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Mapping
@@ -13,12 +14,16 @@ from typing import Any, AsyncIterator, Mapping
 from fastapi import FastAPI
 
 from ..batching import RequestBatcher
+from ..jobs.store import JobStore
+from ..jobs.worker import JobWorker
 from ..llm.base import Processor
 from ..service import ClassificationService
 from ..settings import Settings
 from ..taxonomy import Taxonomy
 from . import errors
 from .api_router import router
+from .jobs_router import router as jobs_router
+from .jobs_serving import JobsServing
 from .metrics import Metrics
 from .middleware import BearerAuth, BodyLimit, RequestMetrics
 from .protocol import JSONBody
@@ -45,6 +50,33 @@ class FixedBackend:
 
     def gpu_memory(self) -> list[dict[str, Any]]:
         return []
+
+
+@asynccontextmanager
+async def _jobs(app: FastAPI, settings: Settings, metrics: Metrics) -> AsyncIterator[None]:
+    """The jobs store and, unless --no-jobs, a worker on this process's backend. On the way
+    out the worker takes no new chunk and gets the drain timeout to finish the one it has;
+    a chunk it cannot finish goes back to the queue whole."""
+    if settings.jobs is None:
+        yield
+        return
+    store = await asyncio.to_thread(JobStore, settings.jobs.url, settings.jobs.data_dir)
+    app.state.jobs = jobs = JobsServing(store, app.state.serving, settings.jobs)
+    metrics.watch_jobs(store)
+    worker, running = None, None
+    if settings.jobs.enabled:
+        worker = JobWorker(store, jobs.classify_line, settings.jobs, metrics.chunk_latency.observe)
+        running = asyncio.create_task(worker.run())
+    try:
+        yield
+    finally:
+        if worker is not None and running is not None:
+            await worker.stop()
+            try:
+                await asyncio.wait_for(running, settings.server.drain_timeout)
+            except TimeoutError:
+                pass  # wait_for cancelled it: its chunk was given back
+        await asyncio.to_thread(store.close)
 
 
 def create_app(
@@ -76,7 +108,8 @@ def create_app(
             logger.info("ready: backend %s, model %s, taxonomies %s", backend.processor.backend,
                         backend.processor.model, ", ".join(taxonomies))
             try:
-                yield
+                async with _jobs(app, settings, metrics):
+                    yield
             finally:
                 await batcher.close()
         finally:
@@ -89,9 +122,11 @@ def create_app(
         default_response_class=JSONBody,
     )
     app.include_router(router)
+    if settings.jobs is not None:
+        app.include_router(jobs_router)
     errors.install(app)
     app.add_middleware(BodyLimit, max_bytes=limits.max_texts * limits.max_text_chars * JSON_BYTES_PER_CHAR + BODY_OVERHEAD)
-    if limits.api_key:
-        app.add_middleware(BearerAuth, api_key=limits.api_key)
+    if limits.api_keys:
+        app.add_middleware(BearerAuth, api_keys=limits.api_keys)
     app.add_middleware(RequestMetrics, metrics=metrics, routes=frozenset(r.path for r in app.routes))  # outermost
     return app

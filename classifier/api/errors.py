@@ -1,4 +1,4 @@
-"""Every error the HTTP face answers, as `{"detail": "..."}` saying what to fix.
+"""Every error the HTTP face answers, as `{"detail": "...", "error": {...}}` saying what to fix.
 
 FastAPI's own validation answer is a list of pydantic errors with status 422 for
 everything; clients of the prototype get one sentence instead, and a status that says
@@ -11,13 +11,13 @@ import uuid
 from email.message import Message
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 
 from ..batching import Overloaded
 from ..capabilities import UnknownCapability
 from ..service import UnknownTaxonomy
-from .protocol import EXAMPLE_JSON, JSONBody
+from .protocol import EXAMPLE_JSON, JSONBody, error_body
 
 MAX_LISTED_ERRORS = 5
 logger = logging.getLogger(__name__)
@@ -61,16 +61,21 @@ def describe_validation(request: Request, exc: RequestValidationError) -> tuple[
 async def _validation(request: Request, exc: Exception) -> JSONBody:
     assert isinstance(exc, RequestValidationError)
     status, detail = describe_validation(request, exc)
-    return JSONBody({"detail": detail}, status_code=status)
+    return JSONBody(error_body(status, detail), status_code=status)
 
 
 async def _unknown_name(request: Request, exc: Exception) -> JSONBody:
-    return JSONBody({"detail": str(exc)}, status_code=422)
+    return JSONBody(error_body(422, str(exc)), status_code=422)
 
 
 async def _overloaded(request: Request, exc: Exception) -> JSONBody:
     assert isinstance(exc, Overloaded)
-    return JSONBody({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)})
+    return JSONBody(error_body(503, str(exc)), status_code=503, headers={"Retry-After": str(exc.retry_after)})
+
+
+async def _http(request: Request, exc: Exception) -> JSONBody:
+    assert isinstance(exc, HTTPException)
+    return JSONBody(error_body(exc.status_code, str(exc.detail)), status_code=exc.status_code, headers=exc.headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONBody:
@@ -79,12 +84,13 @@ async def _unexpected(request: Request, exc: Exception) -> JSONBody:
     request_id = uuid.uuid4().hex[:16]
     logger.error("internal error on %s %s, request id %s", request.method, request.url.path, request_id,
                  exc_info=exc)
-    return JSONBody({"detail": f"internal error, logged with request id {request_id}; the server keeps running",
-                     "request_id": request_id}, status_code=500)
+    return JSONBody(error_body(500, f"internal error, logged with request id {request_id}; the server keeps running",
+                               request_id=request_id), status_code=500)
 
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
+    app.add_exception_handler(HTTPException, _http)
     app.add_exception_handler(UnknownCapability, _unknown_name)
     app.add_exception_handler(UnknownTaxonomy, _unknown_name)
     app.add_exception_handler(Overloaded, _overloaded)

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 if TYPE_CHECKING:
+    from ..jobs.store import JobStore
     from .serving import Serving
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
@@ -29,12 +30,22 @@ class Metrics:
             "classifier_http_request_seconds", "HTTP request latency by route",
             ["route"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )  # fmt: skip
+        self.chunk_latency = Histogram(
+            "classifier_job_chunk_seconds", "Time to classify and commit one job chunk",
+            buckets=LATENCY_BUCKETS, registry=self.registry,
+        )  # fmt: skip
         self._work = _WorkCollector()
         self.registry.register(self._work)
+        self._jobs = _JobsCollector()
+        self.registry.register(self._jobs)
 
     def watch(self, serving: "Serving") -> None:
         """Report this serving's work counters from now on (called once the backend runs)."""
         self._work.serving = serving
+
+    def watch_jobs(self, store: "JobStore") -> None:
+        """Report the jobs queue (read from the database at scrape: every worker's work counts)."""
+        self._jobs.store = store
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -74,3 +85,29 @@ class _WorkCollector:
         queued = GaugeMetricFamily("classifier_queued_texts", "Texts admitted and not yet answered")
         queued.add_metric([], serving.batcher.queued_texts)
         yield queued
+
+
+class _JobsCollector:
+    """Batches queued, chunks running, lines done and failed, across all workers."""
+
+    def __init__(self) -> None:
+        self.store: JobStore | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        if self.store is None:
+            return
+        counts = self.store.counts()
+        for name, doc, value in (
+            ("classifier_jobs_queued", "Batches in progress", counts["queued"]),
+            ("classifier_jobs_running_chunks", "Chunks held by a worker now", counts["running_chunks"]),
+        ):
+            gauge = GaugeMetricFamily(name, doc)
+            gauge.add_metric([], value)
+            yield gauge
+        for name, doc, value in (
+            ("classifier_job_lines_done", "Job lines answered", counts["lines_done"]),
+            ("classifier_job_lines_failed", "Job lines failed as a whole", counts["lines_failed"]),
+        ):
+            counter = CounterMetricFamily(name, doc)
+            counter.add_metric([], value)
+            yield counter

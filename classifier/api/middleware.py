@@ -5,6 +5,7 @@ body costs the server nothing beyond its headers.
 """
 from __future__ import annotations
 
+import hashlib
 import hmac
 import time
 
@@ -12,7 +13,7 @@ from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .metrics import Metrics
-from .protocol import JSONBody
+from .protocol import JSONBody, error_body
 
 OPEN_PATHS = frozenset({"/health", "/ready"})
 
@@ -43,24 +44,33 @@ class RequestMetrics:
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
 
 
-class BearerAuth:
-    """With an API key set, every path but /health and /ready needs `Authorization: Bearer KEY` (else 401)."""
+def key_owner(key: str | None) -> str:
+    """Who owns jobs: a digest of the API key (keys themselves are never stored); "" without keys."""
+    return hashlib.sha256(key.encode()).hexdigest()[:16] if key else ""
 
-    def __init__(self, app: ASGIApp, api_key: str) -> None:
-        self.app, self.key = app, api_key.encode()
+
+class BearerAuth:
+    """With API keys set, every path but /health and /ready needs `Authorization: Bearer KEY`
+    with one of them (else 401). The request's `state.owner` says which key it was."""
+
+    def __init__(self, app: ASGIApp, api_keys: tuple[str, ...]) -> None:
+        self.app, self.keys = app, [key.encode() for key in api_keys]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
             return await self.app(scope, receive, send)
         header = dict(scope["headers"]).get(b"authorization", b"")
         scheme, _, token = header.partition(b" ")
-        if scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.key):
+        token = token.strip()
+        matched = [key for key in self.keys if hmac.compare_digest(token, key)]  # every key compared: no timing hint
+        if scheme.lower() == b"bearer" and matched:
+            scope.setdefault("state", {})["owner"] = key_owner(matched[0].decode())
             return await self.app(scope, receive, send)
         detail = (
             "the API key is wrong" if header
             else "this server needs an API key: send the header Authorization: Bearer <key>"
         )  # fmt: skip
-        await JSONBody({"detail": detail}, status_code=401, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
+        await JSONBody(error_body(401, detail), status_code=401, headers={"WWW-Authenticate": "Bearer"})(scope, receive, send)
 
 
 class BodyLimit:
@@ -74,7 +84,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            response = JSONBody({"detail": self._message(int(length))}, status_code=413)
+            response = JSONBody(error_body(413, self._message(int(length))), status_code=413)
             return await response(scope, receive, send)
         seen = 0
 

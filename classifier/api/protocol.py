@@ -72,6 +72,14 @@ class ClassifyResponse(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: str = Field(description="What was wrong and what to send instead.")
+    error: dict[str, Any] = Field(description="The same as OpenAI's clients read it: {message, type, code}.")
+
+
+def error_body(status: int, detail: str, **extra: Any) -> dict[str, Any]:
+    """Every error's body: the prototype's `detail`, and OpenAI's `error` object, whose
+    message the `openai` client shows (the jobs API is driven by it)."""
+    kind = "server_error" if status >= 500 else "invalid_request_error"
+    return {"detail": detail, "error": {"message": detail, "type": kind, "code": status}, **extra}
 
 
 class HealthResponse(BaseModel):

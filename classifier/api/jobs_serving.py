@@ -1,0 +1,180 @@
+"""What the jobs routes do: files, batches, their output, summary and report.
+
+Every database call runs in a thread (the store is blocking). A batch's lines are checked
+as `POST /classify` would check them when the batch is created, so a bad file fails at
+once with the line and what to fix, and the worker later runs them through `Serving`.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+from fastapi import HTTPException
+from pydantic import ValidationError
+
+from ..batching import Overloaded
+from ..capabilities import UnknownCapability, resolve
+from ..jobs.inputs import BadInput, read_requests
+from ..jobs.store import JobStore
+from ..jobs.webhooks import WebhookRefused, check_url
+from ..jobs.worker import Abandon, LineFailed
+from ..report import summarize
+from ..report.html import RunInfo, render_report
+from ..service import UnknownTaxonomy
+from ..settings import JobSettings
+from .protocol import ClassifyRequest, check_limits
+from .serving import Serving
+
+logger = logging.getLogger(__name__)
+ENDPOINTS = ("/v1/classify", "/classify")
+WINDOW = re.compile(r"^(\d+)h$")
+MAX_LIST = 100
+
+
+def _window_seconds(window: str) -> int:
+    match = WINDOW.match(window or "")
+    if not match or not 1 <= int(match.group(1)) <= 24 * 30:
+        raise HTTPException(422, f"completion_window {window!r}: give hours like \"24h\"")
+    return int(match.group(1)) * 3600
+
+
+class JobsServing:
+    def __init__(self, store: JobStore, serving: Serving, settings: JobSettings) -> None:
+        self.store, self.serving, self.settings = store, serving, settings
+
+    # ----------------------------------------------------------------- files
+
+    async def upload(self, owner: str, filename: str, purpose: str, content: bytes) -> dict[str, Any]:
+        if purpose != "batch":
+            raise HTTPException(422, f"purpose {purpose!r}: upload batch input with purpose \"batch\"")
+        if not content:
+            raise HTTPException(422, f"{filename} is empty: upload a JSONL file of requests or a CSV of comments")
+        return await asyncio.to_thread(self.store.add_file, owner, filename, purpose, content)
+
+    async def file(self, owner: str, file_id: str) -> dict[str, Any]:
+        found = await asyncio.to_thread(self.store.get_file, owner, file_id)
+        if found is None:
+            raise HTTPException(404, f"no file {file_id!r}")
+        return found
+
+    async def content(self, owner: str, file_id: str) -> bytes:
+        await self.file(owner, file_id)
+        return await asyncio.to_thread(self.store.file_path(file_id).read_bytes)
+
+    async def files(self, owner: str) -> dict[str, Any]:
+        return {"object": "list", "data": await asyncio.to_thread(self.store.list_files, owner)}
+
+    async def delete(self, owner: str, file_id: str) -> dict[str, Any]:
+        if not await asyncio.to_thread(self.store.delete_file, owner, file_id):
+            raise HTTPException(404, f"no file {file_id!r}")
+        return {"id": file_id, "object": "file", "deleted": True}
+
+    # ----------------------------------------------------------------- batches
+
+    async def create(self, owner: str, body: dict[str, Any]) -> dict[str, Any]:
+        endpoint, window = body.get("endpoint"), body.get("completion_window", "24h")
+        if endpoint not in ENDPOINTS:
+            raise HTTPException(422, f"endpoint {endpoint!r}: this service runs \"/v1/classify\"")
+        seconds = _window_seconds(window)
+        metadata = body.get("metadata") or {}
+        if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+            raise HTTPException(422, "metadata must be an object of strings")
+        if metadata.get("webhook_url"):
+            try:
+                check_url(metadata["webhook_url"], self.settings.webhook_allow)
+            except WebhookRefused as exc:
+                raise HTTPException(422, str(exc)) from None
+        source = await self.file(owner, str(body.get("input_file_id")))
+        try:
+            lines = await asyncio.to_thread(read_requests, self.store.file_path(source["id"]), source["filename"],
+                                            metadata, self.check)
+            errors = None
+        except BadInput as exc:
+            lines, errors = [], exc.errors
+        queued = await asyncio.to_thread(self.store.queued_lines, owner)
+        if lines and queued + len(lines) > self.settings.max_queued_lines:
+            raise HTTPException(429, f"{queued} lines are queued for this key and this batch adds {len(lines)}; the "
+                                     f"limit is {self.settings.max_queued_lines}: wait for batches to finish")
+        return await asyncio.to_thread(self.store.create_batch, owner, source["id"], endpoint, seconds, window,
+                                       metadata, lines, self.settings.chunk_size, errors)
+
+    def check(self, body: dict[str, Any]) -> None:
+        """Raise ValueError saying what `POST /classify` would refuse in this body."""
+        try:
+            request = ClassifyRequest.model_validate(body)
+            check_limits(request, self.serving.limits)
+            resolve(request.capabilities or ())
+            self.serving.service.taxonomy(self.serving.taxonomy_for(request))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ValueError(f"{'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        except HTTPException as exc:
+            raise ValueError(exc.detail) from None
+        except (UnknownCapability, UnknownTaxonomy) as exc:
+            raise ValueError(str(exc)) from None
+
+    async def batch(self, owner: str, batch_id: str) -> dict[str, Any]:
+        found = await asyncio.to_thread(self.store.get_batch, owner, batch_id)
+        if found is None:
+            raise HTTPException(404, f"no batch {batch_id!r}")
+        return found
+
+    async def batches(self, owner: str, after: str | None, limit: int) -> dict[str, Any]:
+        found, more = await asyncio.to_thread(self.store.list_batches, owner, after, max(1, min(limit, MAX_LIST)))
+        return {"object": "list", "data": found, "first_id": found[0]["id"] if found else None,
+                "last_id": found[-1]["id"] if found else None, "has_more": more}  # fmt: skip
+
+    async def cancel(self, owner: str, batch_id: str) -> dict[str, Any]:
+        batch = await self.batch(owner, batch_id)
+        if batch["status"] not in ("in_progress", "cancelling"):
+            raise HTTPException(409, f"batch {batch_id} is {batch['status']}; only a batch in progress can be cancelled")
+        return await asyncio.to_thread(self.store.cancel, owner, batch_id) or batch
+
+    async def summary(self, owner: str, batch_id: str) -> dict[str, Any]:
+        batch, bodies = await self._results(owner, batch_id)
+        results = [result for body in bodies for result in body["results"]]
+        return {"batch_id": batch_id, "status": batch["status"], "request_counts": batch["request_counts"],
+                **summarize(results, self._taxonomy(bodies)).as_dict()}  # fmt: skip
+
+    async def report(self, owner: str, batch_id: str) -> str:
+        batch, bodies = await self._results(owner, batch_id)
+        taxonomy = self._taxonomy(bodies)
+        capabilities = list(dict.fromkeys(c for body in bodies for c in body["batch_info"]["capabilities_executed"]))
+        began, ended = batch["in_progress_at"], batch["completed_at"] or batch["cancelled_at"] or batch["expired_at"]
+        run = RunInfo(taxonomy.name, self.serving.processor.model, capabilities,
+                      float(ended - began) if began and ended and ended > began else None)
+        results = [result for body in bodies for result in body["results"]]
+        return await asyncio.to_thread(render_report, results, taxonomy, run)
+
+    async def _results(self, owner: str, batch_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        batch = await self.batch(owner, batch_id)
+        lines = await asyncio.to_thread(self.store.results, batch_id)
+        return batch, [line["response"]["body"] for line in lines]
+
+    def _taxonomy(self, bodies: list[dict[str, Any]]):  # noqa: ANN202 - a Taxonomy
+        return self.serving.service.taxonomy(bodies[0]["config_used"] if bodies else None)
+
+    # ----------------------------------------------------------------- the worker's classify
+
+    async def classify_line(self, body: dict[str, Any]) -> dict[str, Any]:
+        """One line through `POST /classify`'s path; a full queue is waited out, not failed."""
+        try:
+            request = ClassifyRequest.model_validate(body)
+        except ValidationError as exc:
+            raise LineFailed(422, str(exc.errors()[0]["msg"])) from None
+        while True:
+            try:
+                return await self.serving.classify(request)
+            except Overloaded as exc:
+                if self.serving.batcher.closing:
+                    raise Abandon() from None  # the chunk goes back to the queue, whole
+                await asyncio.sleep(exc.retry_after)
+            except HTTPException as exc:
+                raise LineFailed(exc.status_code, str(exc.detail)) from None
+            except (UnknownCapability, UnknownTaxonomy) as exc:
+                raise LineFailed(422, str(exc)) from None
+            except Exception:  # noqa: BLE001 - a bug fails the line, never the chunk
+                logger.exception("a job line failed")
+                raise LineFailed(500, "internal error; the server log has the details") from None

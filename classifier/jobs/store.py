@@ -1,0 +1,408 @@
+"""The jobs' durable state: files, batches, their lines and the chunks workers claim.
+
+SQLAlchemy Core over SQLite (the default, a file in the data folder) or PostgreSQL
+(`--database-url`), so one code path serves one process or many. File contents live on
+disk under the data folder; the database holds their metadata and every line's request
+and result.
+
+Nothing is lost on a crash: a chunk's results, its `done` mark and the batch's counts are
+written in one transaction, and only by the worker that still holds the chunk's lease; a
+chunk whose worker died returns to the queue when its lease runs out. Claiming uses
+`SELECT ... FOR UPDATE SKIP LOCKED` on PostgreSQL, and on both databases the claim is an
+UPDATE that only succeeds on a chunk still free, so two workers never hold one chunk.
+Every method is blocking: the async callers run them in a thread.
+"""
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from sqlalchemy import (
+    Column, Float, Integer, MetaData, String, Table, Text, and_, create_engine, event, func, insert, or_, select,
+    update,
+)  # fmt: skip
+from sqlalchemy.engine import Engine
+
+SCHEMA_VERSION = 1
+TERMINAL = ("completed", "failed", "expired", "cancelled")
+# The timestamp column of each state, as OpenAI's batch object names them.
+STATE_TIMES = {"in_progress": "in_progress_at", "finalizing": "finalizing_at", "completed": "completed_at",
+               "failed": "failed_at", "expired": "expired_at", "cancelling": "cancelling_at",
+               "cancelled": "cancelled_at"}  # fmt: skip
+
+metadata = MetaData()
+meta = Table("job_schema", metadata, Column("version", Integer, primary_key=True))
+files = Table(
+    "job_files", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(32), nullable=False, index=True),
+    Column("filename", Text, nullable=False),
+    Column("purpose", String(32), nullable=False),
+    Column("bytes", Integer, nullable=False),
+    Column("created_at", Integer, nullable=False),
+)  # fmt: skip
+batches = Table(
+    "job_batches", metadata,
+    Column("id", String(64), primary_key=True),
+    Column("owner", String(32), nullable=False, index=True),
+    Column("status", String(16), nullable=False, index=True),
+    Column("endpoint", String(64), nullable=False),
+    Column("input_file_id", String(64), nullable=False),
+    Column("output_file_id", String(64)),
+    Column("error_file_id", String(64)),
+    Column("completion_window", String(16), nullable=False),
+    Column("metadata", Text, nullable=False),
+    Column("errors", Text),
+    Column("created_at", Integer, nullable=False),
+    Column("expires_at", Integer, nullable=False),
+    *(Column(name, Integer) for name in STATE_TIMES.values()),
+    Column("total", Integer, nullable=False, default=0),
+    Column("completed", Integer, nullable=False, default=0),
+    Column("failed", Integer, nullable=False, default=0),
+    Column("webhook_attempts", Text, nullable=False, default="[]"),
+)  # fmt: skip
+lines = Table(
+    "job_lines", metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("line_no", Integer, primary_key=True),
+    Column("chunk_no", Integer, nullable=False),
+    Column("custom_id", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("output", Text),  # the output file's line, once done
+    Column("error", Text),  # the error file's line, if it failed
+)  # fmt: skip
+chunks = Table(
+    "job_chunks", metadata,
+    Column("batch_id", String(64), primary_key=True),
+    Column("chunk_no", Integer, primary_key=True),
+    Column("state", String(16), nullable=False, index=True),  # pending | running | done
+    Column("lease_owner", String(64)),
+    Column("lease_until", Float),
+)  # fmt: skip
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True)
+class Line:
+    """One request of a batch: its number in the input (1 = first), custom_id and /classify body."""
+
+    line_no: int
+    custom_id: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A chunk a worker holds under lease, with its lines."""
+
+    batch_id: str
+    chunk_no: int
+    owner: str  # the batch's owner (API key digest)
+    lines: tuple[Line, ...]
+
+
+class JobStore:
+    def __init__(self, url: str, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        (data_dir / "files").mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
+        self.postgres = self.engine.dialect.name == "postgresql"
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.migrate()
+
+    def migrate(self) -> None:
+        """Create the tables (a first start) and record the schema version; refuse a newer one."""
+        metadata.create_all(self.engine)
+        with self.engine.begin() as db:
+            found = db.scalar(select(func.max(meta.c.version)))
+            if found is None:
+                db.execute(insert(meta).values(version=SCHEMA_VERSION))
+            elif found > SCHEMA_VERSION:
+                raise RuntimeError(f"the jobs database has schema {found}; this version knows {SCHEMA_VERSION}: upgrade")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ----------------------------------------------------------------- files
+
+    def file_path(self, file_id: str) -> Path:
+        return self.data_dir / "files" / file_id
+
+    def add_file(self, owner: str, filename: str, purpose: str, content: bytes, file_id: str | None = None) -> dict:
+        file_id = file_id or new_id("file-")
+        path = self.file_path(file_id)
+        path.write_bytes(content)
+        row = {"id": file_id, "owner": owner, "filename": filename, "purpose": purpose, "bytes": len(content),
+               "created_at": int(time.time())}  # fmt: skip
+        with self.engine.begin() as db:
+            db.execute(insert(files).values(**row))
+        return file_object(row)
+
+    def get_file(self, owner: str, file_id: str) -> dict | None:
+        with self.engine.connect() as db:
+            row = db.execute(select(files).where(files.c.id == file_id, files.c.owner == owner)).mappings().first()
+        return file_object(row) if row else None
+
+    def list_files(self, owner: str) -> list[dict]:
+        with self.engine.connect() as db:
+            rows = db.execute(select(files).where(files.c.owner == owner).order_by(files.c.created_at)).mappings()
+            return [file_object(row) for row in rows]
+
+    def delete_file(self, owner: str, file_id: str) -> bool:
+        with self.engine.begin() as db:
+            gone = db.execute(files.delete().where(files.c.id == file_id, files.c.owner == owner)).rowcount
+        if gone:
+            self.file_path(file_id).unlink(missing_ok=True)
+        return bool(gone)
+
+    # ----------------------------------------------------------------- batches
+
+    def create_batch(self, owner: str, input_file_id: str, endpoint: str, window_seconds: int, window: str,
+                     meta_data: dict[str, str], requests: Sequence[Line], chunk_size: int,
+                     errors: list[dict] | None = None) -> dict:
+        """A batch in_progress with its lines and chunks, or `failed` with `errors` (no lines)."""
+        now = int(time.time())
+        batch_id = new_id("batch_")
+        row: dict[str, Any] = {
+            "id": batch_id, "owner": owner, "endpoint": endpoint, "input_file_id": input_file_id,
+            "completion_window": window, "metadata": json.dumps(meta_data), "created_at": now,
+            "expires_at": now + window_seconds, "total": 0 if errors else len(requests), "completed": 0, "failed": 0,
+            "webhook_attempts": "[]",
+        }  # fmt: skip
+        if errors:
+            row |= {"status": "failed", "failed_at": now, "errors": json.dumps({"object": "list", "data": errors})}
+        else:
+            row |= {"status": "in_progress", "in_progress_at": now}
+        with self.engine.begin() as db:
+            db.execute(insert(batches).values(**row))
+            if not errors and requests:
+                db.execute(insert(lines), [
+                    {"batch_id": batch_id, "line_no": r.line_no, "chunk_no": k // chunk_size, "custom_id": r.custom_id,
+                     "body": json.dumps(r.body)} for k, r in enumerate(requests)])  # fmt: skip
+                db.execute(insert(chunks), [{"batch_id": batch_id, "chunk_no": c, "state": "pending"}
+                                            for c in range((len(requests) + chunk_size - 1) // chunk_size)])
+        return self.get_batch(owner, batch_id) or {}
+
+    def get_batch(self, owner: str | None, batch_id: str) -> dict | None:
+        """The batch object (owner None: whoever owns it, for the worker)."""
+        query = select(batches).where(batches.c.id == batch_id)
+        if owner is not None:
+            query = query.where(batches.c.owner == owner)
+        with self.engine.connect() as db:
+            row = db.execute(query).mappings().first()
+        return batch_object(row) if row else None
+
+    def list_batches(self, owner: str, after: str | None, limit: int) -> tuple[list[dict], bool]:
+        query = select(batches).where(batches.c.owner == owner)
+        with self.engine.connect() as db:
+            if after:
+                anchor = db.execute(select(batches.c.created_at, batches.c.id).where(batches.c.id == after)).first()
+                if anchor is not None:  # newest first, as OpenAI lists them
+                    query = query.where(or_(batches.c.created_at < anchor.created_at,
+                                            and_(batches.c.created_at == anchor.created_at, batches.c.id < anchor.id)))
+            rows = db.execute(query.order_by(batches.c.created_at.desc(), batches.c.id.desc()).limit(limit + 1)).mappings()
+            found = [batch_object(row) for row in rows]
+        return found[:limit], len(found) > limit
+
+    def queued_lines(self, owner: str) -> int:
+        """Lines still to do in the owner's unfinished batches."""
+        with self.engine.connect() as db:
+            return db.scalar(select(func.coalesce(func.sum(batches.c.total - batches.c.completed - batches.c.failed), 0))
+                             .where(batches.c.owner == owner, batches.c.status == "in_progress")) or 0
+
+    def cancel(self, owner: str, batch_id: str) -> dict | None:
+        """in_progress -> cancelling; the worker stops at the next chunk boundary."""
+        with self.engine.begin() as db:
+            db.execute(update(batches).where(batches.c.id == batch_id, batches.c.owner == owner,
+                                             batches.c.status == "in_progress")
+                       .values(status="cancelling", cancelling_at=int(time.time())))
+        return self.get_batch(owner, batch_id)
+
+    def results(self, batch_id: str) -> list[dict[str, Any]]:
+        """The output lines done so far, in input order."""
+        with self.engine.connect() as db:
+            rows = db.execute(select(lines.c.output).where(lines.c.batch_id == batch_id, lines.c.output.is_not(None))
+                              .order_by(lines.c.line_no))
+            return [json.loads(row.output) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        """For /metrics: batches by status, chunks running, lines done and failed."""
+        with self.engine.connect() as db:
+            by_status = dict(db.execute(select(batches.c.status, func.count()).group_by(batches.c.status)).all())
+            running = db.scalar(select(func.count()).select_from(chunks).where(chunks.c.state == "running")) or 0
+            done, failed = db.execute(select(func.coalesce(func.sum(batches.c.completed), 0),
+                                             func.coalesce(func.sum(batches.c.failed), 0))).one()
+        return {"queued": by_status.get("in_progress", 0), "running_chunks": running, "lines_done": done,
+                "lines_failed": failed, **{f"status_{k}": v for k, v in by_status.items()}}  # fmt: skip
+
+    def record_webhook(self, batch_id: str, attempt: dict[str, Any]) -> None:
+        with self.engine.begin() as db:
+            found = db.scalar(select(batches.c.webhook_attempts).where(batches.c.id == batch_id).with_for_update())
+            db.execute(update(batches).where(batches.c.id == batch_id)
+                       .values(webhook_attempts=json.dumps([*json.loads(found or "[]"), attempt])))
+
+    # ----------------------------------------------------------------- the worker's side
+
+    def claim(self, worker: str, lease_seconds: float) -> Claim | None:
+        """Take the oldest free chunk of an in-progress batch (pending, or whose lease ran out)."""
+        now = time.time()
+        free = or_(chunks.c.state == "pending", and_(chunks.c.state == "running", chunks.c.lease_until < now))
+        query = (select(chunks.c.batch_id, chunks.c.chunk_no, batches.c.owner)
+                 .join(batches, batches.c.id == chunks.c.batch_id)
+                 .where(batches.c.status == "in_progress", free)
+                 .order_by(batches.c.created_at, chunks.c.chunk_no).limit(1))  # fmt: skip
+        if self.postgres:
+            query = query.with_for_update(of=chunks, skip_locked=True)
+        with self.engine.begin() as db:
+            found = db.execute(query).first()
+            if found is None:
+                return None
+            taken = db.execute(update(chunks).where(chunks.c.batch_id == found.batch_id,
+                                                    chunks.c.chunk_no == found.chunk_no, free)
+                               .values(state="running", lease_owner=worker, lease_until=now + lease_seconds)).rowcount
+            if not taken:  # another worker was faster
+                return None
+            rows = db.execute(select(lines.c.line_no, lines.c.custom_id, lines.c.body)
+                              .where(lines.c.batch_id == found.batch_id, lines.c.chunk_no == found.chunk_no)
+                              .order_by(lines.c.line_no)).all()
+        return Claim(found.batch_id, found.chunk_no, found.owner,
+                     tuple(Line(r.line_no, r.custom_id, json.loads(r.body)) for r in rows))
+
+    def extend(self, claim: Claim, worker: str, lease_seconds: float) -> bool:
+        """Renew the lease while the chunk runs; False if it was lost."""
+        with self.engine.begin() as db:
+            return bool(db.execute(update(chunks).where(*_held(claim, worker))
+                                   .values(lease_until=time.time() + lease_seconds)).rowcount)
+
+    def release(self, claim: Claim, worker: str) -> None:
+        """Give a chunk back undone, for the next worker to take at once."""
+        with self.engine.begin() as db:
+            db.execute(update(chunks).where(*_held(claim, worker)).values(state="pending", lease_owner=None,
+                                                                           lease_until=None))
+
+    def complete(self, claim: Claim, worker: str, outputs: dict[int, tuple[str | None, str | None]]) -> bool:
+        """Store a chunk's lines (line_no -> (output line, error line)) and mark it done, in one
+        transaction, only if this worker still holds it. False: the lease was lost, nothing written."""
+        failed = sum(error is not None for _, error in outputs.values())
+        with self.engine.begin() as db:
+            if not db.execute(update(chunks).where(*_held(claim, worker))
+                              .values(state="done", lease_owner=None, lease_until=None)).rowcount:
+                return False
+            for line_no, (output, error) in outputs.items():
+                db.execute(update(lines).where(lines.c.batch_id == claim.batch_id, lines.c.line_no == line_no)
+                           .values(output=output, error=error))
+            db.execute(update(batches).where(batches.c.id == claim.batch_id)
+                       .values(completed=batches.c.completed + len(outputs) - failed, failed=batches.c.failed + failed))
+        return True
+
+    def to_finish(self, lease_seconds: float) -> list[tuple[str, str]]:
+        """Batches some worker should close now, with the status they end in: in progress with
+        every chunk done (completed), past their window (expired), cancelling with no chunk
+        running (cancelled), or stuck in finalizing longer than a lease (its worker died)."""
+        now = int(time.time())
+        open_chunks = (select(func.count()).select_from(chunks)
+                       .where(chunks.c.batch_id == batches.c.id, chunks.c.state != "done").scalar_subquery())
+        running = (select(func.count()).select_from(chunks)
+                   .where(chunks.c.batch_id == batches.c.id, chunks.c.state == "running",
+                          chunks.c.lease_until >= time.time()).scalar_subquery())  # fmt: skip
+        with self.engine.connect() as db:
+            rows = db.execute(select(batches.c.id, batches.c.status, batches.c.expires_at, batches.c.finalizing_at,
+                                     batches.c.metadata, open_chunks.label("open"), running.label("running"))
+                              .where(batches.c.status.in_(("in_progress", "cancelling", "finalizing")))).all()
+        found = []
+        for row in rows:
+            if row.status == "in_progress" and row.open == 0:
+                found.append((row.id, "completed"))
+            elif row.status == "in_progress" and row.expires_at <= now:
+                found.append((row.id, "expired"))
+            elif row.status == "cancelling" and row.running == 0:
+                found.append((row.id, "cancelled"))
+            elif row.status == "finalizing" and (row.finalizing_at or 0) + lease_seconds < now:
+                found.append((row.id, json.loads(row.metadata).get("_final", "completed")))
+        return found
+
+    def begin_finalizing(self, batch_id: str, final: str, lease_seconds: float) -> bool:
+        """Claim the closing of a batch (one worker wins); the final status is remembered."""
+        now = int(time.time())
+        with self.engine.begin() as db:
+            row = db.execute(select(batches.c.status, batches.c.finalizing_at, batches.c.metadata)
+                             .where(batches.c.id == batch_id)).first()
+            if row is None:
+                return False
+            stale = row.status == "finalizing" and (row.finalizing_at or 0) + lease_seconds < now
+            if row.status not in ("in_progress", "cancelling") and not stale:
+                return False
+            meta_data = {**json.loads(row.metadata), "_final": final}
+            return bool(db.execute(update(batches).where(batches.c.id == batch_id, batches.c.status == row.status,
+                                                         _same(batches.c.finalizing_at, row.finalizing_at))
+                                   .values(status="finalizing", finalizing_at=now,
+                                           metadata=json.dumps(meta_data))).rowcount)
+
+    def finish(self, batch_id: str, final: str) -> dict:
+        """Write the output and error files from the lines done, and set the final status."""
+        with self.engine.connect() as db:
+            owner = db.scalar(select(batches.c.owner).where(batches.c.id == batch_id))
+            rows = db.execute(select(lines.c.output, lines.c.error).where(lines.c.batch_id == batch_id)
+                              .order_by(lines.c.line_no)).all()
+        outputs = [row.output for row in rows if row.output is not None]
+        errors = [row.error for row in rows if row.error is not None]
+        ids: dict[str, str | None] = {"output_file_id": None, "error_file_id": None}
+        for key, content, suffix in (("output_file_id", outputs, "output"), ("error_file_id", errors, "errors")):
+            if content:
+                file_id = f"file-{batch_id}-{suffix}"
+                with self.engine.begin() as db:  # a redo after a crash replaces what it wrote
+                    db.execute(files.delete().where(files.c.id == file_id))
+                self.add_file(owner, f"{batch_id}_{suffix}.jsonl", "batch_output",
+                              "".join(line + "\n" for line in content).encode(), file_id)
+                ids[key] = file_id
+        with self.engine.begin() as db:
+            meta_data = json.loads(db.scalar(select(batches.c.metadata).where(batches.c.id == batch_id)))
+            meta_data.pop("_final", None)
+            db.execute(update(batches).where(batches.c.id == batch_id)
+                       .values(status=final, metadata=json.dumps(meta_data), **ids, **{STATE_TIMES[final]: int(time.time())}))
+        return self.get_batch(None, batch_id) or {}
+
+
+def _held(claim: Claim, worker: str) -> Iterable[Any]:
+    return (chunks.c.batch_id == claim.batch_id, chunks.c.chunk_no == claim.chunk_no, chunks.c.state == "running",
+            chunks.c.lease_owner == worker)
+
+
+def _same(column: Column, value: Any) -> Any:
+    return column.is_(None) if value is None else column == value
+
+
+def _sqlite_pragmas(connection: Any, record: Any) -> None:
+    """WAL lets readers work beside a writer; a busy timeout makes writers wait, not fail."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def file_object(row: Any) -> dict[str, Any]:
+    """OpenAI's file object."""
+    return {"id": row["id"], "object": "file", "bytes": row["bytes"], "created_at": row["created_at"],
+            "filename": row["filename"], "purpose": row["purpose"], "status": "processed"}  # fmt: skip
+
+
+def batch_object(row: Any) -> dict[str, Any]:
+    """OpenAI's batch object, plus `webhook_attempts`."""
+    meta_data = {k: v for k, v in json.loads(row["metadata"]).items() if not k.startswith("_")}
+    return {
+        "id": row["id"], "object": "batch", "endpoint": row["endpoint"], "errors": json.loads(row["errors"]) if row["errors"] else None,
+        "input_file_id": row["input_file_id"], "completion_window": row["completion_window"], "status": row["status"],
+        "output_file_id": row["output_file_id"], "error_file_id": row["error_file_id"], "created_at": row["created_at"],
+        "expires_at": row["expires_at"], **{name: row[name] for name in STATE_TIMES.values()},
+        "request_counts": {"total": row["total"], "completed": row["completed"], "failed": row["failed"]},
+        "metadata": meta_data, "webhook_attempts": json.loads(row["webhook_attempts"]),
+    }  # fmt: skip
+

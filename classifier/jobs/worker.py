@@ -1,0 +1,134 @@
+"""The job worker: claims a chunk, classifies its lines, commits them, and closes batches.
+
+Lines of a chunk go through the same classify path as `POST /classify` (the request
+batcher), all at once, so a job's lines share engine batches with each other and with
+live traffic. The lease is renewed while a chunk runs; a chunk whose lease was lost (this
+worker stalled past it and another took over) is discarded, never written twice.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+from ..settings import JobSettings
+from .store import Claim, JobStore, Line
+from .webhooks import deliver
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LineFailed(Exception):
+    """A line's request failed as a whole: its HTTP status and what to fix."""
+
+    status_code: int
+    message: str
+
+
+class Abandon(Exception):
+    """Give the chunk back undone (the server is shutting down): another run takes it whole."""
+
+
+Classify = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]  # a /classify body -> its response, or LineFailed
+Observe = Callable[[float], None]
+
+
+class JobWorker:
+    def __init__(self, store: JobStore, classify: Classify, settings: JobSettings,
+                 observe_chunk: Observe = lambda seconds: None) -> None:
+        self.store, self.classify, self.settings, self.observe_chunk = store, classify, settings, observe_chunk
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stopping = asyncio.Event()
+        self._webhooks: set[asyncio.Task[bool]] = set()
+
+    async def run(self) -> None:
+        """Work until `stop()`: close what is finished, else take the next chunk, else wait."""
+        while not self._stopping.is_set():
+            try:
+                await self._finish_batches()
+                claim = await asyncio.to_thread(self.store.claim, self.id, self.settings.lease_seconds)
+                if claim is not None:
+                    await self._work(claim)
+                    continue
+            except Abandon:
+                return
+            except Exception:  # a database hiccup must not end the worker; the lease protects the work
+                logger.exception("job worker %s: retrying after an error", self.id)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), self.settings.poll_seconds)
+            except TimeoutError:
+                pass
+
+    async def stop(self) -> None:
+        """Take no new chunk; the caller cancels `run` if the chunk in hand takes too long."""
+        self._stopping.set()
+        if self._webhooks:
+            await asyncio.wait(self._webhooks, timeout=5)
+
+    async def _work(self, claim: Claim) -> None:
+        started = time.perf_counter()
+        heartbeat = asyncio.create_task(self._keep_lease(claim))
+        try:
+            outputs = await asyncio.gather(*(self._line(claim.batch_id, line) for line in claim.lines))
+        except (Abandon, asyncio.CancelledError):
+            await asyncio.shield(asyncio.to_thread(self.store.release, claim, self.id))
+            raise
+        finally:
+            heartbeat.cancel()
+        done = {line.line_no: output for line, output in zip(claim.lines, outputs)}
+        if await asyncio.to_thread(self.store.complete, claim, self.id, done):
+            self.observe_chunk(time.perf_counter() - started)
+        else:
+            logger.warning("chunk %d of %s: lease lost, its results are left to the worker that took it over",
+                           claim.chunk_no, claim.batch_id)
+
+    async def _keep_lease(self, claim: Claim) -> None:
+        while True:
+            await asyncio.sleep(self.settings.lease_seconds / 3)
+            await asyncio.to_thread(self.store.extend, claim, self.id, self.settings.lease_seconds)
+
+    async def _line(self, batch_id: str, line: Line) -> tuple[str | None, str | None]:
+        """(output line, None) or (None, error line), as the output and error files hold them."""
+        request_id = f"req_{uuid.uuid4().hex}"
+        base = {"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": line.custom_id}
+        try:
+            body = await self.classify(line.body)
+        except LineFailed as exc:
+            # The request itself rides along, so the error file can be submitted again as it is.
+            failed = {**base, "method": "POST", "url": "/v1/classify", "body": line.body,
+                      "response": {"status_code": exc.status_code, "request_id": request_id,
+                                   "body": {"detail": exc.message}},
+                      "error": {"code": str(exc.status_code), "message": exc.message}}  # fmt: skip
+            return None, json.dumps(failed, ensure_ascii=False)
+        done = {**base, "response": {"status_code": 200, "request_id": request_id, "body": body}, "error": None}
+        return json.dumps(done, ensure_ascii=False), None
+
+    async def _finish_batches(self) -> None:
+        for batch_id, final in await asyncio.to_thread(self.store.to_finish, self.settings.lease_seconds):
+            if not await asyncio.to_thread(self.store.begin_finalizing, batch_id, final, self.settings.lease_seconds):
+                continue
+            batch = await asyncio.to_thread(self.store.finish, batch_id, final)
+            logger.info("batch %s %s: %s", batch_id, final, batch["request_counts"])
+            self.notify(batch)
+
+    def notify(self, batch: dict[str, Any]) -> None:
+        """Send the batch's webhook in the background, if it asked for one."""
+        url = batch["metadata"].get("webhook_url")
+        if not url:
+            return
+
+        async def record(attempt: dict[str, Any]) -> None:
+            await asyncio.to_thread(self.store.record_webhook, batch["id"], attempt)
+
+        task = asyncio.create_task(deliver(url, batch, self.settings.webhook_secret,
+                                           attempts=self.settings.webhook_attempts,
+                                           backoff=self.settings.webhook_backoff, record=record))
+        self._webhooks.add(task)
+        task.add_done_callback(self._webhooks.discard)
