@@ -26,14 +26,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 class ServerProcess:
     def __init__(self, args: Sequence[str], *, env: Mapping[str, str] | None = None, start_timeout: float = 300.0,
-                 grace: float = 60.0) -> None:
+                 grace: float = 60.0, ready: str | None = "/health") -> None:
+        """`ready`: the path that answers 200 once the server is up; None for --jobs-only
+        (no HTTP), which is up once its log says it works jobs."""
         self.port = free_port()
         # Jobs' files and database in a folder of the test's own, unless the test names one.
         data = [] if "--data-dir" in args else ["--data-dir", tempfile.mkdtemp(prefix="classifier-jobs-")]
         self.command = [sys.executable, str(ROOT / "classifier_server.py"), "--host", "127.0.0.1",
                         "--port", str(self.port), *data, *args]
         self.env = {**os.environ, **(env or {})}
-        self.start_timeout, self.grace = start_timeout, grace
+        self.start_timeout, self.grace, self.ready = start_timeout, grace, ready
         self.log_path = Path(tempfile.mkstemp(prefix=f"classifier-server-{self.port}-", suffix=".log")[1])
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -50,16 +52,21 @@ class ServerProcess:
                                             stdin=subprocess.DEVNULL, cwd=ROOT)
         deadline = time.monotonic() + self.start_timeout
         while self.process.poll() is None:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                pass
+            if self._is_up():
+                return self
             if time.monotonic() > deadline:
                 self.stop()
                 raise TimeoutError(f"classifier_server did not answer within {self.start_timeout:g} s:\n{self.log()[-3000:]}")
             time.sleep(0.3)
         raise RuntimeError(f"classifier_server exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+
+    def _is_up(self) -> bool:
+        if self.ready is None:
+            return "classifier: working jobs" in self.log()
+        try:
+            return httpx.get(f"{self.url}{self.ready}", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
 
     def stop(self) -> int | None:
         """SIGTERM, wait up to `grace`, then SIGKILL; the exit status (None if never started)."""

@@ -29,15 +29,18 @@ from .serving import Serving
 
 logger = logging.getLogger(__name__)
 ENDPOINTS = ("/v1/classify", "/classify")
-WINDOW = re.compile(r"^(\d+)h$")
+WINDOW = re.compile(r"^(\d+)([hms])$")
+UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1}
 MAX_LIST = 100
 
 
 def _window_seconds(window: str) -> int:
+    """OpenAI's "24h"; minutes and seconds ("30m", "90s") work too."""
     match = WINDOW.match(window or "")
-    if not match or not 1 <= int(match.group(1)) <= 24 * 30:
-        raise HTTPException(422, f"completion_window {window!r}: give hours like \"24h\"")
-    return int(match.group(1)) * 3600
+    seconds = int(match.group(1)) * UNIT_SECONDS[match.group(2)] if match else 0
+    if not 1 <= seconds <= 30 * 24 * 3600:
+        raise HTTPException(422, f"completion_window {window!r}: give a duration up to 30 days like \"24h\"")
+    return seconds
 
 
 class JobsServing:

@@ -82,6 +82,7 @@ chunks = Table(
     Column("state", String(16), nullable=False, index=True),  # pending | running | done
     Column("lease_owner", String(64)),
     Column("lease_until", Float),
+    Column("done_by", String(64)),  # the worker that committed it
 )  # fmt: skip
 
 
@@ -112,6 +113,8 @@ class JobStore:
     def __init__(self, url: str, data_dir: Path) -> None:
         self.data_dir = data_dir
         (data_dir / "files").mkdir(parents=True, exist_ok=True)
+        if url.startswith(("postgresql://", "postgres://")):  # the driver this project installs: psycopg 3
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
         self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
         self.postgres = self.engine.dialect.name == "postgresql"
         if self.engine.dialect.name == "sqlite":
@@ -294,7 +297,7 @@ class JobStore:
         failed = sum(error is not None for _, error in outputs.values())
         with self.engine.begin() as db:
             if not db.execute(update(chunks).where(*_held(claim, worker))
-                              .values(state="done", lease_owner=None, lease_until=None)).rowcount:
+                              .values(state="done", lease_owner=None, lease_until=None, done_by=worker)).rowcount:
                 return False
             for line_no, (output, error) in outputs.items():
                 db.execute(update(lines).where(lines.c.batch_id == claim.batch_id, lines.c.line_no == line_no)

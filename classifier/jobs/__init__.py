@@ -1,0 +1,1 @@
+"""Classification jobs: inputs, the durable store, the worker and webhooks."""
