@@ -293,9 +293,13 @@ class JobStore:
 
     def complete(self, claim: Claim, worker: str, outputs: dict[int, tuple[str | None, str | None]]) -> bool:
         """Store a chunk's lines (line_no -> (output line, error line)) and mark it done, in one
-        transaction, only if this worker still holds it. False: the lease was lost, nothing written."""
+        transaction, only if this worker still holds it and the batch is still open. False:
+        nothing written (the lease was lost, or the batch expired meanwhile)."""
         failed = sum(error is not None for _, error in outputs.values())
         with self.engine.begin() as db:
+            status = db.scalar(select(batches.c.status).where(batches.c.id == claim.batch_id).with_for_update())
+            if status not in ("in_progress", "cancelling"):  # closed meanwhile (expired): its files are written
+                return False
             if not db.execute(update(chunks).where(*_held(claim, worker))
                               .values(state="done", lease_owner=None, lease_until=None, done_by=worker)).rowcount:
                 return False
