@@ -24,6 +24,7 @@ from ..report import summarize
 from ..report.html import RunInfo, render_report
 from ..service import UnknownTaxonomy
 from ..settings import JobSettings
+from ..taxonomy import Taxonomy
 from .protocol import ClassifyRequest, check_limits
 from .serving import Serving
 
@@ -156,7 +157,8 @@ class JobsServing:
         lines = await asyncio.to_thread(self.store.results, batch_id)
         return batch, [line["response"]["body"] for line in lines]
 
-    def _taxonomy(self, bodies: list[dict[str, Any]]):  # noqa: ANN202 - a Taxonomy
+    def _taxonomy(self, bodies: list[dict[str, Any]]) -> Taxonomy:
+        """The taxonomy the batch's lines ran against (its first line's; the default before any ran)."""
         return self.serving.service.taxonomy(bodies[0]["config_used"] if bodies else None)
 
     # ----------------------------------------------------------------- the worker's classify
