@@ -77,6 +77,7 @@ def _fingerprint(options: dict[str, Any], settings: Settings, capabilities: list
         "backend": settings.engine.backend, "llm": settings.engine.llm,
         "strategy": classifier.strategy, "max_paths": classifier.max_paths, "reasoning": classifier.reasoning,
         "few_shot": classifier.few_shot, "min_confidence": classifier.min_confidence,
+        "min_probability": classifier.min_probability,
         "require_excerpt": classifier.require_excerpt, "max_stem_definitions": classifier.max_stem_definitions,
         "prompts": PROMPTS_VERSION,
     }  # fmt: skip

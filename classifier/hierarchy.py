@@ -4,11 +4,14 @@ On each level every text that is still walking stands on a node. Texts on the sa
 share one batched processor call (one prompt per text, same prefix); all calls of a level
 go out concurrently. Texts are tracked by index, so equal texts get separate results.
 
-Two strategies:
+Three strategies:
 - `select`: one prompt per (text, node): the schema's enum is the node's children plus
   "none of these"; every chosen child is walked next.
 - `per_node` (the prototype's walk): one yes/no prompt per (text, child), accepted by the
   confidence and excerpt policies.
+- `score`: one prompt per (text, node) listing the children as lettered options; the model
+  writes one letter and the probability of every letter is read back, so every child gets
+  a score; the children reaching `min_probability` are walked next (at most `max_paths`).
 """
 from __future__ import annotations
 
@@ -20,11 +23,11 @@ from typing import Any, Sequence
 from .outputs import NodeRelevance
 from .llm.base import ItemResult, JSONSchema, Processor, Prompt, process_in_batches
 from .llm.schema import answer_token_bound, schema_for
-from .prompts import NONE_OF_THESE, relevance_prompt, select_prompt
+from .prompts import NONE_OF_THESE, relevance_prompt, score_prompt, select_prompt
 from .settings import ClassifierSettings
 from .taxonomy import NodePath, Taxonomy
 
-STRATEGIES = ("select", "per_node")
+STRATEGIES = ("select", "per_node", "score")
 
 
 @dataclass
@@ -61,6 +64,17 @@ RELEVANCE_SCHEMA = schema_for(NodeRelevance)
 RELEVANCE_MAX_TOKENS = answer_token_bound(RELEVANCE_SCHEMA)
 
 
+def confidence_of(probability: float) -> int:
+    """The prototype's 1-5 confidence from a probability: fifths of [0, 1]."""
+    return min(5, 1 + int(probability * 5))
+
+
+def node_result(probability: float) -> dict[str, Any]:
+    """An accepted node as the `score` walk reports it (the keys every strategy's consumers read)."""
+    return {"is_relevant": True, "confidence": confidence_of(probability), "probability": round(probability, 4),
+            "reasoning": "", "excerpt": ""}
+
+
 class HierarchicalClassifier:
     """Classifies texts into a taxonomy through any `Processor`."""
 
@@ -76,7 +90,8 @@ class HierarchicalClassifier:
         frontier: dict[NodePath, list[int]] = {(): list(range(len(texts)))}
         while frontier:
             groups = [(path, idx) for path, idx in frontier.items() if not taxonomy.node(path).is_leaf]
-            walk = self._select_group if self.settings.strategy == "select" else self._per_node_group
+            walk = {"select": self._select_group, "per_node": self._per_node_group,
+                    "score": self._score_group}[self.settings.strategy]
             found = await asyncio.gather(*(walk(taxonomy, path, idx, texts, results) for path, idx in groups))
             frontier = defaultdict(list)
             for accepted in found:
@@ -112,6 +127,41 @@ class HierarchicalClassifier:
                 child = path + (name,)
                 results[i].accepted.append(child)
                 results[i].node_results[child] = {"is_relevant": True, "reasoning": answer.value.get("reason", "")}
+                accepted.append((child, i))
+        return accepted
+
+    async def _score_group(
+        self,
+        taxonomy: Taxonomy,
+        path: NodePath,
+        indices: list[int],
+        texts: Sequence[str],
+        results: list[TextClassification],
+    ) -> list[tuple[NodePath, int]]:
+        """One batched one-letter call for every text on `path`; returns the (child, text)
+        pairs whose probability reaches `min_probability`, most probable first."""
+        s = self.settings
+        children = [c.name for c in taxonomy.node(path).children]
+        try:
+            letters = score_prompt(taxonomy, path, "")[1]
+        except ValueError as exc:
+            for i in indices:
+                results[i].errors.append(f"classification at {'>'.join(path) or 'the root'}: {exc}")
+            return []
+        prompts = [score_prompt(taxonomy, path, texts[i])[0] for i in indices]
+        answers: list[ItemResult] = []
+        for k in range(0, len(prompts), s.batch_size):
+            answers += await self.processor.process_choice(prompts[k : k + s.batch_size], letters)
+        accepted = []
+        for i, answer in zip(indices, answers):
+            if not self._record(results[i], path, answer):
+                continue
+            scored = sorted(((answer.value["probabilities"][letter], name) for letter, name in zip(letters, children)),
+                            reverse=True)
+            for probability, name in [(p, n) for p, n in scored if p >= s.min_probability][: s.max_paths]:
+                child = path + (name,)
+                results[i].accepted.append(child)
+                results[i].node_results[child] = node_result(probability)
                 accepted.append((child, i))
         return accepted
 

@@ -73,6 +73,30 @@ def select_prompt(
     return Prompt(instructions=instructions, comment=comment)
 
 
+OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # one token each in common tokenizers
+
+
+def score_prompt(taxonomy: Taxonomy, path: NodePath, comment: str) -> tuple[Prompt, list[str]]:
+    """The node's children as lettered options and a last option for "none of these" (the
+    `score` walk); the prompt and its letters, the none letter last. The model answers one
+    letter, and the probability of every letter is read back."""
+    children = taxonomy.node(path).children
+    if len(children) >= len(OPTION_LETTERS):
+        raise ValueError(f"node {format_path(taxonomy.root.name, path)!r} has {len(children)} children; the score "
+                         f"strategy takes at most {len(OPTION_LETTERS) - 1}: use --strategy select")
+    letters = list(OPTION_LETTERS[: len(children) + 1])
+    options = "\n".join(f"{letter}. {describe_node(child)[2:]}" for letter, child in zip(letters, children))
+    instructions = (
+        f"You sort comments into the topics of the taxonomy \"{taxonomy.root.name}\".\n"
+        f"Topic path: {format_path(taxonomy.root.name, path)}\n"
+        f"Which of the topics below is the comment about? Answer with the letter of the topic it is most about, "
+        f"or {letters[-1]} if it is about none of them.\n\n"
+        f"Topics:\n{options}\n{letters[-1]}. {NONE_OF_THESE}\n\n"
+        "The comment to analyse is the next message. Answer with one letter only."
+    )
+    return Prompt(instructions=instructions, comment=comment), letters
+
+
 def relevance_prompt(taxonomy: Taxonomy, path: NodePath, comment: str) -> Prompt:
     """Ask whether the comment is about the one node at `path` (the `per_node` walk)."""
     instructions = (

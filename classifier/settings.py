@@ -40,9 +40,10 @@ class EngineSettings:
 class ClassifierSettings:
     """How the taxonomy is walked and which answers are accepted."""
 
-    strategy: str = "select"  # "select" | "per_node"
+    strategy: str = "select"  # "select" | "per_node" | "score"
     max_paths: int = 3  # most children one node may pass on (select)
     min_confidence: int = 3  # per_node: lowest confidence (1-5) accepted
+    min_probability: float = 0.3  # score: lowest probability a child needs to be accepted
     require_excerpt: bool = False  # per_node: accept only answers quoting the comment
     max_stem_definitions: int = 0  # stems: how many path nodes' definitions go in (0 = all)
     # select: ask for a short reason after the topics. Off: it is generated after the

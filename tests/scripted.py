@@ -46,6 +46,22 @@ class ScriptedProcessor:
             self.usage.errors += isinstance(out, str)
         return results
 
+    async def process_choice(self, prompts: Sequence[Prompt], options: Sequence[str]) -> list[ItemResult]:
+        """`answer(prompt, {"options": [...]})` returns the probabilities (a dict) or an error."""
+        schema = {"options": list(options)}
+        self.calls.append(Call(list(prompts), schema, 1))
+        results = []
+        for prompt in prompts:
+            self.usage.llm_calls += 1
+            out = self.answer(prompt, schema)
+            if isinstance(out, str):
+                results.append(ItemResult.failure(out))
+                continue
+            probabilities = {option: float(out.get(option, 0.0)) for option in options}
+            results.append(ItemResult(value={"choice": max(probabilities, key=probabilities.get),
+                                             "probabilities": probabilities}))
+        return results
+
     async def health(self, *, probe: bool = True) -> Health:
         return Health(ok=True, backend=self.backend, model=self.model)
 

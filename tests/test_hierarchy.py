@@ -132,3 +132,46 @@ async def test_per_node_policies(settings, answer, accepted):
 def test_unknown_strategy_is_refused():
     with pytest.raises(ValueError, match="unknown strategy 'greedy'"):
         walker(ScriptedProcessor(oracle({})), strategy="greedy")
+
+
+# Probabilities the model gives each child, per node (by name), for the `score` walk.
+SCORES = {
+    (): {"Delivery": 0.6, "Logistics": 0.35, "Content": 0.04, NONE_OF_THESE: 0.01},
+    ("Delivery",): {"Pace": 0.9, "Clarity": 0.05, NONE_OF_THESE: 0.05},
+    ("Logistics",): {"Catering": 0.5, "Venue": 0.3, NONE_OF_THESE: 0.2},
+}
+
+
+def scored(prompt, schema):
+    """Letter -> probability, read off the lettered options of a `score` prompt."""
+    named = {}
+    for line in prompt.instructions.splitlines():
+        letter, dot, rest = line.partition(". ")
+        if dot and len(letter) == 1:
+            named[rest.split(":")[0]] = letter
+    return {named[name]: p for name, p in SCORES[topic_path(prompt)].items()}
+
+
+@pytest.mark.parametrize(("min_probability", "max_paths", "expected"), [
+    (0.3, 3, [("Delivery",), ("Delivery", "Pace"), ("Logistics",), ("Logistics", "Catering"), ("Logistics", "Venue")]),
+    (0.4, 3, [("Delivery",), ("Delivery", "Pace")]),
+    (0.3, 1, [("Delivery",), ("Delivery", "Pace")]),
+    (0.95, 3, []),
+])  # fmt: skip
+async def test_score_accepts_the_children_whose_probability_reaches_the_threshold(min_probability, max_paths, expected):
+    proc = ScriptedProcessor(scored)
+    [result] = await walker(proc, strategy="score", min_probability=min_probability, max_paths=max_paths).classify(
+        ["The trainer rushed and the lunch was cold"], training())
+    assert result.accepted == expected and not result.errors
+    for call in proc.calls:
+        assert call.max_tokens == 1 and call.schema["options"][-1] in call.prompts[0].instructions
+        assert f"{call.schema['options'][-1]}. {NONE_OF_THESE}" in call.prompts[0].instructions
+
+
+async def test_score_node_results_carry_probability_and_the_confidence_made_from_it():
+    [result] = await walker(ScriptedProcessor(scored), strategy="score").classify(
+        ["The trainer rushed and the lunch was cold"], training())
+    assert result.node_results[("Delivery",)] == {
+        "is_relevant": True, "confidence": 4, "probability": 0.6, "reasoning": "", "excerpt": ""}
+    assert result.node_results[("Delivery", "Pace")]["confidence"] == 5
+    assert result.node_results[("Logistics", "Venue")]["confidence"] == 2

@@ -76,6 +76,20 @@ async def test_a_long_comment_is_shortened_with_the_servers_tokenizer(engine: En
     assert proc.usage.truncations == 1 and proc.usage.prompt_tokens <= 2 * 512
 
 
+async def test_choice_answers_come_with_probabilities_from_the_server(engine: EngineServer) -> None:
+    options = ["A", "B", "C"]
+    instructions = "Is the number small?\nA. below 300\nB. 300 or more\nC. no number\nAnswer with one letter only."
+    async with VLLMServerProcessor(settings(engine)) as proc:
+        results = await proc.process_choice(number_prompts()[:6], options)
+        results += await proc.process_choice([Prompt(instructions, "The number is 120.")], options)
+    for result in results:
+        assert result.ok, result.error
+        probabilities = result.value["probabilities"]
+        assert set(probabilities) == set(options) and sum(probabilities.values()) == pytest.approx(1.0)
+        assert probabilities[result.value["choice"]] == max(probabilities.values())
+    assert proc.usage.completion_tokens == len(results), "one token each"
+
+
 async def test_killed_server_fails_items_in_bounded_time_then_recovers(engine: EngineServer) -> None:
     async with VLLMServerProcessor(settings(engine, max_concurrent=4, retry_deadline=1.0)) as proc:
         batch = asyncio.create_task(proc.process_with_schema(number_prompts(), NUMBER_SCHEMA, max_tokens=16))

@@ -99,6 +99,11 @@ class Processor(Protocol):
         self, prompts: Sequence[Prompt], schema: JSONSchema, *, max_tokens: int = 256
     ) -> list[ItemResult]: ...
 
+    async def process_choice(self, prompts: Sequence[Prompt], options: Sequence[str]) -> list[ItemResult]:
+        """Per prompt, one of `options` (each one token) and how probable the model found
+        every option: `{"choice": "B", "probabilities": {"A": 0.1, "B": 0.85, ...}}`."""
+        ...
+
     async def health(self, *, probe: bool = True) -> Health:
         """Whether the backend can answer. `probe=False` reads what the processor already
         knows (cheap, for liveness checks); `probe=True` asks the engine or servers now.

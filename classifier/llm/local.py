@@ -37,6 +37,7 @@ from ..settings import EngineSettings
 from .base import Health, ItemResult, JSONSchema, Prompt, Usage
 from .default_model import DEFAULT_MODEL_NAME, ensure_default_model
 from .errors import BackendUnavailable, ContextOverflow, InvalidOutput
+from .probabilities import TOP_LOGPROBS, option_probabilities
 from .schema import parse_output
 
 START_TIMEOUT_S = 900.0  # engine start, model load included; ~15-50 s on CPU
@@ -65,8 +66,9 @@ class _Job:
     """One caller's share of a worker batch: prompts under one schema."""
 
     prompts: tuple[Prompt, ...]
-    schema: JSONSchema
+    schema: JSONSchema | None  # None: a choice job
     max_tokens: int
+    options: tuple[str, ...] = ()  # a choice job's one-token options
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class _Generated:
     completion_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens the prefix cache served
     cut_off: bool = False  # stopped by max_tokens, so the JSON is likely incomplete
+    top_logprobs: dict[str, float] | None = None  # a choice job's first token: text -> log-probability
 
 
 # --------------------------------------------------------------------------- worker side
@@ -139,11 +142,14 @@ class _Engine:
         params: list[Any] = []
         slots: list[tuple[int, int, bool]] = []  # (job, item, truncated) per input
         for j, job in enumerate(jobs):
+            constraint = StructuredOutputsParams(choice=list(job.options)) if job.options else (
+                StructuredOutputsParams(json=job.schema))
             sampling = SamplingParams(
                 temperature=self.config.temperature,
                 seed=self.config.seed,
                 max_tokens=job.max_tokens,
-                structured_outputs=StructuredOutputsParams(json=job.schema),
+                structured_outputs=constraint,
+                logprobs=TOP_LOGPROBS if job.options else None,
             )
             results.append([_Generated()] * len(job.prompts))
             for i, prompt in enumerate(job.prompts):
@@ -158,6 +164,7 @@ class _Engine:
         outputs = self.llm.generate(inputs, params, use_tqdm=False) if inputs else []
         for (j, i, truncated), output in zip(slots, outputs, strict=True):
             completion = output.outputs[0]
+            first = completion.logprobs[0] if completion.logprobs else None
             results[j][i] = _Generated(
                 text=completion.text,
                 truncated=truncated,
@@ -165,6 +172,7 @@ class _Engine:
                 completion_tokens=len(completion.token_ids),
                 cached_tokens=output.num_cached_tokens or 0,
                 cut_off=completion.finish_reason == "length",
+                top_logprobs={lp.decoded_token or "": lp.logprob for lp in first.values()} if first else None,
             )
         return results
 
@@ -374,6 +382,13 @@ def _answer(worker: _Worker, jobs: list[_Job]) -> list[list[_Answer]]:
 def _result(generated: _Generated, job: _Job) -> ItemResult:
     if generated.error is not None:
         return ItemResult(error=generated.error, truncated=generated.truncated)
+    if job.options:
+        picked = (generated.text or "").strip()
+        if picked not in job.options or generated.top_logprobs is None:
+            return ItemResult(error=f"expected one of {list(job.options)}, got {picked!r}", truncated=generated.truncated)
+        return ItemResult(value={"choice": picked, "probabilities": option_probabilities(generated.top_logprobs, job.options)},
+                          truncated=generated.truncated)
+    assert job.schema is not None
     try:
         value = parse_output(generated.text or "", job.schema)
     except InvalidOutput as exc:
@@ -504,6 +519,14 @@ class LocalVLLMProcessor:
         self, prompts: Sequence[Prompt], schema: JSONSchema, *, max_tokens: int = 256
     ) -> list[ItemResult]:
         """One result per prompt, in order; failures are per item, never raised."""
+        return await self._process(prompts, lambda part: _Job(part, schema, max_tokens))
+
+    async def process_choice(self, prompts: Sequence[Prompt], options: Sequence[str]) -> list[ItemResult]:
+        """Per prompt `{"choice", "probabilities"}`: one token under a choice grammar, with
+        the top log-probabilities of that token read back."""
+        return await self._process(prompts, lambda part: _Job(part, None, 1, tuple(options)))
+
+    async def _process(self, prompts: Sequence[Prompt], job: Callable[[tuple[Prompt, ...]], _Job]) -> list[ItemResult]:
         self._revive()
         problems = [w.problem() for w in self._workers]
         live = [w for w, problem in zip(self._workers, problems) if problem is None]
@@ -513,7 +536,7 @@ class LocalVLLMProcessor:
             return [ItemResult.failure(reason)] * len(prompts)
         ranges = [(w, a, b) for w, (a, b) in zip(live, _split(prompts, len(live))) if b > a]
         chunks = await asyncio.gather(
-            *(self._submit(w, _Job(tuple(prompts[a:b]), schema, max_tokens)) for w, a, b in ranges)
+            *(self._submit(w, job(tuple(prompts[a:b]))) for w, a, b in ranges)
         )
         results: list[ItemResult] = []
         for chunk in chunks:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import random
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -28,6 +28,7 @@ from .errors import (
     ProcessorError,
     RequestFailed,
 )
+from .probabilities import TOP_LOGPROBS, option_probabilities
 from .schema import parse_output
 from .server_context import ContextGuard, TokenizerUnavailable
 
@@ -77,6 +78,27 @@ def chat_request(
         "seed": seed,
         "max_tokens": max_tokens,
     }
+
+
+def choice_request(
+    model: str, prompt: Prompt, options: Sequence[str], *, temperature: float, seed: int
+) -> dict[str, Any]:
+    """Keyword arguments of `chat.completions.create` for one prompt answered by one of
+    `options` (one token each), with the top log-probabilities of that token (vLLM's
+    `structured_outputs.choice`)."""
+    return {
+        "model": model,
+        "messages": prompt.messages(),
+        "extra_body": {"structured_outputs": {"choice": list(options)}},
+        "logprobs": True,
+        "top_logprobs": TOP_LOGPROBS,
+        "temperature": temperature,
+        "seed": seed,
+        "max_tokens": 1,
+    }
+
+
+Parse = Callable[[Any], dict[str, Any]]  # a response's first choice -> the item's value
 
 
 @dataclass(eq=False)
@@ -244,11 +266,45 @@ class VLLMServerProcessor:
         """One result per prompt, in order; a failed item never fails the others."""
         if not self._servers:
             raise ProcessorError("VLLMServerProcessor.start() must be awaited before use")
-        return list(
-            await asyncio.gather(*(self._process_one(p, schema, max_tokens) for p in prompts))
-        )
+        settings = self._settings
 
-    async def _process_one(self, prompt: Prompt, schema: JSONSchema, max_tokens: int) -> ItemResult:
+        def request(prompt: Prompt) -> dict[str, Any]:
+            return chat_request(self.model, prompt, schema, max_tokens=max_tokens, temperature=settings.temperature,
+                                seed=settings.seed)
+
+        def parse(choice: Any) -> dict[str, Any]:
+            try:
+                return parse_output(choice.message.content or "", schema)
+            except InvalidOutput as exc:
+                if choice.finish_reason == "length":
+                    # The same prompt and max_tokens end at the same place: retrying is waste.
+                    raise ProcessorError(f"{exc}; output cut off at max_tokens={max_tokens}") from exc
+                raise
+
+        return list(await asyncio.gather(*(self._process_one(p, max_tokens, request, parse) for p in prompts)))
+
+    async def process_choice(self, prompts: Sequence[Prompt], options: Sequence[str]) -> list[ItemResult]:
+        """Per prompt `{"choice", "probabilities"}`: the option picked and every option's probability."""
+        if not self._servers:
+            raise ProcessorError("VLLMServerProcessor.start() must be awaited before use")
+        settings = self._settings
+
+        def request(prompt: Prompt) -> dict[str, Any]:
+            return choice_request(self.model, prompt, options, temperature=settings.temperature, seed=settings.seed)
+
+        def parse(choice: Any) -> dict[str, Any]:
+            picked = (choice.message.content or "").strip()
+            content = choice.logprobs.content if choice.logprobs is not None else None
+            if picked not in options or not content:
+                raise InvalidOutput(f"expected one of {list(options)} with log-probabilities, got {picked!r}")
+            top = {alternative.token: alternative.logprob for alternative in content[0].top_logprobs}
+            return {"choice": picked, "probabilities": option_probabilities(top, options)}
+
+        return list(await asyncio.gather(*(self._process_one(p, 1, request, parse) for p in prompts)))
+
+    async def _process_one(
+        self, prompt: Prompt, max_tokens: int, request: Callable[[Prompt], dict[str, Any]], parse: Parse
+    ) -> ItemResult:
         truncated = False
         if self._guard is not None:
             try:
@@ -259,18 +315,10 @@ class VLLMServerProcessor:
             except RequestFailed as exc:  # the completion request will say whether it fits
                 logger.warning("could not check a long comment against the context window: %s", exc)
         self.usage.truncations += truncated
-        result = await self._answer(prompt, schema, max_tokens)
+        result = await self._answer(request(prompt), parse)
         return ItemResult(value=result.value, error=result.error, truncated=truncated)
 
-    async def _answer(self, prompt: Prompt, schema: JSONSchema, max_tokens: int) -> ItemResult:
-        request = chat_request(
-            self.model,
-            prompt,
-            schema,
-            max_tokens=max_tokens,
-            temperature=self._settings.temperature,
-            seed=self._settings.seed,
-        )
+    async def _answer(self, request: dict[str, Any], parse: Parse) -> ItemResult:
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + self._settings.retry_deadline
@@ -280,7 +328,7 @@ class VLLMServerProcessor:
             async with self._slots:
                 last = server = self._pick(avoid=last)
                 try:
-                    return ItemResult(value=await self._attempt(server, request, schema))
+                    return ItemResult(value=await self._attempt(server, request, parse))
                 except RequestFailed as exc:
                     error, asked = f"server {server.url}: {exc}", exc.retry_after
                 except InvalidOutput as exc:
@@ -317,7 +365,7 @@ class VLLMServerProcessor:
             return min(others or healthy, key=lambda s: (s.in_flight, s.sent))
         return min(self._servers, key=lambda s: (s.failures, s is avoid, s.in_flight, s.sent))
 
-    async def _attempt(self, server: _Server, request: dict[str, Any], schema: JSONSchema) -> dict[str, Any]:
+    async def _attempt(self, server: _Server, request: dict[str, Any], parse: Parse) -> dict[str, Any]:
         """One request: the parsed value, or `RequestFailed`/`InvalidOutput` (worth another
         attempt) or another `ProcessorError` (not)."""
         timeout = self._settings.request_timeout
@@ -355,16 +403,7 @@ class VLLMServerProcessor:
             self.usage.cached_prompt_tokens += (details.cached_tokens or 0) if details is not None else 0
         if not response.choices:
             raise InvalidOutput("the server answered without a choice")
-        choice = response.choices[0]
-        try:
-            return parse_output(choice.message.content or "", schema)
-        except InvalidOutput as exc:
-            if choice.finish_reason == "length":
-                # The same prompt and max_tokens end at the same place: retrying is waste.
-                raise ProcessorError(
-                    f"{exc}; output cut off at max_tokens={request['max_tokens']}"
-                ) from exc
-            raise
+        return parse(response.choices[0])
 
     def _failed(self, server: _Server) -> None:
         server.failures += 1
