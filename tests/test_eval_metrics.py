@@ -86,3 +86,18 @@ def test_majority_stems_is_the_most_frequent_gold_set_first_seen_on_a_tie():
     assert majority_stems([{AX}, {BY, AX}, {AX, BY}, set()]) == {AX, BY}
     assert majority_stems([{BY}, {AX}, set()]) == {BY}
     assert majority_stems([]) == frozenset()
+
+
+def test_hierarchical_scores_credit_the_right_parent_of_a_wrong_leaf():
+    from classifier.eval.metrics import hierarchical_scores, with_ancestors
+
+    assert with_ancestors([("A", "B", "C")]) == {("A",), ("A", "B"), ("A", "B", "C")}
+    predicted = [[("Food", "Prices")], [("Service", "General"), ("Ambience", "General")], []]
+    gold = [[("Food", "Quality")], [("Service", "General")], [("Drinks", "Quality")]]
+    # text 1: P-hat {Food, Food>Prices}, T-hat {Food, Food>Quality}: tp 1, fp 1, fn 1
+    # text 2: P-hat {Service, Service>General, Ambience, Ambience>General}, T-hat {Service, Service>General}: tp 2, fp 2
+    # text 3: nothing predicted, T-hat {Drinks, Drinks>Quality}: fn 2
+    scores = hierarchical_scores(predicted, gold)
+    assert scores.precision == pytest.approx(3 / 6) and scores.recall == pytest.approx(3 / 6)
+    assert scores.f1 == pytest.approx(0.5)
+    assert hierarchical_scores([[]], [[]]).f1 == 0.0

@@ -116,9 +116,10 @@ async def test_table_comparison_and_chart_render_a_report(tmp_path):
     report, _ = await evaluate(oracle(GOLD, polarity_negative))
     table = format_table(report)
     assert "exact-path accuracy 1.000 (always predicting" in table and "stem-polarity accuracy 0.667 on 3" in table
+    assert "hierarchical P 1.000  R 1.000  F1 1.000" in table
     rows = comparison_table([report, {**report, "label": "other"}]).splitlines()
-    assert rows[0].startswith("| run | L1 micro F1 | L2 micro F1 | L1 macro F1 | L2 macro F1 | exact path |")
-    assert rows[3].startswith("| other | 1.000 | 1.000 | 1.000 | 1.000 | 1.000 | 0.667 |")
+    assert rows[0].startswith("| run | L1 micro F1 | L2 micro F1 | L1 macro F1 | L2 macro F1 | hier. F1 | exact path |")
+    assert rows[3].startswith("| other | 1.000 | 1.000 | 1.000 | 1.000 | 1.000 | 1.000 | 0.667 |")
     assert rows[4].startswith("| baseline: always Delivery>Pace + Logistics>Catering | 0.444 | 0.500 |") and len(rows) == 5
     png = render_chart([report], tmp_path / "chart.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -15,6 +15,11 @@ TP = |pred_k & gold_k|, FP = |pred_k - gold_k|, FN = |gold_k - pred_k|.
 - macro: the same three numbers per label, from that label's own counts, averaged
   unweighted over every label that occurs in the gold or the prediction of some text.
 
+Hierarchical P/R/F1 (Kiritchenko et al. 2005): each text's predicted and gold paths are
+extended with all their ancestors (below the root), P-hat and T-hat; then
+hP = sum |P-hat & T-hat| / sum |P-hat|, hR = sum |P-hat & T-hat| / sum |T-hat| over texts,
+and hF = 2 hP hR / (hP + hR). A wrong leaf under the right parent still earns the parent.
+
 Any ratio whose denominator is 0 is 0 (as scikit-learn's `zero_division=0`); texts with
 neither gold nor predicted labels at a level are true negatives and change nothing.
 """
@@ -79,6 +84,20 @@ def level_scores(predicted: Sequence[PathSet], gold: Sequence[PathSet], level: i
         gold=sum(tp.values()) + sum(fn.values()),
         predicted=sum(tp.values()) + sum(fp.values()),
     )
+
+
+def with_ancestors(paths: Iterable[NodePath]) -> set[NodePath]:
+    """Every node on the way to each path, the path's own node included (root excluded)."""
+    return {tuple(p[:k]) for p in paths for k in range(1, len(p) + 1)}
+
+
+def hierarchical_scores(predicted: Sequence[PathSet], gold: Sequence[PathSet]) -> PRF:
+    """Hierarchical precision, recall and F1 over texts (`predicted[i]` against `gold[i]`)."""
+    tp = fp = fn = 0
+    for pred_paths, gold_paths in zip(predicted, gold, strict=True):
+        pred, true = with_ancestors(pred_paths), with_ancestors(gold_paths)
+        tp, fp, fn = tp + len(pred & true), fp + len(pred - true), fn + len(true - pred)
+    return PRF.from_counts(tp, fp, fn)
 
 
 def exact_path_accuracy(predicted_stems: Sequence[PathSet], gold: Sequence[PathSet]) -> float:

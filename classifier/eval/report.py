@@ -12,7 +12,9 @@ from typing import Any, Sequence
 from ..taxonomy import Taxonomy, format_path
 from .gold import Example
 from .harness import Run
-from .metrics import PathSet, exact_path_accuracy, level_scores, majority_stems, polarity_accuracy
+from .metrics import (
+    PathSet, exact_path_accuracy, hierarchical_scores, level_scores, majority_stems, polarity_accuracy,
+)  # fmt: skip
 
 Report = dict[str, Any]
 
@@ -73,6 +75,7 @@ def _quality(paths: Sequence[PathSet], stems: Sequence[PathSet], gold: Sequence[
     """Scores per level (every accepted path) and exact-path accuracy (complete stems only)."""
     return {
         "levels": [asdict(level_scores(paths, gold, k)) for k in range(1, depth + 1)],
+        "hierarchical": asdict(hierarchical_scores(paths, gold)),
         "exact_path_accuracy": exact_path_accuracy(stems, gold),
     }
 
@@ -92,6 +95,8 @@ def format_table(report: Report) -> str:
             f"{level['level']:>5} {micro['precision']:>8.3f} {micro['recall']:>8.3f} {micro['f1']:>9.3f} "
             f"{macro['precision']:>8.3f} {macro['recall']:>8.3f} {macro['f1']:>9.3f} {level['labels']:>7}"
         )
+    hier = report["hierarchical"]
+    lines.append(f"hierarchical P {hier['precision']:.3f}  R {hier['recall']:.3f}  F1 {hier['f1']:.3f}")
     base = report["baseline"]
     lines.append(
         f"exact-path accuracy {report['exact_path_accuracy']:.3f} (always predicting the most frequent gold set "
@@ -120,12 +125,13 @@ def comparison_table(reports: Sequence[Report]) -> str:
     the constant baseline of the first report that has one (all runs share a sample)."""
     depth = max(len(r["levels"]) for r in reports)
     head = ["run", *(f"L{k} micro F1" for k in range(1, depth + 1)), *(f"L{k} macro F1" for k in range(1, depth + 1)),
-            "exact path", "polarity acc.", "calls/text", "prompt tok/text", "compl. tok/text", "texts/s", "errors"]
+            "hier. F1", "exact path", "polarity acc.", "calls/text", "prompt tok/text", "compl. tok/text", "texts/s", "errors"]
 
     def quality(scores: Report) -> list[str]:
         levels = scores["levels"] + [None] * (depth - len(scores["levels"]))
         return [
             *(f"{lv[kind]['f1']:.3f}" if lv else "-" for kind in ("micro", "macro") for lv in levels),
+            f"{scores['hierarchical']['f1']:.3f}" if "hierarchical" in scores else "-",
             f"{scores['exact_path_accuracy']:.3f}",
         ]
 
