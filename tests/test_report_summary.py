@@ -13,7 +13,7 @@ def test_every_count_of_the_summary():
     assert summary.stems == {"Delivery>Pace": 3, "Content": 1, "Logistics>Catering": 1, "Logistics>Venue": 1}
     assert summary.polarity == {"Delivery>Pace": {"Positive": 1, "Negative": 2}, "Logistics>Catering": {"Negative": 1},
                                 "Logistics>Venue": {"Negative": 1}, "Content": {"Positive": 1}}
-    assert summary.alerts_by_severity == {"critical": 1, "high": 1, "low": 1}
+    assert summary.alerted == 2 and summary.alerts_by_severity == {"critical": 1, "high": 1, "low": 1}
     assert summary.alerts_by_type == {"safety_concern": 2, "other_serious_concern": 1}
     assert summary.recommendations_by_qualifier == {"reduce_or_remove": 1}
     assert summary.stem_recommendations == {"Delivery>Pace": {"do_less": ["Less rushing"]}}

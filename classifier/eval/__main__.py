@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
 
 from ..capabilities import UnknownCapability, resolve
+from ..batch.display import progress_bar
 from ..cli import USER_ERRORS, build_settings, engine_options
 from ..llm.pool import ProcessorPool
 from ..service import ClassificationService
@@ -95,7 +97,12 @@ async def _evaluate(
         reader: CounterReader = (
             server_reader(engine.server_urls) if engine.backend == "vllm-server" else usage_reader(processor.usage)
         )
-        run = await harness.run(service, examples, names, prefix_cache=reader)
+        console = Console(stderr=True)
+        progress = progress_bar(console)
+        task = progress.add_task("evaluating", total=len(examples))  # the clock starts once the engine is up
+        with progress:
+            run = await harness.run(service, examples, names, prefix_cache=reader,
+                                    on_done=lambda count: progress.advance(task, count))
     finally:
         await pool.close()
     return build_report(examples, run, taxonomy, {**meta, "backend": processor.backend, "model": processor.model})

@@ -4,9 +4,10 @@ truncation flags, the processor's usage over the run and the wall time.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from ..llm.base import Usage
 from ..service import ClassificationService
@@ -52,22 +53,35 @@ def read_prediction(result: dict[str, Any], taxonomy: Taxonomy) -> Prediction:
     return Prediction(paths, polarity, result.get("error"), bool(result.get("truncated")), classification is not None)
 
 
+PROGRESS_CHUNK = 16  # texts per service call; all calls run at once, so the engine batches them together
+
+
 async def run(
     service: ClassificationService,
     examples: Sequence[Example],
     capabilities: Sequence[str],
     taxonomy: str | None = None,
     prefix_cache: CounterReader = no_reader,
+    on_done: Callable[[int], None] = lambda count: None,
 ) -> Run:
-    """Classify every example in one service call and measure what it cost."""
+    """Classify every example and measure what it cost. The texts go in chunks that all run
+    at once (the engine sees them together, as one call would give it); `on_done(n)` is
+    told as each chunk finishes, for a progress bar."""
     tree = service.taxonomy(taxonomy)
     usage_before, cache_before = service.processor.usage.snapshot(), await prefix_cache()
     started = time.perf_counter()
-    body = await service.classify([e.text for e in examples], capabilities, taxonomy=taxonomy)
+
+    async def chunk(part: Sequence[Example]) -> list[dict[str, Any]]:
+        body = await service.classify([e.text for e in part], capabilities, taxonomy=taxonomy)
+        on_done(len(part))
+        return body["results"]
+
+    parts = await asyncio.gather(*(chunk(examples[k : k + PROGRESS_CHUNK])
+                                   for k in range(0, len(examples), PROGRESS_CHUNK)))
     seconds = time.perf_counter() - started
     cache_after = await prefix_cache()
     return Run(
-        predictions=[read_prediction(r, tree) for r in body["results"]],
+        predictions=[read_prediction(r, tree) for results in parts for r in results],
         usage=service.processor.usage.minus(usage_before),
         seconds=seconds,
         prefix_cache=cache_after.minus(cache_before) if cache_before is not None and cache_after is not None else None,

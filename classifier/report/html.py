@@ -20,6 +20,7 @@ from .summary import POLARITIES, SEVERITIES, Summary, stem_of, summarize
 TOP_STEMS = 15  # bars in the chart of complete stems
 EXAMPLE_STEMS = 6  # stems that get example comments
 EXAMPLES_PER_STEM = 3
+MAX_ALERTS = 25  # shown in full, most severe first; the rest are counted
 _TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(default=True),
@@ -95,7 +96,7 @@ def render_report(results: Sequence[Mapping[str, Any]], taxonomy: Taxonomy, run:
         run=run, summary=summary, tree=_tree(summary, taxonomy), top_stems=top,
         top_count=max((c for _, c in top), default=1), polarities=POLARITIES,
         examples=_examples(results, [stem for stem, _ in top[:EXAMPLE_STEMS]]), alerts=_alerts(results),
-        paraphrases=_paraphrases(results), texts_per_second=(summary.texts / run.seconds) if run.seconds else None,
+        paraphrases=_paraphrases(results), max_alerts=MAX_ALERTS, texts_per_second=(summary.texts / run.seconds) if run.seconds else None,
     )  # fmt: skip
 
 

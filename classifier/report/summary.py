@@ -21,6 +21,7 @@ class Summary:
     skipped: int = 0  # empty texts
     errors: int = 0  # texts whose result carries an error
     truncated: int = 0
+    alerted: int = 0  # texts with at least one alert
     paths: dict[str, int] = field(default_factory=dict)  # every accepted path, prefix included, most frequent first
     stems: dict[str, int] = field(default_factory=dict)  # complete stems (paths to a leaf, no prefix)
     polarity: dict[str, dict[str, int]] = field(default_factory=dict)  # stem -> polarity -> comments
@@ -67,6 +68,7 @@ def summarize(results: Iterable[Mapping[str, Any]], taxonomy: Taxonomy) -> Summa
         for stem, answer in (result.get("stem_polarity") or {}).items():
             polarity[stem][answer["polarity"]] += 1
         alerts = (result.get("alerts") or {}).get("alerts", [])
+        summary.alerted += bool(alerts)
         severities.update({a["severity"] for a in alerts})
         alert_types.update({a["alert_type"] for a in alerts})
         qualifiers.update({r["qualifier"] for r in (result.get("recommendations") or {}).get("recommendations", [])})
