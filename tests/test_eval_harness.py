@@ -14,7 +14,7 @@ pytestmark = pytest.mark.engine
 
 SIZE, SEED = 30, 7
 REPORT_KEYS = {
-    "label", "dataset", "taxonomy", "capabilities", "settings", "backend", "model", "texts", "levels",
+    "label", "dataset", "taxonomy", "capabilities", "settings", "backend", "model", "texts", "levels", "hierarchical",
     "exact_path_accuracy", "baseline", "stem_polarity", "cost", "error_share", "truncation_share", "prefix_cache", "per_text",
 }  # fmt: skip
 COST_KEYS = {
