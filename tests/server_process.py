@@ -9,6 +9,7 @@ SIGTERM and returns the exit status, killing the process only if it outlives `gr
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,7 +32,8 @@ class ServerProcess:
         (no HTTP), which is up once its log says it works jobs."""
         self.port = free_port()
         # Jobs' files and database in a folder of the test's own, unless the test names one.
-        data = [] if "--data-dir" in args else ["--data-dir", tempfile.mkdtemp(prefix="classifier-jobs-")]
+        self.own_data = None if "--data-dir" in args else tempfile.mkdtemp(prefix="classifier-jobs-")
+        data = ["--data-dir", self.own_data] if self.own_data else []
         self.command = [sys.executable, str(ROOT / "classifier_server.py"), "--host", "127.0.0.1",
                         "--port", str(self.port), *data, *args]
         self.env = {**os.environ, **(env or {})}
@@ -69,9 +71,17 @@ class ServerProcess:
             return False
 
     def stop(self) -> int | None:
-        """SIGTERM, wait up to `grace`, then SIGKILL; the exit status (None if never started)."""
+        """SIGTERM, wait up to `grace`, then SIGKILL; the exit status (None if never started).
+        A data folder the helper made for the server goes with it."""
         if self.process is None:
             return None
+        try:
+            return self._stop()
+        finally:
+            if self.own_data:
+                shutil.rmtree(self.own_data, ignore_errors=True)
+
+    def _stop(self) -> int | None:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:

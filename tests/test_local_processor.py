@@ -171,6 +171,44 @@ async def test_health_reports_the_engine(processor: LocalVLLMProcessor) -> None:
 
 
 @pytest.mark.engine
+async def test_choice_answers_carry_the_models_probabilities(processor: LocalVLLMProcessor) -> None:
+    options = ["A", "B", "C", "D"]
+    instructions = ("Which color does the sentence name?\nA. red\nB. green\nC. blue\nD. none of these\n"
+                    "Answer with one letter only.")
+    results = await processor.process_choice([Prompt(instructions, c) for c in COMMENTS[:6]], options)
+    for result in results:
+        assert result.ok, result.error
+        probabilities = result.value["probabilities"]
+        assert set(probabilities) == set(options) and all(0.0 <= p <= 1.0 for p in probabilities.values())
+        assert sum(probabilities.values()) == pytest.approx(1.0)
+        assert probabilities[result.value["choice"]] == max(probabilities.values()), "greedy picks the likeliest"
+
+
+@pytest.mark.engine
+async def test_the_score_walk_accepts_by_the_probability_threshold(processor: LocalVLLMProcessor) -> None:
+    taxonomy = training()  # its prompts fit this module's small context window
+    texts = ["The trainer rushed through the slides.", "Lunch was cold.", "Great content."]
+
+    async def walk(**settings: object) -> list:
+        return await HierarchicalClassifier(processor, ClassifierSettings(strategy="score", **settings)).classify(
+            texts, taxonomy)
+
+    loose = await walk(min_probability=0.0, max_paths=2)
+    for result in loose:
+        assert not result.errors, result.errors
+        top = [path for path in result.accepted if len(path) == 1]
+        assert len(top) == 2, "with no threshold every node passes on its max_paths likeliest children"
+        for node in result.node_results.values():
+            assert set(node) == {"is_relevant", "confidence", "probability", "reasoning", "excerpt"}
+            assert 0.0 <= node["probability"] <= 1.0 and node["confidence"] == min(5, 1 + int(node["probability"] * 5))
+    threshold = 0.35
+    strict = await walk(min_probability=threshold, max_paths=3)
+    for result in strict:
+        assert all(node["probability"] >= threshold for node in result.node_results.values())
+        assert set(result.accepted) == set(result.node_results)
+
+
+@pytest.mark.engine
 async def test_close_stops_the_worker_cleanly(processor: LocalVLLMProcessor) -> None:
     [worker] = processor._workers
     started = time.monotonic()
@@ -217,41 +255,3 @@ async def test_engine_start_failure_is_backend_unavailable_with_the_reason(tmp_p
     with pytest.raises(BackendUnavailable, match="failed to start the engine: .*no-such-model"):
         await proc.start()
     assert not (await proc.health()).ok
-
-
-@pytest.mark.engine
-async def test_choice_answers_carry_the_models_probabilities(processor: LocalVLLMProcessor) -> None:
-    options = ["A", "B", "C", "D"]
-    instructions = ("Which color does the sentence name?\nA. red\nB. green\nC. blue\nD. none of these\n"
-                    "Answer with one letter only.")
-    results = await processor.process_choice([Prompt(instructions, c) for c in COMMENTS[:6]], options)
-    for result in results:
-        assert result.ok, result.error
-        probabilities = result.value["probabilities"]
-        assert set(probabilities) == set(options) and all(0.0 <= p <= 1.0 for p in probabilities.values())
-        assert sum(probabilities.values()) == pytest.approx(1.0)
-        assert probabilities[result.value["choice"]] == max(probabilities.values()), "greedy picks the likeliest"
-
-
-@pytest.mark.engine
-async def test_the_score_walk_accepts_by_the_probability_threshold(processor: LocalVLLMProcessor) -> None:
-    taxonomy = training()  # its prompts fit this module's small context window
-    texts = ["The trainer rushed through the slides.", "Lunch was cold.", "Great content."]
-
-    async def walk(**settings: object) -> list:
-        return await HierarchicalClassifier(processor, ClassifierSettings(strategy="score", **settings)).classify(
-            texts, taxonomy)
-
-    loose = await walk(min_probability=0.0, max_paths=2)
-    for result in loose:
-        assert not result.errors, result.errors
-        top = [path for path in result.accepted if len(path) == 1]
-        assert len(top) == 2, "with no threshold every node passes on its max_paths likeliest children"
-        for node in result.node_results.values():
-            assert set(node) == {"is_relevant", "confidence", "probability", "reasoning", "excerpt"}
-            assert 0.0 <= node["probability"] <= 1.0 and node["confidence"] == min(5, 1 + int(node["probability"] * 5))
-    threshold = 0.35
-    strict = await walk(min_probability=threshold, max_paths=3)
-    for result in strict:
-        assert all(node["probability"] >= threshold for node in result.node_results.values())
-        assert set(result.accepted) == set(result.node_results)
