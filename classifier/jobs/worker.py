@@ -76,7 +76,7 @@ class JobWorker:
         started = time.perf_counter()
         heartbeat = asyncio.create_task(self._keep_lease(claim))
         try:
-            outputs = await asyncio.gather(*(self._line(claim.batch_id, line) for line in claim.lines))
+            outputs = await asyncio.gather(*(self._line(line) for line in claim.lines))
         except (Abandon, asyncio.CancelledError):
             await asyncio.shield(asyncio.to_thread(self.store.release, claim, self.id))
             raise
@@ -94,7 +94,7 @@ class JobWorker:
             await asyncio.sleep(self.settings.lease_seconds / 3)
             await asyncio.to_thread(self.store.extend, claim, self.id, self.settings.lease_seconds)
 
-    async def _line(self, batch_id: str, line: Line) -> tuple[str | None, str | None]:
+    async def _line(self, line: Line) -> tuple[str | None, str | None]:
         """(output line, None) or (None, error line), as the output and error files hold them."""
         request_id = f"req_{uuid.uuid4().hex}"
         base = {"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": line.custom_id}
