@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from .outputs import NodeRelevance
-from .llm.base import ItemResult, JSONSchema, Processor, Prompt, process_in_batches
+from .llm.base import ItemResult, JSONSchema, Processor, Prompt, in_batches, process_in_batches
 from .llm.schema import answer_token_bound, schema_for
 from .prompts import NONE_OF_THESE, relevance_prompt, score_prompt, select_prompt
 from .settings import ClassifierSettings
@@ -149,9 +149,7 @@ class HierarchicalClassifier:
                 results[i].errors.append(f"classification at {'>'.join(path) or 'the root'}: {exc}")
             return []
         prompts = [score_prompt(taxonomy, path, texts[i])[0] for i in indices]
-        answers: list[ItemResult] = []
-        for k in range(0, len(prompts), s.batch_size):
-            answers += await self.processor.process_choice(prompts[k : k + s.batch_size], letters)
+        answers = await in_batches(lambda part: self.processor.process_choice(part, letters), prompts, s.batch_size)
         accepted = []
         for i, answer in zip(indices, answers):
             if not self._record(results[i], path, answer):

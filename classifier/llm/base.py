@@ -7,7 +7,7 @@ pool's business.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence, runtime_checkable
+from typing import Any, Awaitable, Callable, Protocol, Sequence, runtime_checkable
 
 JSONSchema = dict[str, Any]
 
@@ -116,11 +116,20 @@ class Processor(Protocol):
 async def process_in_batches(
     processor: Processor, prompts: Sequence[Prompt], schema: JSONSchema, *, max_tokens: int, batch_size: int
 ) -> list[ItemResult]:
-    """`process_with_schema` over chunks of at most `batch_size` prompts, one after the
-    other, results in prompt order. A huge request thus holds at most one chunk in the
-    backend at a time: other callers' prompts join the engine's next batch, or queue for
-    a server slot, beside its next chunk instead of behind all of it."""
+    """`process_with_schema` over chunks of at most `batch_size` prompts (see `in_batches`)."""
+    return await in_batches(
+        lambda part: processor.process_with_schema(part, schema, max_tokens=max_tokens), prompts, batch_size
+    )
+
+
+async def in_batches(
+    call: Callable[[Sequence[Prompt]], Awaitable[list[ItemResult]]], prompts: Sequence[Prompt], batch_size: int
+) -> list[ItemResult]:
+    """`call` over chunks of at most `batch_size` prompts, one after the other, results in
+    prompt order. A huge request thus holds at most one chunk in the backend at a time:
+    other callers' prompts join the engine's next batch, or queue for a server slot, beside
+    its next chunk instead of behind all of it."""
     results: list[ItemResult] = []
     for k in range(0, len(prompts), batch_size):
-        results += await processor.process_with_schema(prompts[k : k + batch_size], schema, max_tokens=max_tokens)
+        results += await call(prompts[k : k + batch_size])
     return results
