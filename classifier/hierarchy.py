@@ -143,12 +143,12 @@ class HierarchicalClassifier:
         s = self.settings
         children = [c.name for c in taxonomy.node(path).children]
         try:
-            letters = score_prompt(taxonomy, path, "")[1]
+            built = [score_prompt(taxonomy, path, texts[i]) for i in indices]
         except ValueError as exc:
             for i in indices:
                 results[i].errors.append(f"classification at {'>'.join(path) or 'the root'}: {exc}")
             return []
-        prompts = [score_prompt(taxonomy, path, texts[i])[0] for i in indices]
+        prompts, letters = [prompt for prompt, _ in built], built[0][1]
         answers = await in_batches(lambda part: self.processor.process_choice(part, letters), prompts, s.batch_size)
         accepted = []
         for i, answer in zip(indices, answers):

@@ -137,25 +137,25 @@ class JobsServing:
         return await asyncio.to_thread(self.store.cancel, owner, batch_id) or batch
 
     async def summary(self, owner: str, batch_id: str) -> dict[str, Any]:
-        batch, bodies = await self._results(owner, batch_id)
-        results = [result for body in bodies for result in body["results"]]
+        batch, bodies, results = await self._results(owner, batch_id)
         return {"batch_id": batch_id, "status": batch["status"], "request_counts": batch["request_counts"],
                 **summarize(results, self._taxonomy(bodies)).as_dict()}  # fmt: skip
 
     async def report(self, owner: str, batch_id: str) -> str:
-        batch, bodies = await self._results(owner, batch_id)
+        batch, bodies, results = await self._results(owner, batch_id)
         taxonomy = self._taxonomy(bodies)
         capabilities = list(dict.fromkeys(c for body in bodies for c in body["batch_info"]["capabilities_executed"]))
         began, ended = batch["in_progress_at"], batch["completed_at"] or batch["cancelled_at"] or batch["expired_at"]
         run = RunInfo(taxonomy.name, self.serving.processor.model, capabilities,
                       float(ended - began) if began and ended and ended > began else None)
-        results = [result for body in bodies for result in body["results"]]
         return await asyncio.to_thread(render_report, results, taxonomy, run)
 
-    async def _results(self, owner: str, batch_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    async def _results(self, owner: str, batch_id: str) -> tuple[dict[str, Any], list[dict], list[dict]]:
+        """The batch, the /classify bodies of its lines done, and their per-text results."""
         batch = await self.batch(owner, batch_id)
         lines = await asyncio.to_thread(self.store.results, batch_id)
-        return batch, [line["response"]["body"] for line in lines]
+        bodies = [line["response"]["body"] for line in lines]
+        return batch, bodies, [result for body in bodies for result in body["results"]]
 
     def _taxonomy(self, bodies: list[dict[str, Any]]) -> Taxonomy:
         """The taxonomy the batch's lines ran against (its first line's; the default before any ran)."""

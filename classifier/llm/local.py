@@ -37,7 +37,7 @@ from ..settings import EngineSettings
 from .base import Health, ItemResult, JSONSchema, Prompt, Usage
 from .default_model import DEFAULT_MODEL_NAME, ensure_default_model
 from .errors import BackendUnavailable, ContextOverflow, InvalidOutput
-from .probabilities import TOP_LOGPROBS, option_probabilities
+from .probabilities import TOP_LOGPROBS, choice_answer
 from .schema import parse_output
 
 START_TIMEOUT_S = 900.0  # engine start, model load included; ~15-50 s on CPU
@@ -382,15 +382,12 @@ def _answer(worker: _Worker, jobs: list[_Job]) -> list[list[_Answer]]:
 def _result(generated: _Generated, job: _Job) -> ItemResult:
     if generated.error is not None:
         return ItemResult(error=generated.error, truncated=generated.truncated)
-    if job.options:
-        picked = (generated.text or "").strip()
-        if picked not in job.options or generated.top_logprobs is None:
-            return ItemResult(error=f"expected one of {list(job.options)}, got {picked!r}", truncated=generated.truncated)
-        return ItemResult(value={"choice": picked, "probabilities": option_probabilities(generated.top_logprobs, job.options)},
-                          truncated=generated.truncated)
-    assert job.schema is not None
     try:
-        value = parse_output(generated.text or "", job.schema)
+        if job.options:
+            value = choice_answer(generated.text or "", generated.top_logprobs, job.options)
+        else:
+            assert job.schema is not None
+            value = parse_output(generated.text or "", job.schema)
     except InvalidOutput as exc:
         cut = f" (generation stopped at max_tokens={job.max_tokens})" if generated.cut_off else ""
         return ItemResult(error=f"{exc}{cut}", truncated=generated.truncated)

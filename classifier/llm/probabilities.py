@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
+from .errors import InvalidOutput
+
 TOP_LOGPROBS = 20  # how many alternatives the engines return for the one generated token
 
 
@@ -26,3 +28,12 @@ def option_probabilities(top: Mapping[str, float], options: Sequence[str]) -> di
     if total <= 0:
         return {option: 1 / len(options) for option in options}
     return {option: value / total for option, value in mass.items()}
+
+
+def choice_answer(text: str, top: Mapping[str, float] | None, options: Sequence[str]) -> dict[str, object]:
+    """A choice item's value, `{"choice", "probabilities"}`, from the generated text and the
+    top log-probabilities of its token; `InvalidOutput` when either is not usable."""
+    picked = text.strip()
+    if picked not in options or not top:
+        raise InvalidOutput(f"expected one of {list(options)} with log-probabilities, got {picked!r}")
+    return {"choice": picked, "probabilities": option_probabilities(top, options)}

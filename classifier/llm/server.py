@@ -28,7 +28,7 @@ from .errors import (
     ProcessorError,
     RequestFailed,
 )
-from .probabilities import TOP_LOGPROBS, option_probabilities
+from .probabilities import TOP_LOGPROBS, choice_answer
 from .schema import parse_output
 from .server_context import ContextGuard, TokenizerUnavailable
 
@@ -293,12 +293,9 @@ class VLLMServerProcessor:
             return choice_request(self.model, prompt, options, temperature=settings.temperature, seed=settings.seed)
 
         def parse(choice: Any) -> dict[str, Any]:
-            picked = (choice.message.content or "").strip()
             content = choice.logprobs.content if choice.logprobs is not None else None
-            if picked not in options or not content:
-                raise InvalidOutput(f"expected one of {list(options)} with log-probabilities, got {picked!r}")
-            top = {alternative.token: alternative.logprob for alternative in content[0].top_logprobs}
-            return {"choice": picked, "probabilities": option_probabilities(top, options)}
+            top = {alternative.token: alternative.logprob for alternative in content[0].top_logprobs} if content else None
+            return choice_answer(choice.message.content or "", top, options)
 
         return list(await asyncio.gather(*(self._process_one(p, 1, request, parse) for p in prompts)))
 
