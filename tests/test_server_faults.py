@@ -17,6 +17,7 @@ from classifier.settings import EngineSettings
 from .fault_server import ECHO_SCHEMA, FaultServer
 
 BACKOFF = 0.01  # seconds: the retry and probe policy of production, a hundred times faster
+SLACK = 1.0  # seconds a loaded CI machine may add to a bound that is met with no load
 
 
 def settings(*urls: str, **overrides: Any) -> EngineSettings:
@@ -24,7 +25,7 @@ def settings(*urls: str, **overrides: Any) -> EngineSettings:
         backend="vllm-server",
         server_urls=urls,
         max_concurrent=4,
-        request_timeout=0.5,
+        request_timeout=2.0,  # generous: CI machines are shared; timing tests set their own
         retry_deadline=0.2,
     )
     return EngineSettings(**(values | overrides))
@@ -32,7 +33,7 @@ def settings(*urls: str, **overrides: Any) -> EngineSettings:
 
 def processor(*urls: str, **overrides: Any) -> VLLMServerProcessor:
     return VLLMServerProcessor(
-        settings(*urls, **overrides), retry_backoff=BACKOFF, max_backoff=0.05, probe_timeout=0.5
+        settings(*urls, **overrides), retry_backoff=BACKOFF, max_backoff=0.05, probe_timeout=2.0
     )
 
 
@@ -119,7 +120,7 @@ async def test_busy_server_is_retried_no_sooner_than_its_retry_after(server: Fau
         [result] = await proc.process_with_schema(prompts("hello"), ECHO_SCHEMA)
         elapsed = time.monotonic() - started
     assert result.value == {"echo": "hello"} and server.requests == 2
-    assert 0.3 <= elapsed < 0.3 + 0.3  # the asked wait, not the 0.01 s backoff
+    assert 0.3 <= elapsed < 0.3 + SLACK  # the asked wait, not the 0.01 s backoff
 
 
 async def test_retry_after_longer_than_a_request_timeout_is_cut_to_it(server: FaultServer) -> None:
@@ -129,7 +130,7 @@ async def test_retry_after_longer_than_a_request_timeout_is_cut_to_it(server: Fa
         started = time.monotonic()
         [result] = await proc.process_with_schema(prompts("hello"), ECHO_SCHEMA)
         elapsed = time.monotonic() - started
-    assert result.ok and 0.2 <= elapsed < 0.2 + 0.3
+    assert result.ok and 0.2 <= elapsed < 0.2 + SLACK
 
 
 async def test_failure_stays_with_its_item_after_the_retry_deadline(server: FaultServer) -> None:
@@ -142,7 +143,7 @@ async def test_failure_stays_with_its_item_after_the_retry_deadline(server: Faul
     assert server.url in results[1].error and "HTTP 500" in results[1].error
     attempts = sum(b["messages"][-1]["content"] == "bad" for b in server.bodies)
     assert attempts >= 4 and f"gave up after {attempts} attempts" in results[1].error
-    assert "retry deadline is 0.3 s" in results[1].error and 0.2 <= elapsed < 0.3 + 0.3
+    assert "retry deadline is 0.3 s" in results[1].error and 0.2 <= elapsed < 0.3 + SLACK
     assert proc.usage.errors == 1
 
 
@@ -180,7 +181,7 @@ async def test_hang_ends_in_a_timeout_error_within_the_bound(server: FaultServer
         elapsed = time.monotonic() - started
     assert "no answer within 0.3 s" in results[0].error and server.url in results[0].error
     assert results[1].value == {"echo": "quick"}
-    assert 0.6 <= elapsed < 0.6 + 0.5  # two timeouts, one short backoff, some slack
+    assert 0.6 <= elapsed < 0.6 + SLACK  # two timeouts and one short backoff
 
 
 async def test_unreachable_url_fails_start_naming_it() -> None:
@@ -276,7 +277,7 @@ async def test_stopped_server_fails_items_fast_and_is_taken_back_after_restart(s
         server.stop()
         started = time.monotonic()
         results = await proc.process_with_schema(prompts("a", "b", "c"), ECHO_SCHEMA)
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < SLACK  # no retries until the deadline
         assert all("connection failed" in r.error and server.url in r.error for r in results)
         health = await proc.health()
         assert health.detail["servers"] == [{"url": server.url, "healthy": False, "answers": False, "in_flight": 0}]
