@@ -31,7 +31,7 @@ import click
 
 from bench.bench_server import INSTRUCTIONS, MAX_TOKENS, SCHEMA
 from classifier.llm.base import Prompt
-from classifier.llm.default_model import ensure_default_model
+from classifier.llm.embedded import SMOLLM2_135M, resolve_llm
 from classifier.llm.local import LocalVLLMProcessor, llm_args, worker_env
 from classifier.settings import EngineSettings
 
@@ -126,8 +126,8 @@ def run_plain(settings: EngineSettings, model: str, warm: list[Prompt], timed: l
 @click.option("--prompts", "count", default=200, show_default=True)
 @click.option("--cycles", default=2, show_default=True, help="each cycle runs both arms, order alternating")
 def main(data: Path, count: int, cycles: int) -> None:
-    settings = EngineSettings()
-    model = str(ensure_default_model(settings.cache_dir))
+    settings = EngineSettings(llm=SMOLLM2_135M.name)  # the model of docs/benchmarks.md
+    model = resolve_llm(settings.llm, settings.cache_dir)
     warm, timed = load_prompts(data, count)
     print(f"{len(timed)} prompts after {len(warm)} warm-up, {cycles} cycles; "
           f"load average {os.getloadavg()[0]:.2f}; engine {llm_args(settings, model, None)}")

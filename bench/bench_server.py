@@ -28,7 +28,7 @@ import httpx
 import openai
 
 from classifier.llm.base import JSONSchema, Prompt
-from classifier.llm.default_model import ensure_default_model
+from classifier.llm.embedded import SMOLLM2_135M, resolve_llm
 from classifier.llm.server import VLLMServerProcessor, chat_request, normalise_url
 from classifier.settings import DEFAULT_CACHE_DIR, EngineSettings
 from tests.engine_server import EngineServer
@@ -140,7 +140,7 @@ def main(url: str | None, data: Path, count: int, concurrency: int, rounds: int)
     prompts = load_prompts(data, count)
     with ExitStack() as stack:
         if url is None:
-            model = ensure_default_model(DEFAULT_CACHE_DIR)
+            model = Path(resolve_llm(SMOLLM2_135M.name, DEFAULT_CACHE_DIR))  # the model of docs/benchmarks.md
             server = stack.enter_context(EngineServer(model, env={"VLLM_SERVER_DEV_MODE": "1"}))
             print(f"vLLM server with {model.name} answered after {server.started_in:.1f} s")
             url = server.url

@@ -17,7 +17,7 @@ from transformers import AutoTokenizer
 
 from classifier.eval.gold import load_semeval, sample
 from classifier.llm.base import Prompt
-from classifier.llm.default_model import ensure_default_model
+from classifier.llm.embedded import SMOLLM2_135M, resolve_llm
 from classifier.service import ClassificationService
 from classifier.settings import DEFAULT_CACHE_DIR, ClassifierSettings
 from classifier.taxonomy import load_taxonomy
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @click.option("--sample", "size", default=200, show_default=True)
 @click.option("--seed", default=42, show_default=True)
 def main(data: Path, config: Path, size: int, seed: int) -> None:
-    tokenizer = AutoTokenizer.from_pretrained(ensure_default_model(DEFAULT_CACHE_DIR))
+    tokenizer = AutoTokenizer.from_pretrained(resolve_llm(SMOLLM2_135M.name, DEFAULT_CACHE_DIR))
 
     def count_tokens(prompt: Prompt) -> int:
         text = tokenizer.apply_chat_template(prompt.messages(), tokenize=False, add_generation_prompt=True)

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 import click
 
 from .hierarchy import STRATEGIES
+from .llm.embedded import DEFAULT_LLM, EMBEDDED
 from .llm.errors import ProcessorError
 from .llm.pool import BACKENDS, ProcessorPool
 from .settings import ClassifierSettings, EngineSettings, ServerSettings, Settings
@@ -64,8 +65,9 @@ engine_options = stack(
     option("--vllm-api-key", "server_api_key", default=None, metavar="KEY",
            help="API key of servers started with --api-key (vllm-server)."),
     option("--llm", default=None, metavar="MODEL",
-           help="Model: a folder or hub name (local), or the name the server lists (vllm-server). "
-                "Default: the embedded SmolLM2-135M-Instruct (local), the server's only model (vllm-server)."),
+           help=f"Model: an embedded model's name ({', '.join(EMBEDDED)}), a folder or a hub name (local), or "
+                f"the name the server lists (vllm-server). Default: the embedded {DEFAULT_LLM} (local), the "
+                "server's only model (vllm-server)."),
     option("--gpu-list", callback=_gpu_list, metavar="0,1",
            help="GPUs for --backend local, one engine each, numbered as CUDA numbers the devices this process "
                 "sees (after CUDA_VISIBLE_DEVICES). Default: every visible GPU; without one, the CPU engine."),

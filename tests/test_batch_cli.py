@@ -23,13 +23,14 @@ from typing import Any
 
 import pytest
 
-from classifier.llm.default_model import ensure_default_model
+from classifier.llm.embedded import resolve_llm
 from classifier.settings import EngineSettings
 from classifier.taxonomy import format_path, load_taxonomy
 
 from .engine_server import EngineServer
 from .fault_server import FaultServer
 from .server_process import ROOT
+from .models import TEST_LLM
 
 ROWS = 60
 CHUNK = 10
@@ -38,7 +39,7 @@ CHUNK = 10
 @pytest.fixture(scope="module")
 def engine() -> Iterator[EngineServer]:
     """The real vLLM server, started once for the module."""
-    with EngineServer(ensure_default_model(EngineSettings().cache_dir)) as server:
+    with EngineServer(resolve_llm(TEST_LLM, EngineSettings().cache_dir)) as server:
         print(f"vLLM server answered after {server.started_in:.1f} s")
         yield server
 

@@ -9,6 +9,7 @@ import pytest
 
 from classifier.eval.gold import load_semeval, sample
 from tests.conftest import CONFIGS, ROOT
+from tests.models import TEST_LLM
 
 pytestmark = pytest.mark.engine
 
@@ -29,7 +30,7 @@ def test_harness_reports_every_text_and_every_field(shared_data, tmp_path):
     command = [
         sys.executable, "-m", "classifier.eval", "--data", str(data), "--kind", "semeval",
         "--config", str(CONFIGS / "restaurants.json"), "--sample", str(SIZE), "--seed", str(SEED),
-        "--capabilities", "classification,stem_polarity", "--max-paths", "1", "--out", str(out),
+        "--capabilities", "classification,stem_polarity", "--max-paths", "1", "--llm", TEST_LLM, "--out", str(out),
     ]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=840)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

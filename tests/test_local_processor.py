@@ -22,6 +22,7 @@ from classifier.hierarchy import HierarchicalClassifier
 from classifier.settings import ClassifierSettings, EngineSettings
 
 from .trees import training
+from .models import TEST_LLM
 
 MAX_LENGTH = 512  # small, so the context guard is easy to reach
 COLORS = ["red", "green", "blue", "yellow"]
@@ -50,7 +51,7 @@ def prompts() -> list[Prompt]:
 
 @pytest.fixture(scope="module")
 def processor() -> Iterator[LocalVLLMProcessor]:
-    proc = LocalVLLMProcessor(EngineSettings(max_length=MAX_LENGTH))
+    proc = LocalVLLMProcessor(EngineSettings(llm=TEST_LLM, max_length=MAX_LENGTH))
     started = time.monotonic()
     asyncio.run(proc.start())
     print(f"CPU engine started in {time.monotonic() - started:.1f} s")
@@ -222,7 +223,7 @@ async def test_close_stops_the_worker_cleanly(processor: LocalVLLMProcessor) -> 
 
 @pytest.mark.engine
 async def test_worker_crash_fails_pending_items_then_a_replacement_takes_over() -> None:
-    proc = LocalVLLMProcessor(EngineSettings(max_length=MAX_LENGTH))
+    proc = LocalVLLMProcessor(EngineSettings(llm=TEST_LLM, max_length=MAX_LENGTH))
     await proc.start()
     try:
         batch = asyncio.create_task(proc.process_with_schema(prompts() * 8, SCHEMA, max_tokens=32))

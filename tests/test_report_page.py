@@ -20,6 +20,7 @@ from classifier.settings import ClassifierSettings, EngineSettings
 from classifier.taxonomy import load_taxonomy
 
 from .conftest import CONFIGS
+from .models import TEST_LLM
 
 CAPABILITIES = ["classification", "stem_polarity", "alerts", "recommendations"]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -27,7 +28,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 
 async def _classify(texts: list[str]) -> list[dict[str, Any]]:
-    processor = LocalVLLMProcessor(EngineSettings(max_length=2048))
+    processor = LocalVLLMProcessor(EngineSettings(llm=TEST_LLM, max_length=2048))
     await processor.start()
     try:
         service = ClassificationService(processor, {"restaurants": load_taxonomy(CONFIGS / "restaurants.json")},

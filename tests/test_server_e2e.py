@@ -16,6 +16,7 @@ import pytest
 from classifier.taxonomy import PATH_SEPARATOR, load_taxonomy
 
 from .server_process import ROOT, ServerProcess
+from .models import TEST_LLM
 
 pytestmark = pytest.mark.engine
 
@@ -108,7 +109,7 @@ def test_default_server_classifies_with_several_capabilities_and_drains_on_sigte
     began = time.monotonic()
     # One path per node keeps the stem count, and so the test's time, independent of how
     # many topics the small model picks; the default walk is covered by the unit tests.
-    server = ServerProcess(["--max-paths", "1"], start_timeout=600, grace=120)
+    server = ServerProcess(["--llm", TEST_LLM, "--max-paths", "1"], start_timeout=600, grace=120)
     with server:
         started = time.monotonic() - began
         health = httpx.get(f"{server.url}/health").json()

@@ -13,11 +13,12 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from classifier.llm.base import Prompt
-from classifier.llm.default_model import ensure_default_model
+from classifier.llm.embedded import resolve_llm
 from classifier.llm.server import VLLMServerProcessor
 from classifier.settings import EngineSettings
 
 from .engine_server import EngineServer
+from .models import TEST_LLM
 
 pytestmark = pytest.mark.engine
 
@@ -39,7 +40,7 @@ def number_prompts() -> list[Prompt]:
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineServer]:
-    model = ensure_default_model(EngineSettings().cache_dir)
+    model = resolve_llm(TEST_LLM, EngineSettings().cache_dir)
     log = tmp_path_factory.mktemp("vllm-server") / "server.log"
     with EngineServer(model, max_model_len=2048, log_path=log) as server:
         print(f"vLLM server answered after {server.started_in:.1f} s")

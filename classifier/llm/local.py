@@ -35,7 +35,7 @@ import psutil
 
 from ..settings import EngineSettings
 from .base import Health, ItemResult, JSONSchema, Prompt, Usage
-from .default_model import DEFAULT_MODEL_NAME, ensure_default_model
+from .embedded import model_name, resolve_llm
 from .errors import BackendUnavailable, ContextOverflow, InvalidOutput
 from .probabilities import TOP_LOGPROBS, choice_answer
 from .schema import parse_output
@@ -469,7 +469,7 @@ class LocalVLLMProcessor:
         around a stand-in engine in seconds."""
         self.settings = settings
         self._worker_main, self._start_timeout = worker_main, start_timeout
-        self.model = settings.llm or DEFAULT_MODEL_NAME
+        self.model = model_name(settings.llm)
         self.usage = Usage()
         self._workers: list[_Worker] = []
         self._finalizer: weakref.finalize | None = None
@@ -479,9 +479,7 @@ class LocalVLLMProcessor:
         if self._workers:
             return
         loop = asyncio.get_running_loop()
-        model = self.settings.llm or str(
-            await loop.run_in_executor(None, ensure_default_model, self.settings.cache_dir)
-        )
+        model = resolve_llm(self.settings.llm, self.settings.cache_dir)
         gpus: list[int | None] = list(self.settings.gpu_list) or [None]
         workers = [_Worker(self._engine_config(k, model, gpu), self._worker_main, self._start_timeout)
                    for k, gpu in enumerate(gpus)]
