@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import click
 
+from .calibration import Calibration, CalibrationError, load_calibration
 from .hierarchy import STRATEGIES
 from .llm.embedded import DEFAULT_LLM, EMBEDDED
 from .llm.errors import ProcessorError
@@ -54,6 +55,22 @@ def _gpu_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         raise click.BadParameter(f"{value!r}: expected GPU indices separated by commas, like 0,1") from None
 
 
+def _calibration(ctx: click.Context, param: click.Parameter, value: Path | None) -> Calibration | None:
+    try:
+        return load_calibration(value) if value is not None else None
+    except CalibrationError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _min_probability(given: float | None, calibration: Calibration | None) -> float:
+    """The flag when given, else the threshold tuned with the calibration, else the default."""
+    if given is not None:
+        return given
+    if calibration is not None and calibration.min_probability is not None:
+        return calibration.min_probability
+    return ClassifierSettings.min_probability
+
+
 engine_options = stack(
     option("--config", "--default-config", "config", type=click.Path(dir_okay=False, path_type=Path),
            default=DEFAULT_CONFIG, help="Taxonomy file (one root node, the prototype's topics.json format)."),
@@ -89,17 +106,22 @@ engine_options = stack(
            help="Most prompts sent to the backend in one call."),
     option("--strategy", type=click.Choice(STRATEGIES), default=ClassifierSettings.strategy,
            help="select: one prompt per node picks its children. per_node: one yes/no prompt per child (the prototype's). "
-                "score: one letter per node, every child scored by its probability."),
+                "score: one letter per node, every child scored by its probability. flat (small trees): one letter "
+                "per text over every complete stem."),
     option("--max-paths", type=click.IntRange(1), default=ClassifierSettings.max_paths,
-           help="select: the most children one node may pass on."),
+           help="select, score, flat: the most children one node may pass on."),
     option("--reasoning/--no-reasoning", default=ClassifierSettings.reasoning,
            help="select: ask for a short reason after the topics (slower; see docs/eval-results.md)."),
     option("--few-shot/--no-few-shot", default=ClassifierSettings.few_shot,
            help="select: show example answers built from the children's keywords."),
     option("--min-confidence", type=click.IntRange(1, 5), default=ClassifierSettings.min_confidence,
            help="per_node: lowest confidence (1-5) accepted."),
-    option("--min-probability", type=click.FloatRange(0, 1), default=ClassifierSettings.min_probability,
-           help="score: lowest probability a child needs to be accepted."),
+    option("--min-probability", type=click.FloatRange(0, 1), default=None,
+           help=f"score, flat: lowest probability (calibrated, with --calibration) a node needs to be accepted. "
+                f"Default: the calibration file's tuned threshold, else {ClassifierSettings.min_probability}."),
+    option("--calibration", callback=_calibration, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+           default=None, help="score, flat: per-level calibration of the model's probabilities, written by "
+                              "python -m classifier.eval --fit-calibration."),
     option("--require-excerpt/--no-require-excerpt", default=ClassifierSettings.require_excerpt,
            help="per_node: accept only answers that quote the comment."),
     option("--max-stem-definitions", type=click.IntRange(0), default=ClassifierSettings.max_stem_definitions,
@@ -161,7 +183,8 @@ def build_settings(options: dict[str, Any], server: ServerSettings | None = None
         reasoning=options["reasoning"],
         few_shot=options["few_shot"],
         min_confidence=options["min_confidence"],
-        min_probability=options["min_probability"],
+        min_probability=_min_probability(options["min_probability"], options["calibration"]),
+        calibration=options["calibration"],
         require_excerpt=options["require_excerpt"],
         max_stem_definitions=options["max_stem_definitions"],
         batch_size=options["batch_size"],

@@ -4,7 +4,7 @@ On each level every text that is still walking stands on a node. Texts on the sa
 share one batched processor call (one prompt per text, same prefix); all calls of a level
 go out concurrently. Texts are tracked by index, so equal texts get separate results.
 
-Three strategies:
+Four strategies:
 - `select`: one prompt per (text, node): the schema's enum is the node's children plus
   "none of these"; every chosen child is walked next.
 - `per_node` (the prototype's walk): one yes/no prompt per (text, child), accepted by the
@@ -12,6 +12,12 @@ Three strategies:
 - `score`: one prompt per (text, node) listing the children as lettered options; the model
   writes one letter and the probability of every letter is read back, so every child gets
   a score; the children reaching `min_probability` are walked next (at most `max_paths`).
+- `flat` (small trees): one one-letter call per text over every complete stem at once; a
+  node's probability is the sum of its stems', and nodes are accepted top-down by the same
+  threshold.
+
+With a calibration, the one-letter strategies decide on calibrated probabilities (one map
+per level) and report those.
 """
 from __future__ import annotations
 
@@ -20,14 +26,17 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from .calibration import accepted_children, decide
 from .outputs import NodeRelevance
 from .llm.base import ItemResult, JSONSchema, Processor, Prompt, in_batches, process_in_batches
 from .llm.schema import answer_token_bound, schema_for
-from .prompts import NONE_OF_THESE, relevance_prompt, score_prompt, select_prompt
+from .llm.probabilities import TOP_LOGPROBS, listed_probabilities, value_probability
+from .prompts import NONE_OF_THESE, flat_prompt, relevance_prompt, score_prompt, select_prompt
 from .settings import ClassifierSettings
 from .taxonomy import NodePath, Taxonomy
 
-STRATEGIES = ("select", "per_node", "score")
+STRATEGIES = ("select", "per_node", "score", "flat")
+MAX_OPTIONS = TOP_LOGPROBS - 1  # the engines return this many alternatives; one is "none of these"
 
 
 @dataclass
@@ -69,10 +78,12 @@ def confidence_of(probability: float) -> int:
     return min(5, 1 + int(probability * 5))
 
 
-def node_result(probability: float) -> dict[str, Any]:
-    """An accepted node as the `score` walk reports it (the keys every strategy's consumers read)."""
-    return {"is_relevant": True, "confidence": confidence_of(probability), "probability": round(probability, 4),
-            "reasoning": "", "excerpt": ""}
+def node_result(probability: float | None, reasoning: str = "", excerpt: str = "") -> dict[str, Any]:
+    """An accepted node with the keys every strategy reports. `probability` is None only
+    where the backend returned no token log-probabilities; `confidence` is then 3."""
+    return {"is_relevant": True, "confidence": 3 if probability is None else confidence_of(probability),
+            "probability": None if probability is None else round(probability, 4),
+            "reasoning": reasoning, "excerpt": excerpt}
 
 
 class HierarchicalClassifier:
@@ -87,19 +98,31 @@ class HierarchicalClassifier:
     async def classify(self, texts: Sequence[str], taxonomy: Taxonomy) -> list[TextClassification]:
         """One `TextClassification` per text, in order."""
         results = [TextClassification() for _ in texts]
+        if self.settings.strategy == "flat":
+            await self._flat(taxonomy, texts, results)
+        else:
+            await self._walk(taxonomy, texts, results)
+        for result in results:
+            result.accepted = taxonomy.in_file_order(set(result.accepted))
+        return results
+
+    async def _walk(self, taxonomy: Taxonomy, texts: Sequence[str], results: list[TextClassification]) -> None:
+        """Level by level: every group of texts standing on one node is asked about its children."""
         frontier: dict[NodePath, list[int]] = {(): list(range(len(texts)))}
+        walk = {"select": self._select_group, "per_node": self._per_node_group,
+                "score": self._score_group}[self.settings.strategy]
         while frontier:
             groups = [(path, idx) for path, idx in frontier.items() if not taxonomy.node(path).is_leaf]
-            walk = {"select": self._select_group, "per_node": self._per_node_group,
-                    "score": self._score_group}[self.settings.strategy]
             found = await asyncio.gather(*(walk(taxonomy, path, idx, texts, results) for path, idx in groups))
             frontier = defaultdict(list)
             for accepted in found:
                 for path, i in accepted:
                     frontier[path].append(i)
-        for result in results:
-            result.accepted = taxonomy.in_file_order(set(result.accepted))
-        return results
+
+    def calibrated(self, path: NodePath, probability: float) -> float:
+        """The probability a decision uses: the calibrated one for the node's level, if any."""
+        calibration = self.settings.calibration
+        return calibration.apply(len(path), probability) if calibration else probability
 
     async def _select_group(
         self,
@@ -122,13 +145,26 @@ class HierarchicalClassifier:
         for i, answer in zip(indices, answers):
             if not self._record(results[i], path, answer):
                 continue
-            picked = [t for t in dict.fromkeys(answer.value["topics"]) if t != NONE_OF_THESE]
-            for name in picked[: s.max_paths]:
-                child = path + (name,)
+            for child, probability in self._picked(path, answer):
                 results[i].accepted.append(child)
-                results[i].node_results[child] = {"is_relevant": True, "reasoning": answer.value.get("reason", "")}
+                results[i].node_results[child] = node_result(probability, answer.value.get("reason", ""))
                 accepted.append((child, i))
         return accepted
+
+    def _picked(self, path: NodePath, answer: ItemResult) -> Sequence[tuple[NodePath, float | None]]:
+        """The children a `select` answer names that are accepted, with the (calibrated)
+        probability the model gave to writing each: those reaching `min_probability`, at most
+        `max_paths`. Without token log-probabilities, the first `max_paths` named."""
+        topics = answer.value["topics"]
+        children = list(dict.fromkeys(path + (name,) for name in topics if name != NONE_OF_THESE))
+        raw = listed_probabilities(answer.tokens, "topics")
+        if raw is None or len(raw) != len(topics):
+            return [(child, None) for child in children[: self.settings.max_paths]]
+        first: dict[NodePath, float] = {}  # a name picked twice keeps the probability of its first writing
+        for name, p in zip(topics, raw):
+            first.setdefault(path + (name,), p)
+        scored = {child: self.calibrated(child, first[child]) for child in children}
+        return accepted_children(scored, self.settings.min_probability, self.settings.max_paths)
 
     async def _score_group(
         self,
@@ -141,9 +177,9 @@ class HierarchicalClassifier:
         """One batched one-letter call for every text on `path`; returns the (child, text)
         pairs whose probability reaches `min_probability`, most probable first."""
         s = self.settings
-        children = [c.name for c in taxonomy.node(path).children]
+        children = [path + (c.name,) for c in taxonomy.node(path).children]
         try:
-            built = [score_prompt(taxonomy, path, texts[i]) for i in indices]
+            built = [score_prompt(taxonomy, path, texts[i], MAX_OPTIONS) for i in indices]
         except ValueError as exc:
             for i in indices:
                 results[i].errors.append(f"classification at {'>'.join(path) or 'the root'}: {exc}")
@@ -154,14 +190,37 @@ class HierarchicalClassifier:
         for i, answer in zip(indices, answers):
             if not self._record(results[i], path, answer):
                 continue
-            scored = sorted(((answer.value["probabilities"][letter], name) for letter, name in zip(letters, children)),
-                            reverse=True)
-            for probability, name in [(p, n) for p, n in scored if p >= s.min_probability][: s.max_paths]:
-                child = path + (name,)
+            scored = {child: self.calibrated(child, answer.value["probabilities"][letter])
+                      for letter, child in zip(letters, children)}
+            for child, probability in accepted_children(scored, s.min_probability, s.max_paths):
                 results[i].accepted.append(child)
                 results[i].node_results[child] = node_result(probability)
                 accepted.append((child, i))
         return accepted
+
+    async def _flat(self, taxonomy: Taxonomy, texts: Sequence[str], results: list[TextClassification]) -> None:
+        """One one-letter call per text over every complete stem; nodes accepted top-down."""
+        s = self.settings
+        try:
+            built = [flat_prompt(taxonomy, text, MAX_OPTIONS) for text in texts]
+        except ValueError as exc:
+            for result in results:
+                result.errors.append(f"classification: {exc}")
+            return
+        _, letters, stems = built[0]
+        answers = await in_batches(lambda part: self.processor.process_choice(part, letters),
+                                   [prompt for prompt, _, _ in built], s.batch_size)
+        for result, answer in zip(results, answers):
+            if not self._record(result, (), answer):
+                continue
+            raw: dict[NodePath, float] = defaultdict(float)
+            for letter, stem in zip(letters, stems):
+                for depth in range(1, len(stem) + 1):  # a node holds the mass of its stems
+                    raw[stem[:depth]] += answer.value["probabilities"][letter]
+            probabilities = {path: self.calibrated(path, p) for path, p in raw.items()}
+            for path in decide(probabilities, s.min_probability, s.max_paths):
+                result.accepted.append(path)
+                result.node_results[path] = node_result(probabilities[path])
 
     async def _per_node_group(
         self,
@@ -184,9 +243,14 @@ class HierarchicalClassifier:
             for i, answer in zip(indices, child_answers):
                 if self._record(results[i], child, answer) and self._relevant(answer.value, texts[i]):
                     results[i].accepted.append(child)
-                    results[i].node_results[child] = answer.value
+                    results[i].node_results[child] = {**answer.value, "probability": self._relevance(child, answer)}
                     accepted.append((child, i))
         return accepted
+
+    def _relevance(self, child: NodePath, answer: ItemResult) -> float | None:
+        """The probability the model gave to `is_relevant: true` (calibrated), if tokens came back."""
+        p = value_probability(answer.tokens, "is_relevant")
+        return None if p is None else round(self.calibrated(child, p), 4)
 
     def _relevant(self, answer: dict[str, Any], text: str) -> bool:
         """The prototype's acceptance policy for a per-node answer."""

@@ -20,9 +20,10 @@ PROMPTS_VERSION = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
 _COMMENT_FOLLOWS = "The comment to analyse is the next message. Answer with JSON only."
 
 
-def describe_node(node: Node) -> str:
-    """One topic as the model sees it: name first, then whatever the file defines."""
-    lines = [f"- {node.name}" + (f": {node.description}" if node.description else "")]
+def describe_node(node: Node, bullet: str = "- ", label: str | None = None) -> str:
+    """One topic as the model sees it: its label (the name unless told), then whatever the
+    file defines."""
+    lines = [f"{bullet}{label or node.name}" + (f": {node.description}" if node.description else "")]
     if node.definition:
         lines.append(f"  Definition: {node.definition}")
     if node.keywords:
@@ -76,25 +77,45 @@ def select_prompt(
 OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # one token each in common tokenizers
 
 
-def score_prompt(taxonomy: Taxonomy, path: NodePath, comment: str) -> tuple[Prompt, list[str]]:
-    """The node's children as lettered options and a last option for "none of these" (the
-    `score` walk); the prompt and its letters, the none letter last. The model answers one
-    letter, and the probability of every letter is read back."""
-    children = taxonomy.node(path).children
-    if len(children) >= len(OPTION_LETTERS):
-        raise ValueError(f"node {format_path(taxonomy.root.name, path)!r} has {len(children)} children; the score "
-                         f"strategy takes at most {len(OPTION_LETTERS) - 1}: use --strategy select")
-    letters = list(OPTION_LETTERS[: len(children) + 1])
-    options = "\n".join(f"{letter}. {describe_node(child)[2:]}" for letter, child in zip(letters, children))
-    instructions = (
+def _lettered(taxonomy: Taxonomy, path: NodePath, options: Sequence[tuple[str, Node]], max_options: int,
+              ) -> tuple[str, list[str]]:
+    """The options as lettered lines plus a last "none of these" line; the text and the
+    letters, none last. `ValueError` when there are more than `max_options`."""
+    if len(options) > max_options:
+        raise ValueError(f"node {format_path(taxonomy.root.name, path)!r} has {len(options)} options; the "
+                         f"one-letter strategies take at most {max_options}: use --strategy select")
+    letters = list(OPTION_LETTERS[: len(options) + 1])
+    lines = [describe_node(node, bullet=f"{letter}. ", label=label) for letter, (label, node) in zip(letters, options)]
+    return "\n".join([*lines, f"{letters[-1]}. {NONE_OF_THESE}"]), letters
+
+
+def _one_letter(taxonomy: Taxonomy, path: NodePath, listing: str, none: str) -> str:
+    return (
         f"You sort comments into the topics of the taxonomy \"{taxonomy.root.name}\".\n"
         f"Topic path: {format_path(taxonomy.root.name, path)}\n"
         f"Which of the topics below is the comment about? Answer with the letter of the topic it is most about, "
-        f"or {letters[-1]} if it is about none of them.\n\n"
-        f"Topics:\n{options}\n{letters[-1]}. {NONE_OF_THESE}\n\n"
+        f"or {none} if it is about none of them.\n\n"
+        f"Topics:\n{listing}\n\n"
         "The comment to analyse is the next message. Answer with one letter only."
     )
-    return Prompt(instructions=instructions, comment=comment), letters
+
+
+def score_prompt(taxonomy: Taxonomy, path: NodePath, comment: str, max_options: int) -> tuple[Prompt, list[str]]:
+    """The node's children as lettered options and a last option for "none of these" (the
+    `score` walk); the prompt and its letters, the none letter last. The model answers one
+    letter, and the probability of every letter is read back."""
+    listing, letters = _lettered(taxonomy, path, [(c.name, c) for c in taxonomy.node(path).children], max_options)
+    return Prompt(instructions=_one_letter(taxonomy, path, listing, letters[-1]), comment=comment), letters
+
+
+def flat_prompt(taxonomy: Taxonomy, comment: str, max_options: int) -> tuple[Prompt, list[str], list[NodePath]]:
+    """Every complete stem of the tree as one lettered option (the `flat` strategy, for
+    small trees); the prompt, the letters (none last) and the stems in letter order."""
+    stems = taxonomy.leaf_paths()
+    listing, letters = _lettered(
+        taxonomy, (), [(format_path(None, stem), taxonomy.node(stem)) for stem in stems], max_options
+    )
+    return Prompt(instructions=_one_letter(taxonomy, (), listing, letters[-1]), comment=comment), letters, stems
 
 
 def relevance_prompt(taxonomy: Taxonomy, path: NodePath, comment: str) -> Prompt:

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .calibration import Calibration
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "classifier"
 
@@ -40,10 +44,11 @@ class EngineSettings:
 class ClassifierSettings:
     """How the taxonomy is walked and which answers are accepted."""
 
-    strategy: str = "select"  # "select" | "per_node" | "score"
+    strategy: str = "select"  # "select" | "per_node" | "score" | "flat"
     max_paths: int = 3  # most children one node may pass on (select)
     min_confidence: int = 3  # per_node: lowest confidence (1-5) accepted
-    min_probability: float = 0.3  # score: lowest probability a child needs to be accepted
+    min_probability: float = 0.3  # score, flat: lowest (calibrated) probability a node needs to be accepted
+    calibration: Calibration | None = None  # score, flat: per-level maps of the model's probabilities
     require_excerpt: bool = False  # per_node: accept only answers quoting the comment
     max_stem_definitions: int = 0  # stems: how many path nodes' definitions go in (0 = all)
     # select: ask for a short reason after the topics. Off: it is generated after the

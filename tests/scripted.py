@@ -1,8 +1,8 @@
 """A scripted, zero-latency Processor for unit tests of logic (never a proof that a
 backend works: the real-engine tests do that).
 
-`answer(prompt, schema)` returns the parsed value for one prompt, or a `str` error that
-becomes that item's `ItemResult` error. Every call is recorded.
+`answer(prompt, schema)` returns the parsed value for one prompt, a `str` error that
+becomes that item's `ItemResult` error, or a whole `ItemResult`. Every call is recorded.
 """
 from __future__ import annotations
 
@@ -42,6 +42,9 @@ class ScriptedProcessor:
             self.usage.llm_calls += 1
             self.usage.prompt_tokens += self.count_tokens(prompt)
             out = self.answer(prompt, schema)
+            if isinstance(out, ItemResult):  # a whole result, tokens and all
+                results.append(out)
+                continue
             results.append(ItemResult.failure(out) if isinstance(out, str) else ItemResult(value=out))
             self.usage.errors += isinstance(out, str)
         return results

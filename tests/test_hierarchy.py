@@ -48,7 +48,8 @@ async def test_select_walks_several_paths_and_stops_at_leaves_and_none():
     # Level 1: 3 texts at the root (one call). Level 2: text 0 on Delivery and on Logistics.
     # Content is a leaf and "none" stops text 2: nothing more is asked.
     assert [len(c.prompts) for c in proc.calls] == [3, 1, 1]
-    assert found[0].node_results[("Delivery", "Pace")] == {"is_relevant": True, "reasoning": "scripted"}
+    assert found[0].node_results[("Delivery", "Pace")] == {  # no token log-probabilities from this processor
+        "is_relevant": True, "confidence": 3, "probability": None, "reasoning": "scripted", "excerpt": ""}
 
 
 async def test_equal_texts_get_separate_results_in_input_order():
@@ -126,7 +127,8 @@ async def test_per_node_policies(settings, answer, accepted):
     )
     assert (("Content",) in found[0].accepted) == accepted
     if accepted:
-        assert found[0].node_results[("Content",)] == {"is_relevant": True, "reasoning": "r", **answer}
+        assert found[0].node_results[("Content",)] == {"is_relevant": True, "reasoning": "r", **answer,
+                                                       "probability": None}
 
 
 def test_unknown_strategy_is_refused():

@@ -60,8 +60,8 @@ async def test_every_capability_has_the_exact_wire_shape():
         "classification_result": {
             "classification_paths": ["Training feedback>Delivery", "Training feedback>Delivery>Pace",
                                      "Training feedback>Logistics", "Training feedback>Logistics>Catering"],
-            "node_results": {name: {"is_relevant": True, "reasoning": "scripted"}
-                             for name in ("Delivery", "Pace", "Logistics", "Catering")},
+            "node_results": {name: {"is_relevant": True, "confidence": 3, "probability": None, "reasoning": "scripted",
+                                    "excerpt": ""} for name in ("Delivery", "Pace", "Logistics", "Catering")},
         },
         "recommendations": {"has_recommendations": True, "recommendations": [RECOMMENDATION]},
         "alerts": {"has_alerts": True, "alerts": [ALERT]},

@@ -1,6 +1,8 @@
 """The `classification` capability: the hierarchical walk, rendered in the prototype's shape."""
 from __future__ import annotations
 
+from typing import Iterable
+
 from ..hierarchy import HierarchicalClassifier, TextClassification
 from ..taxonomy import NodePath, format_path
 from .base import Capability, Outcome, RunContext
@@ -30,12 +32,14 @@ class Classification(Capability):
         return outcomes
 
 
+def node_keys(paths: Iterable[NodePath]) -> dict[NodePath, str]:
+    """How `node_results` keys one text's accepted nodes: by name, as the prototype did; a
+    name that occurs twice among them (`General` under two parents) by its stem instead."""
+    paths = list(paths)
+    names = [p[-1] for p in paths]
+    return {p: p[-1] if names.count(p[-1]) == 1 else format_path(None, p) for p in paths}
+
+
 def node_results(result: TextClassification) -> dict[str, dict]:
-    """Answers keyed by node name, as the prototype keyed them. Names that occur twice in
-    one text's paths (`General` under two parents) are keyed by their stem instead."""
-    names = [p[-1] for p in result.accepted]
-
-    def key(path: NodePath) -> str:
-        return path[-1] if names.count(path[-1]) == 1 else format_path(None, path)
-
-    return {key(p): result.node_results[p] for p in result.accepted}
+    """Each accepted node's answer, keyed as `node_keys` says."""
+    return {key: result.node_results[p] for p, key in node_keys(result.accepted).items()}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,12 @@ from ..settings import ClassifierSettings, EngineSettings
 from ..taxonomy import Taxonomy, format_path, load_taxonomy
 from . import harness
 from .cache import CounterReader, server_reader, usage_reader
-from .chart import render_chart
-from .gold import LOADERS, Example, sample
+from ..calibration import Calibration, CalibrationError, fit_calibration, load_calibration, save_calibration
+from .calibrate import (
+    PROBABILITY_STRATEGIES, THRESHOLDS, best_threshold, calibration_section, exhaustive, observations, threshold_table,
+)  # fmt: skip
+from .chart import render_chart, render_reliability
+from .gold import LOADERS, PARTS, Example, part, sample
 from .report import Report, build_report, format_table
 
 
@@ -40,23 +44,40 @@ from .report import Report, build_report, format_table
 @click.option("--seed", default=42, help="Seed of the sample.")
 @click.option("--capabilities", default="classification",
               help="Comma-separated; add stem_polarity to score polarity where the gold has it.")
+@click.option("--part", "part_name", type=click.Choice(PARTS), default="all",
+              help="Half of the sample to use: tune (the first) to choose settings on, report (the second) to report on.")
+@click.option("--fit-calibration", "fit_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="score, flat: fit per-level calibration on this run (every node scored) and write it here, "
+                   "with the threshold that did best.")
+@click.option("--check-calibration", "check_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="score, flat: measure this calibration file on this run (every node scored).")
 @click.option("--label", default=None, help="Name of the run in tables and charts (default: the strategy).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Report JSON.")
 @click.option("--chart", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="PNG of F1 per level and calls per text (default: --out with .png).")
 @engine_options
 def main(
-    data: Path, kind: str, size: int, seed: int, capabilities: str, label: str | None, out: Path | None,
-    chart: Path | None, **options: Any,
+    data: Path, kind: str, size: int, seed: int, part_name: str, fit_path: Path | None, check_path: Path | None,
+    capabilities: str, label: str | None, out: Path | None, chart: Path | None, **options: Any,
 ) -> None:
     settings = build_settings(options)
+    calibrating = fit_path or check_path
+    if calibrating and settings.classifier.strategy not in PROBABILITY_STRATEGIES:
+        raise click.BadParameter(f"calibration needs probabilities: use --strategy {' or '.join(PROBABILITY_STRATEGIES)}",
+                                 param_hint="--strategy")
+    if fit_path and check_path:
+        raise click.UsageError("give --fit-calibration or --check-calibration, not both")
+    try:
+        checked = load_calibration(check_path) if check_path else None
+    except CalibrationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--check-calibration") from None
     engine, config = settings.engine, options["config"]
     try:
         names = resolve(c.strip() for c in capabilities.split(",") if c.strip())
         taxonomy = load_taxonomy(config)
     except (*USER_ERRORS, UnknownCapability) as exc:
         raise click.ClickException(str(exc)) from None
-    examples = sample(LOADERS[kind](data), size, seed)
+    examples = part(sample(LOADERS[kind](data), size, seed), part_name)
     if not examples:
         raise click.BadParameter("the file holds no labelled rows", param_hint="--data")
     unknown = sorted({format_path(None, s) for e in examples for s in e.stems if not taxonomy.is_complete_stem(s)})
@@ -65,16 +86,20 @@ def main(
             f"gold stems missing from taxonomy {config}: {unknown[:5]}; give the taxonomy of these labels "
             "(configs/restaurants.json, laptops.json or 20ng.json)", param_hint="--config")
     meta = {
-        "label": label or settings.classifier.strategy,
-        "dataset": {"path": str(data), "kind": kind, "sample": size, "seed": seed},
+        "label": label or settings.classifier.strategy + (" (every node scored)" if calibrating else ""),
+        "dataset": {"path": str(data), "kind": kind, "sample": size, "seed": seed, "part": part_name},
         "taxonomy": config.stem,
         "capabilities": names,
         "settings": {"classifier": asdict(settings.classifier), "engine": asdict(engine)},
     }
+    run_settings = exhaustive(settings.classifier) if calibrating else settings.classifier
     try:
-        report = asyncio.run(_evaluate(engine, settings.classifier, taxonomy, examples, names, meta))
+        report, run = asyncio.run(_evaluate(engine, run_settings, taxonomy, examples, names, meta))
     except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
+    if calibrating:
+        report["calibration"] = _calibration(examples, run.predictions, taxonomy, settings.classifier.max_paths,
+                                             fit_path or check_path, checked, meta)
     click.echo(format_table(report))
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -82,12 +107,42 @@ def main(
         click.echo(f"report: {out}")
     if chart or out:
         click.echo(f"chart: {render_chart([report], chart or out.with_suffix('.png'))}")
+    if calibrating and (chart or out):
+        click.echo(f"reliability diagram: {render_reliability(report, (chart or out).with_suffix('.reliability.png'))}")
+
+
+def _calibration(
+    examples: list[Example], predictions: list[harness.Prediction], taxonomy: Taxonomy, max_paths: int,
+    path: Path, checked: Calibration | None, meta: dict[str, Any],
+) -> dict[str, Any]:
+    """Fit and write a calibration to `path` on an exhaustive run, or check `checked` (read
+    from `path`) on it; the report's calibration section."""
+    pairs = observations(examples, predictions)
+    if not pairs:
+        raise click.ClickException("the run scored no node (every text failed?): nothing to calibrate on")
+    if checked is None:
+        dataset = meta["dataset"]
+        source = (f"{Path(dataset['path']).name} sample {dataset['sample']} seed {dataset['seed']} part "
+                  f"{dataset['part']}, strategy {meta['settings']['classifier']['strategy']}, "
+                  f"model {meta.get('model', '?')}, taxonomy {meta['taxonomy']}")
+        fitted = fit_calibration(pairs, source)
+        table = threshold_table(examples, predictions, fitted, max_paths, taxonomy.depth)
+        calibration = replace(fitted, min_probability=best_threshold(table))
+        save_calibration(calibration, path)
+        click.echo(f"calibration: {path}")
+    else:
+        calibration = checked
+        extra = () if checked.min_probability is None else (checked.min_probability,)
+        table = threshold_table(examples, predictions, checked, max_paths, taxonomy.depth,
+                                sorted({*THRESHOLDS, *extra}))
+    return {**calibration_section(pairs, calibration), "fitted_here": checked is None, "file": str(path),
+            "thresholds": table}
 
 
 async def _evaluate(
     engine: EngineSettings, settings: ClassifierSettings, taxonomy: Taxonomy, examples: list[Example],
     names: list[str], meta: dict[str, Any],
-) -> Report:
+) -> tuple[Report, harness.Run]:
     """Start the backend, run the sample through the service once, close the backend."""
     pool = ProcessorPool(engine)
     await pool.start()
@@ -105,7 +160,8 @@ async def _evaluate(
                                     on_done=lambda count: progress.advance(task, count))
     finally:
         await pool.close()
-    return build_report(examples, run, taxonomy, {**meta, "backend": processor.backend, "model": processor.model})
+    meta.update(backend=processor.backend, model=processor.model)
+    return build_report(examples, run, taxonomy, meta), run
 
 
 if __name__ == "__main__":

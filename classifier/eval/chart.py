@@ -53,3 +53,31 @@ def render_chart(reports: Sequence[Report], out: Path) -> Path:
     fig.savefig(out, dpi=90)
     plt.close(fig)
     return out
+
+
+def render_reliability(report: Report, out: Path) -> Path:
+    """The reliability diagram of a calibration section: per level, the share of right
+    answers against the stated probability, raw and calibrated, beside the diagonal a
+    perfectly calibrated model would follow. Returns `out`."""
+    levels = report["calibration"]["levels"]
+    fig, axes = plt.subplots(1, len(levels), figsize=(3.4 * len(levels), 3.3), squeeze=False)
+    for ax, (level, scores) in zip(axes[0], levels.items()):
+        ax.plot([0, 1], [0, 1], color="grey", linestyle="dotted", linewidth=1)
+        for kind, colour in (("raw", "tab:red"), ("calibrated", "tab:blue")):
+            bins = [b for b in scores[f"reliability_{kind}"] if b["count"]]
+            ax.plot([b["mean_probability"] for b in bins], [b["accuracy"] for b in bins], marker="o", color=colour,
+                    markersize=4, label=f"{kind} (ECE {scores[f'ece_{kind}']:.3f})")
+        ax.set_title(f"level {level}: {scores['observations']} nodes", fontsize=9)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("stated probability", fontsize=8)
+        ax.set_ylabel("share in the gold", fontsize=8)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"{report.get('label', '')}: {report.get('taxonomy', '')}, {report['texts']} texts, "
+                 f"{report.get('model', '')}", fontsize=9)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out

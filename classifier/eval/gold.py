@@ -63,6 +63,16 @@ def load_20ng(path: Path) -> list[Example]:
 LOADERS: dict[str, Callable[[Path], list[Example]]] = {"semeval": load_semeval, "20ng": load_20ng}
 
 
+PARTS = ("all", "tune", "report")
+
+
+def part(examples: list[Example], name: str) -> list[Example]:
+    """One half of a sample: `tune` (the first) to choose settings and fit calibrations on,
+    `report` (the second) to report on; `all` is the whole sample."""
+    half = len(examples) // 2
+    return {"all": examples, "tune": examples[:half], "report": examples[half:]}[name]
+
+
 def sample(examples: list[Example], size: int, seed: int) -> list[Example]:
     """A reproducible sample (all examples when `size` is 0 or larger than the set)."""
     if size <= 0 or size >= len(examples):

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from ..capabilities.classification import node_keys
 from ..llm.base import Usage
 from ..service import ClassificationService
 from ..taxonomy import NodePath, Taxonomy, format_path, parse_stem
@@ -25,6 +26,7 @@ class Prediction:
     error: str | None = None
     truncated: bool = False
     classified: bool = True  # the result carries a classification (else only an error)
+    probabilities: dict[NodePath, float] = field(default_factory=dict)  # accepted nodes, where the strategy gives them
 
     @property
     def stems(self) -> frozenset[NodePath]:
@@ -44,13 +46,17 @@ def read_prediction(result: dict[str, Any], taxonomy: Taxonomy) -> Prediction:
     classification = result.get("classification_result")
     wire_paths = classification["classification_paths"] if classification else []
     paths = frozenset(parse_stem(p)[1:] for p in wire_paths)  # drop the root (or project) prefix
+    answers = classification.get("node_results", {}) if classification else {}
+    probabilities = {path: answers[key]["probability"] for path, key in node_keys(paths).items()
+                     if answers.get(key, {}).get("probability") is not None}
     polarities = result.get("stem_polarity", {})
     polarity = {
         stem: polarities.get(format_path(None, stem), {}).get("polarity")
         for stem in taxonomy.in_file_order(set(paths))
         if taxonomy.is_complete_stem(stem)
     }
-    return Prediction(paths, polarity, result.get("error"), bool(result.get("truncated")), classification is not None)
+    return Prediction(paths, polarity, result.get("error"), bool(result.get("truncated")), classification is not None,
+                      probabilities)
 
 
 PROGRESS_CHUNK = 16  # texts per service call; all calls run at once, so the engine batches them together

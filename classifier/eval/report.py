@@ -60,6 +60,7 @@ def build_report(examples: Sequence[Example], run: Run, taxonomy: Taxonomy, meta
                 "gold": sorted(format_path(None, s) for s in e.stems),
                 "predicted": sorted(format_path(None, s) for s in p.stems),
                 "paths": sorted(format_path(None, s) for s in p.paths),
+                "probabilities": {format_path(None, s): round(v, 4) for s, v in sorted(p.probabilities.items())},
                 "gold_polarity": {format_path(None, s): v for s, v in e.polarity.items()},
                 "polarity": {format_path(None, s): v for s, v in p.polarity.items()},
                 "classified": p.classified,
@@ -111,6 +112,8 @@ def format_table(report: Report) -> str:
         f"({cost['seconds']:.1f} s)"
     )
     lines.append(f"errors {report['error_share']:.1%} of texts, truncations {report['truncation_share']:.1%}")
+    if report.get("calibration"):
+        lines.extend(_calibration_lines(report["calibration"]))
     if report["prefix_cache"]:
         cache = report["prefix_cache"]
         lines.append(
@@ -118,6 +121,22 @@ def format_table(report: Report) -> str:
             f"({cache['hit_rate']:.1%})"
         )
     return "\n".join(lines)
+
+
+def _calibration_lines(section: Report) -> list[str]:
+    """Calibration error per level, and what the file's threshold (or the best one) decides."""
+    how = "fitted on this run (in-sample)" if section["fitted_here"] else "held-back check of"
+    lines = [f"calibration {how} {section['file']}:"]
+    for level, scores in section["levels"].items():
+        lines.append(f"  level {level}: expected calibration error {scores['ece_raw']:.3f} raw -> "
+                     f"{scores['ece_calibrated']:.3f} calibrated ({scores['observations']} nodes, "
+                     f"{scores['positives']} in the gold)")
+    chosen = section["min_probability"]
+    row = next((r for r in section["thresholds"] if r["min_probability"] == chosen), None)
+    if row:
+        f1 = ", ".join(f"L{k} {v:.3f}" for k, v in enumerate(row["micro_f1"], 1))
+        lines.append(f"  at --min-probability {chosen:g} the walk would reach micro F1 {f1}")
+    return lines
 
 
 def comparison_table(reports: Sequence[Report]) -> str:

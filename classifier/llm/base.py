@@ -39,6 +39,9 @@ class ItemResult:
     value: dict[str, Any] | None = None
     error: str | None = None
     truncated: bool = False
+    # The generated tokens with their log-probabilities, where the backend returns them
+    # (read by `llm.probabilities` to say how sure the model was of each part of `value`).
+    tokens: tuple[tuple[str, float], ...] = ()
 
     @property
     def ok(self) -> bool:

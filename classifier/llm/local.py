@@ -83,6 +83,7 @@ class _Generated:
     cached_tokens: int = 0  # prompt tokens the prefix cache served
     cut_off: bool = False  # stopped by max_tokens, so the JSON is likely incomplete
     top_logprobs: dict[str, float] | None = None  # a choice job's first token: text -> log-probability
+    tokens: tuple[tuple[str, float], ...] = ()  # each generated token and its log-probability
 
 
 # --------------------------------------------------------------------------- worker side
@@ -149,7 +150,7 @@ class _Engine:
                 seed=self.config.seed,
                 max_tokens=job.max_tokens,
                 structured_outputs=constraint,
-                logprobs=TOP_LOGPROBS if job.options else None,
+                logprobs=TOP_LOGPROBS if job.options else 0,  # 0: the generated token's own
             )
             results.append([_Generated()] * len(job.prompts))
             for i, prompt in enumerate(job.prompts):
@@ -164,7 +165,8 @@ class _Engine:
         outputs = self.llm.generate(inputs, params, use_tqdm=False) if inputs else []
         for (j, i, truncated), output in zip(slots, outputs, strict=True):
             completion = output.outputs[0]
-            first = completion.logprobs[0] if completion.logprobs else None
+            steps = completion.logprobs or []
+            first = steps[0] if steps else None
             results[j][i] = _Generated(
                 text=completion.text,
                 truncated=truncated,
@@ -173,6 +175,8 @@ class _Engine:
                 cached_tokens=output.num_cached_tokens or 0,
                 cut_off=completion.finish_reason == "length",
                 top_logprobs={lp.decoded_token or "": lp.logprob for lp in first.values()} if first else None,
+                tokens=tuple((step[token].decoded_token or "", step[token].logprob)
+                             for step, token in zip(steps, completion.token_ids) if token in step),
             )
         return results
 
@@ -391,7 +395,7 @@ def _result(generated: _Generated, job: _Job) -> ItemResult:
     except InvalidOutput as exc:
         cut = f" (generation stopped at max_tokens={job.max_tokens})" if generated.cut_off else ""
         return ItemResult(error=f"{exc}{cut}", truncated=generated.truncated)
-    return ItemResult(value=value, truncated=generated.truncated)
+    return ItemResult(value=value, truncated=generated.truncated, tokens=generated.tokens)
 
 
 def _stop_workers(workers: list[_Worker]) -> None:

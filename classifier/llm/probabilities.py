@@ -7,6 +7,7 @@ the options, they say how sure the model was of each, not just which one won.
 """
 from __future__ import annotations
 
+import json
 import math
 from typing import Mapping, Sequence
 
@@ -37,3 +38,73 @@ def choice_answer(text: str, top: Mapping[str, float] | None, options: Sequence[
     if picked not in options or not top:
         raise InvalidOutput(f"expected one of {list(options)} with log-probabilities, got {picked!r}")
     return {"choice": picked, "probabilities": option_probabilities(top, options)}
+
+
+# A JSON answer's tokens and their log-probabilities, as the backends return them.
+Tokens = Sequence[tuple[str, float]]
+_DECODER = json.JSONDecoder()
+
+
+def _span_probability(tokens: Tokens, first: int, last: int) -> float:
+    """exp of the summed log-probabilities of the tokens whose last character lies in
+    text[first..last] (inclusive): the model's probability of writing that stretch, given
+    what came before it."""
+    end, total = 0, 0.0
+    for token, logprob in tokens:
+        end += len(token)
+        if first <= end - 1 <= last:
+            total += logprob
+    return math.exp(total)
+
+
+def _value_start(text: str, key: str) -> int | None:
+    """Where the value of a top-level `key` starts in compact or spaced JSON."""
+    marker = text.find(json.dumps(key))
+    if marker < 0:
+        return None
+    position = text.index(":", marker + len(json.dumps(key))) + 1
+    while position < len(text) and text[position].isspace():
+        position += 1
+    return position
+
+
+def _answer_text(tokens: Tokens) -> str | None:
+    """The answer the tokens spell, if it is a JSON object (a multi-byte character split
+    across tokens can leave them spelling something else)."""
+    text = "".join(token for token, _ in tokens)
+    try:
+        return text if isinstance(json.loads(text), dict) else None
+    except ValueError:
+        return None
+
+
+def listed_probabilities(tokens: Tokens, key: str) -> list[float] | None:
+    """For each string in the list under `key`, the probability the model gave to writing
+    it there: its characters, with the separator before it (the choice to add one more),
+    from the tokens that end inside them. None when the tokens do not spell a JSON answer
+    holding such a list."""
+    text = _answer_text(tokens)
+    start = _value_start(text, key) if text else None
+    if text is None or start is None or text[start] != "[":
+        return None
+    probabilities, position, previous_end = [], start + 1, start + 1
+    while True:
+        while position < len(text) and text[position] in " ,\n\t":
+            position += 1
+        if position >= len(text) or text[position] != '"':
+            return probabilities
+        _, end = _DECODER.raw_decode(text, position)
+        # The first value from its first character (not the quote the array's opening token carries).
+        probabilities.append(_span_probability(tokens, previous_end if probabilities else position + 1, end - 1))
+        previous_end = position = end
+
+
+def value_probability(tokens: Tokens, key: str) -> float | None:
+    """The probability the model gave to the value under a top-level `key` (`true` of a
+    flag, say). None when the tokens do not spell a JSON answer with that key."""
+    text = _answer_text(tokens)
+    start = _value_start(text, key) if text else None
+    if text is None or start is None:
+        return None
+    _, end = _DECODER.raw_decode(text, start)
+    return _span_probability(tokens, start, end - 1)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
@@ -77,6 +77,7 @@ def chat_request(
         "temperature": temperature,
         "seed": seed,
         "max_tokens": max_tokens,
+        "logprobs": True,  # each generated token's, to read how sure the model was of each value
     }
 
 
@@ -313,7 +314,7 @@ class VLLMServerProcessor:
                 logger.warning("could not check a long comment against the context window: %s", exc)
         self.usage.truncations += truncated
         result = await self._answer(request(prompt), parse)
-        return ItemResult(value=result.value, error=result.error, truncated=truncated)
+        return replace(result, truncated=truncated)
 
     async def _answer(self, request: dict[str, Any], parse: Parse) -> ItemResult:
         loop = asyncio.get_running_loop()
@@ -325,7 +326,7 @@ class VLLMServerProcessor:
             async with self._slots:
                 last = server = self._pick(avoid=last)
                 try:
-                    return ItemResult(value=await self._attempt(server, request, parse))
+                    return await self._attempt(server, request, parse)
                 except RequestFailed as exc:
                     error, asked = f"server {server.url}: {exc}", exc.retry_after
                 except InvalidOutput as exc:
@@ -362,9 +363,9 @@ class VLLMServerProcessor:
             return min(others or healthy, key=lambda s: (s.in_flight, s.sent))
         return min(self._servers, key=lambda s: (s.failures, s is avoid, s.in_flight, s.sent))
 
-    async def _attempt(self, server: _Server, request: dict[str, Any], parse: Parse) -> dict[str, Any]:
-        """One request: the parsed value, or `RequestFailed`/`InvalidOutput` (worth another
-        attempt) or another `ProcessorError` (not)."""
+    async def _attempt(self, server: _Server, request: dict[str, Any], parse: Parse) -> ItemResult:
+        """One request: the parsed value with its tokens, or `RequestFailed`/`InvalidOutput`
+        (worth another attempt) or another `ProcessorError` (not)."""
         timeout = self._settings.request_timeout
         server.in_flight += 1
         server.sent += 1
@@ -400,7 +401,9 @@ class VLLMServerProcessor:
             self.usage.cached_prompt_tokens += (details.cached_tokens or 0) if details is not None else 0
         if not response.choices:
             raise InvalidOutput("the server answered without a choice")
-        return parse(response.choices[0])
+        choice = response.choices[0]
+        content = choice.logprobs.content if choice.logprobs is not None else None
+        return ItemResult(value=parse(choice), tokens=tuple((t.token, t.logprob) for t in content or ()))
 
     def _failed(self, server: _Server) -> None:
         server.failures += 1

@@ -1,0 +1,157 @@
+"""Calibration: turning the model's probabilities into ones a threshold can be trusted on.
+
+A model's probability for a topic is a score, not a frequency: of the topics a 1.5B model
+gives 0.8, far fewer than 80% may be right. Fitted on labelled data, one monotone map per
+taxonomy level (isotonic regression) sends each raw probability to the share of right
+answers observed at it, so `--min-probability 0.5` means "at least even odds" on every
+level. The map is stored as the breakpoints of a piecewise-linear function, applied here
+without the fitting library.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .taxonomy import NodePath
+
+CALIBRATION_FORMAT = "classifier-calibration/1"
+RELIABILITY_BINS = 10
+
+
+@dataclass(frozen=True)
+class LevelMap:
+    """A monotone piecewise-linear map of [0, 1] for one taxonomy level."""
+
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+
+    def __call__(self, probability: float) -> float:
+        return float(np.interp(probability, self.x, self.y))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One map per level (1 = the root's children); a level without one is left as is."""
+
+    levels: Mapping[int, LevelMap]
+    source: str = ""  # what it was fitted on, for people reading the file
+    min_probability: float | None = None  # the threshold that did best where it was fitted
+
+    def apply(self, level: int, probability: float) -> float:
+        mapping = self.levels.get(level)
+        return mapping(probability) if mapping else probability
+
+    def to_json(self) -> dict:
+        return {
+            "format": CALIBRATION_FORMAT,
+            "source": self.source,
+            "min_probability": self.min_probability,
+            "levels": {str(level): {"x": list(m.x), "y": list(m.y)} for level, m in sorted(self.levels.items())},
+        }
+
+
+class CalibrationError(ValueError):
+    """A calibration file that cannot be used; the message says what to fix."""
+
+
+def fit_calibration(pairs: Iterable[tuple[int, float, bool]], source: str = "") -> Calibration:
+    """Isotonic maps from (level, probability, was it right) observations."""
+    from sklearn.isotonic import IsotonicRegression
+
+    by_level: dict[int, list[tuple[float, bool]]] = {}
+    for level, probability, right in pairs:
+        by_level.setdefault(level, []).append((probability, right))
+    levels = {}
+    for level, observed in by_level.items():
+        x, y = np.array([p for p, _ in observed]), np.array([float(r) for _, r in observed])
+        model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x, y)
+        xs, ys = [float(v) for v in model.X_thresholds_], [float(v) for v in model.y_thresholds_]
+        levels[level] = LevelMap(tuple(xs), tuple(ys))
+    return Calibration(levels, source)
+
+
+def load_calibration(path: Path) -> Calibration:
+    """Read a file written by `python -m classifier.eval --fit-calibration`."""
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CalibrationError(f"cannot read calibration file {path}: {exc}") from None
+    if not isinstance(raw, dict) or raw.get("format") != CALIBRATION_FORMAT:
+        raise CalibrationError(
+            f"{path} is not a calibration file (expected \"format\": \"{CALIBRATION_FORMAT}\"); "
+            "write one with python -m classifier.eval --fit-calibration FILE"
+        )
+    levels = {}
+    for level, points in raw.get("levels", {}).items():
+        x, y = points.get("x", []), points.get("y", [])
+        if not (str(level).isdigit() and x and len(x) == len(y) and list(x) == sorted(x)
+                and all(0 <= v <= 1 for v in [*x, *y])):
+            raise CalibrationError(f"{path}: level {level!r} needs sorted x and y lists of equal length in [0, 1]")
+        levels[int(level)] = LevelMap(tuple(map(float, x)), tuple(map(float, y)))
+    threshold = raw.get("min_probability")
+    if threshold is not None and not (isinstance(threshold, (int, float)) and 0 <= threshold <= 1):
+        raise CalibrationError(f"{path}: min_probability must be a number in [0, 1] or null, not {threshold!r}")
+    return Calibration(levels, str(raw.get("source", "")), threshold)
+
+
+def save_calibration(calibration: Calibration, path: Path) -> Path:
+    Path(path).write_text(json.dumps(calibration.to_json(), indent=1) + "\n", encoding="utf-8")
+    return Path(path)
+
+
+@dataclass(frozen=True)
+class ReliabilityBin:
+    low: float
+    high: float
+    count: int
+    mean_probability: float  # 0 when the bin is empty
+    accuracy: float  # share of right answers in the bin; 0 when empty
+
+
+def reliability(probabilities: Sequence[float], right: Sequence[bool], bins: int = RELIABILITY_BINS) -> list[ReliabilityBin]:
+    """Equal-width bins of [0, 1]: how often what the model gave about p was right."""
+    p, r = np.asarray(probabilities, dtype=float), np.asarray(right, dtype=float)
+    index = np.minimum((p * bins).astype(int), bins - 1)
+    result = []
+    for k in range(bins):
+        members = index == k
+        count = int(members.sum())
+        result.append(ReliabilityBin(k / bins, (k + 1) / bins, count,
+                                     float(p[members].mean()) if count else 0.0,
+                                     float(r[members].mean()) if count else 0.0))
+    return result
+
+
+def expected_calibration_error(probabilities: Sequence[float], right: Sequence[bool],
+                               bins: int = RELIABILITY_BINS) -> float:
+    """The count-weighted mean gap between stated probability and observed accuracy."""
+    table = reliability(probabilities, right, bins)
+    total = sum(b.count for b in table)
+    return sum(b.count * abs(b.mean_probability - b.accuracy) for b in table) / total if total else 0.0
+
+
+def accepted_children(scored: Mapping[NodePath, float], min_probability: float,
+                      max_paths: int) -> list[tuple[NodePath, float]]:
+    """The children a threshold accepts: those reaching `min_probability`, most probable
+    first, at most `max_paths`."""
+    ranked = sorted(scored.items(), key=lambda item: -item[1])
+    return [(child, p) for child, p in ranked if p >= min_probability][:max_paths]
+
+
+def decide(probabilities: Mapping[NodePath, float], min_probability: float, max_paths: int) -> set[NodePath]:
+    """The nodes accepted top-down from each node's (calibrated) probability: a child is
+    considered only under an accepted parent, as the walk does."""
+    accepted: set[NodePath] = set()
+    frontier: list[NodePath] = [()]
+    while frontier:
+        parent = frontier.pop()
+        children = {path: p for path, p in probabilities.items()
+                    if len(path) == len(parent) + 1 and path[: len(parent)] == parent}
+        for child, _ in accepted_children(children, min_probability, max_paths):
+            accepted.add(child)
+            frontier.append(child)
+    return accepted
