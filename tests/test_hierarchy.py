@@ -1,9 +1,15 @@
+import json
+import math
+
 import pytest
 
+from classifier.calibration import Calibration, LevelMap
 from classifier.hierarchy import HierarchicalClassifier
+from classifier.llm.base import ItemResult
 from classifier.prompts import NONE_OF_THESE
 from classifier.settings import ClassifierSettings
 from tests.scripted import ScriptedProcessor, oracle, topic_path
+from classifier.taxonomy import taxonomy_from_dict
 from tests.trees import training
 
 GOLD = {
@@ -177,3 +183,104 @@ async def test_score_node_results_carry_probability_and_the_confidence_made_from
         "is_relevant": True, "confidence": 4, "probability": 0.6, "reasoning": "", "excerpt": ""}
     assert result.node_results[("Delivery", "Pace")]["confidence"] == 5
     assert result.node_results[("Logistics", "Venue")]["confidence"] == 2
+
+
+# Probabilities of each complete stem for the `flat` strategy (one call over all of them).
+FLAT = {"Delivery>Pace": 0.5, "Delivery>Clarity": 0.1, "Logistics>Catering": 0.3, "Logistics>Venue": 0.05,
+        "Content": 0.04, NONE_OF_THESE: 0.01}
+
+
+def flat_scored(prompt, schema):
+    named = {}
+    for line in prompt.instructions.splitlines():
+        letter, dot, rest = line.partition(". ")
+        if dot and len(letter) == 1:
+            named[rest.split(":")[0]] = letter
+    assert set(named) == set(FLAT), "every complete stem is one option, and none of these"
+    return {named[name]: p for name, p in FLAT.items()}
+
+
+@pytest.mark.parametrize(("min_probability", "max_paths", "expected"), [
+    # Delivery holds 0.5 + 0.1, Logistics 0.3 + 0.05: a node's probability is the sum of its stems'.
+    (0.3, 3, [("Delivery",), ("Delivery", "Pace"), ("Logistics",), ("Logistics", "Catering")]),
+    (0.34, 3, [("Delivery",), ("Delivery", "Pace"), ("Logistics",)]),
+    (0.3, 1, [("Delivery",), ("Delivery", "Pace")]),
+    (0.7, 3, []),
+])  # fmt: skip
+async def test_flat_asks_once_per_text_and_decides_top_down(min_probability, max_paths, expected):
+    proc = ScriptedProcessor(flat_scored)
+    found = await walker(proc, strategy="flat", min_probability=min_probability, max_paths=max_paths).classify(
+        ["The trainer rushed and the lunch was cold", "Great content"], training())
+    assert found[0].accepted == expected and not found[0].errors
+    assert len(proc.calls) == 1 and len(proc.calls[0].prompts) == 2 and proc.calls[0].max_tokens == 1
+    if expected:
+        assert found[0].node_results[("Delivery",)]["probability"] == pytest.approx(0.6)
+
+
+async def test_flat_refuses_a_tree_with_more_stems_than_options():
+    wide = taxonomy_from_dict({"name": "Wide", "children": [{"name": f"T{k}"} for k in range(25)]})
+    [result] = await walker(ScriptedProcessor(flat_scored), strategy="flat").classify(["x"], wide)
+    assert result.accepted == [] and "take at most 19: use --strategy select" in result.errors[0]
+
+
+async def test_a_calibration_decides_and_is_what_node_results_report():
+    # Level 1 halves every probability; level 2 is left as the model gave it.
+    calibration = Calibration({1: LevelMap((0.0, 1.0), (0.0, 0.5))})
+    [result] = await walker(ScriptedProcessor(scored), strategy="score", min_probability=0.3,
+                            calibration=calibration).classify(["The trainer rushed and the lunch was cold"], training())
+    assert result.accepted == [("Delivery",), ("Delivery", "Pace")]  # Logistics: 0.35 -> 0.175
+    assert result.node_results[("Delivery",)]["probability"] == 0.3
+    assert result.node_results[("Delivery", "Pace")]["probability"] == 0.9
+
+
+def select_with_tokens(prompt, schema):
+    """A select answer with the tokens a backend returns: Delivery written with p 0.8, the
+    choice to add Logistics 0.5 and its name 0.6 (so 0.3); one level down, Pace with 0.9."""
+    path = topic_path(prompt)
+    if path == ():
+        pieces = [('{"topics":["', 1.0), ("Delivery", 0.8), ('","', 0.5), ("Logistics", 0.6), ('"]}', 1.0)]
+    elif path == ("Delivery",):
+        pieces = [('{"topics":["', 1.0), ("Pace", 0.9), ('"]}', 1.0)]
+    else:
+        pieces = [('{"topics":["', 1.0), (NONE_OF_THESE, 0.7), ('"]}', 1.0)]
+    text = "".join(t for t, _ in pieces)
+    return ItemResult(value=json.loads(text), tokens=tuple((t, math.log(p)) for t, p in pieces))
+
+
+@pytest.mark.parametrize(("min_probability", "expected"), [
+    (0.25, [("Delivery",), ("Delivery", "Pace"), ("Logistics",)]),
+    (0.35, [("Delivery",), ("Delivery", "Pace")]),
+])
+async def test_select_reads_each_picks_probability_and_applies_the_threshold(min_probability, expected):
+    [result] = await walker(ScriptedProcessor(select_with_tokens), min_probability=min_probability).classify(
+        ["The trainer rushed"], training())
+    assert result.accepted == expected
+    assert result.node_results[("Delivery",)] == {
+        "is_relevant": True, "confidence": 5, "probability": 0.8, "reasoning": "", "excerpt": ""}
+    assert result.node_results[("Delivery", "Pace")]["probability"] == 0.9
+
+
+def per_node_with_tokens(prompt, schema):
+    pieces = [('{"is_relevant":', 1.0), ("true", 0.7), (',"confidence":4,"reasoning":"r","excerpt":""}', 1.0)]
+    text = "".join(t for t, _ in pieces)
+    return ItemResult(value=json.loads(text), tokens=tuple((t, math.log(p)) for t, p in pieces))
+
+
+async def test_per_node_reports_the_probability_of_its_yes():
+    [result] = await walker(ScriptedProcessor(per_node_with_tokens), strategy="per_node").classify(["x"], training())
+    assert result.node_results[("Content",)] == {
+        "is_relevant": True, "confidence": 4, "reasoning": "r", "excerpt": "", "probability": 0.7}
+
+
+@pytest.mark.parametrize(("strategy", "answer"), [
+    ("select", select_with_tokens), ("select", oracle(GOLD)), ("per_node", per_node_with_tokens),
+    ("score", scored), ("flat", flat_scored),
+])
+async def test_node_results_have_the_same_keys_under_every_strategy(strategy, answer):
+    [result] = await walker(ScriptedProcessor(answer), strategy=strategy, min_probability=0.1).classify(
+        ["The trainer rushed and the lunch was cold"], training())
+    assert result.node_results, "something was accepted"
+    for node in result.node_results.values():
+        assert set(node) == {"is_relevant", "confidence", "probability", "reasoning", "excerpt"}
+        assert node["is_relevant"] is True and node["confidence"] in range(1, 6)
+        assert node["probability"] is None or 0.0 <= node["probability"] <= 1.0

@@ -1,4 +1,4 @@
-"""VLLMServerProcessor against a real vLLM server running the embedded default model.
+"""VLLMServerProcessor against a real vLLM server running the small embedded model.
 
 One server for the module (a start costs ~40 s on CPU); the last test kills it and starts
 it again on the same port, so it runs twice in all.
@@ -6,14 +6,18 @@ it again on the same port, so it runs twice in all.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 
 import pytest
 from jsonschema import Draft202012Validator
 
+from classifier.hierarchy import select_schema
 from classifier.llm.base import Prompt
 from classifier.llm.embedded import resolve_llm
+from classifier.llm.probabilities import listed_probabilities
+from classifier.llm.schema import answer_token_bound
 from classifier.llm.server import VLLMServerProcessor
 from classifier.settings import EngineSettings
 
@@ -89,6 +93,21 @@ async def test_choice_answers_come_with_probabilities_from_the_server(engine: En
         assert set(probabilities) == set(options) and sum(probabilities.values()) == pytest.approx(1.0)
         assert probabilities[result.value["choice"]] == max(probabilities.values())
     assert proc.usage.completion_tokens == len(results), "one token each"
+
+
+async def test_schema_answers_come_with_the_tokens_that_spell_them(engine: EngineServer) -> None:
+    schema = select_schema(["Food", "Service", "Ambience"], max_paths=2, reasoning=False)
+    instructions = "Which topics does the restaurant review talk about? Answer with JSON."
+    async with VLLMServerProcessor(settings(engine)) as proc:
+        results = await proc.process_with_schema(
+            [Prompt(instructions, "The fish was great but the waiter was rude."), Prompt(instructions, "Nice decor.")],
+            schema, max_tokens=answer_token_bound(schema))
+    for result in results:
+        assert result.ok, result.error
+        assert json.loads("".join(token for token, _ in result.tokens)) == result.value
+        probabilities = listed_probabilities(result.tokens, "topics")
+        assert probabilities is not None and len(probabilities) == len(result.value["topics"])
+        assert all(0.0 < p <= 1.0 for p in probabilities)
 
 
 async def test_killed_server_fails_items_in_bounded_time_then_recovers(engine: EngineServer) -> None:

@@ -14,11 +14,13 @@ from rich.text import Text
 
 
 class RateColumn(ProgressColumn):
-    """Texts per second over the recent chunks."""
+    """Texts per second since the task started: concurrent chunks finish in bursts, and a
+    rate over the last moments of a burst reads as hundreds of thousands."""
 
     def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:.1f} texts/s" if speed else "-- texts/s", style="progress.data.speed")
+        elapsed = task.finished_time if task.finished else task.elapsed
+        speed = task.completed / elapsed if task.completed and elapsed else None
+        return Text(f"{speed:.2f} texts/s" if speed else "-- texts/s", style="progress.data.speed")
 
 
 def progress_bar(console: Console) -> Progress:

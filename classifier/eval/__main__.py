@@ -47,10 +47,10 @@ from .report import Report, build_report, format_table
 @click.option("--part", "part_name", type=click.Choice(PARTS), default="all",
               help="Half of the sample to use: tune (the first) to choose settings on, report (the second) to report on.")
 @click.option("--fit-calibration", "fit_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="score, flat: fit per-level calibration on this run (every node scored) and write it here, "
+              help="select, score, flat: fit per-level calibration on this run (every node scored) and write it here, "
                    "with the threshold that did best.")
 @click.option("--check-calibration", "check_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="score, flat: measure this calibration file on this run (every node scored).")
+              default=None, help="select, score, flat: measure this calibration file on this run (every node scored).")
 @click.option("--label", default=None, help="Name of the run in tables and charts (default: the strategy).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Report JSON.")
 @click.option("--chart", type=click.Path(dir_okay=False, path_type=Path), default=None,

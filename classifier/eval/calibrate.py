@@ -1,7 +1,8 @@
 """Calibration on labelled data: fit it on one part of a sample, check it on another.
 
 Both need every node's raw probability, not only the accepted ones, so such a run is
-*exhaustive*: every node is accepted (threshold 0, no cap) and none is calibrated. Because
+*exhaustive*: every node is accepted (threshold 0, no cap but the one `select` writes in
+its prompt) and none is calibrated. Because
 a decision about a node depends only on its own probability and its parent's acceptance,
 the decisions a threshold would make are then found from the same run (`decide`) to pick
 the threshold that does best.
@@ -21,12 +22,14 @@ from .harness import Prediction
 from .metrics import level_scores, with_ancestors
 
 THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
-PROBABILITY_STRATEGIES = ("score", "flat")
+PROBABILITY_STRATEGIES = ("select", "score", "flat")
 
 
 def exhaustive(settings: ClassifierSettings) -> ClassifierSettings:
-    """Settings under which the walk reports every node it scored, with its raw probability."""
-    return replace(settings, min_probability=0.0, max_paths=MAX_OPTIONS, calibration=None)
+    """Settings under which the walk reports every node it scored, with its raw probability.
+    `select` keeps its `max_paths`: the prompt asks for at most that many topics."""
+    max_paths = settings.max_paths if settings.strategy == "select" else MAX_OPTIONS
+    return replace(settings, min_probability=0.0, max_paths=max_paths, calibration=None)
 
 
 def observations(examples: Sequence[Example], predictions: Sequence[Prediction]) -> list[tuple[int, float, bool]]:

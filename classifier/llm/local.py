@@ -37,7 +37,7 @@ from ..settings import EngineSettings
 from .base import Health, ItemResult, JSONSchema, Prompt, Usage
 from .embedded import model_name, resolve_llm
 from .errors import BackendUnavailable, ContextOverflow, InvalidOutput
-from .probabilities import TOP_LOGPROBS, choice_answer
+from .probabilities import TOP_LOGPROBS, choice_answer, spelled
 from .schema import parse_output
 
 START_TIMEOUT_S = 900.0  # engine start, model load included; ~15-50 s on CPU
@@ -175,8 +175,8 @@ class _Engine:
                 cached_tokens=output.num_cached_tokens or 0,
                 cut_off=completion.finish_reason == "length",
                 top_logprobs={lp.decoded_token or "": lp.logprob for lp in first.values()} if first else None,
-                tokens=tuple((step[token].decoded_token or "", step[token].logprob)
-                             for step, token in zip(steps, completion.token_ids) if token in step),
+                tokens=spelled(completion.text, [(step[token].decoded_token or "", step[token].logprob)
+                                                  for step, token in zip(steps, completion.token_ids) if token in step]),
             )
         return results
 

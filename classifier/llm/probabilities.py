@@ -45,15 +45,23 @@ Tokens = Sequence[tuple[str, float]]
 _DECODER = json.JSONDecoder()
 
 
+def spelled(text: str, tokens: Sequence[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
+    """The tokens that spell `text`: a stop token (`<|im_end|>`) is generated, not written."""
+    kept = list(tokens)
+    while kept and sum(len(t) for t, _ in kept) > len(text):
+        kept.pop()
+    return tuple(kept)
+
+
 def _span_probability(tokens: Tokens, first: int, last: int) -> float:
-    """exp of the summed log-probabilities of the tokens whose last character lies in
-    text[first..last] (inclusive): the model's probability of writing that stretch, given
-    what came before it."""
-    end, total = 0, 0.0
+    """exp of the summed log-probabilities of the tokens that overlap text[first..last]
+    (inclusive): the model's probability of writing that stretch, given what came before."""
+    start, total = 0, 0.0
     for token, logprob in tokens:
-        end += len(token)
-        if first <= end - 1 <= last:
+        end = start + len(token) - 1
+        if start <= last and end >= first:
             total += logprob
+        start = end + 1
     return math.exp(total)
 
 
@@ -80,9 +88,9 @@ def _answer_text(tokens: Tokens) -> str | None:
 
 def listed_probabilities(tokens: Tokens, key: str) -> list[float] | None:
     """For each string in the list under `key`, the probability the model gave to writing
-    it there: its characters, with the separator before it (the choice to add one more),
-    from the tokens that end inside them. None when the tokens do not spell a JSON answer
-    holding such a list."""
+    it there: the tokens that overlap its characters (quotes excluded: under the grammar
+    they are forced) and, from the second on, the separator before it (the choice to add
+    one more). None when the tokens do not spell a JSON answer holding such a list."""
     text = _answer_text(tokens)
     start = _value_start(text, key) if text else None
     if text is None or start is None or text[start] != "[":
@@ -94,8 +102,7 @@ def listed_probabilities(tokens: Tokens, key: str) -> list[float] | None:
         if position >= len(text) or text[position] != '"':
             return probabilities
         _, end = _DECODER.raw_decode(text, position)
-        # The first value from its first character (not the quote the array's opening token carries).
-        probabilities.append(_span_probability(tokens, previous_end if probabilities else position + 1, end - 1))
+        probabilities.append(_span_probability(tokens, previous_end if probabilities else position + 1, end - 2))
         previous_end = position = end
 
 

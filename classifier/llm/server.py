@@ -28,7 +28,7 @@ from .errors import (
     ProcessorError,
     RequestFailed,
 )
-from .probabilities import TOP_LOGPROBS, choice_answer
+from .probabilities import TOP_LOGPROBS, choice_answer, spelled
 from .schema import parse_output
 from .server_context import ContextGuard, TokenizerUnavailable
 
@@ -403,7 +403,8 @@ class VLLMServerProcessor:
             raise InvalidOutput("the server answered without a choice")
         choice = response.choices[0]
         content = choice.logprobs.content if choice.logprobs is not None else None
-        return ItemResult(value=parse(choice), tokens=tuple((t.token, t.logprob) for t in content or ()))
+        tokens = spelled(choice.message.content or "", [(t.token, t.logprob) for t in content or ()])
+        return ItemResult(value=parse(choice), tokens=tokens)
 
     def _failed(self, server: _Server) -> None:
         server.failures += 1

@@ -1,0 +1,55 @@
+"""Fitting and checking calibration in the evaluation: observations, thresholds, settings."""
+from __future__ import annotations
+
+import pytest
+
+from classifier.calibration import Calibration
+from classifier.eval.calibrate import best_threshold, exhaustive, observations, threshold_table
+from classifier.eval.gold import Example, part
+from classifier.eval.harness import Prediction
+from classifier.settings import ClassifierSettings
+
+FOOD, QUALITY, SERVICE = ("Food",), ("Food", "Quality"), ("Service",)
+EXAMPLES = [
+    Example("1", "The fish was great", frozenset({QUALITY})),
+    Example("2", "Rude waiter", frozenset({(*SERVICE, "General")})),
+]
+PREDICTIONS = [  # every node scored, as an exhaustive run reports them
+    Prediction(frozenset(), {}, probabilities={FOOD: 0.9, QUALITY: 0.6, SERVICE: 0.3}),
+    Prediction(frozenset(), {}, probabilities={FOOD: 0.5, SERVICE: 0.45, (*SERVICE, "General"): 0.4}),
+]
+
+
+def test_observations_pair_each_scored_node_with_the_gold_and_skip_failed_texts():
+    failed = Prediction(frozenset(), {}, error="engine said no", probabilities={FOOD: 0.9})
+    pairs = observations(EXAMPLES + EXAMPLES[:1], PREDICTIONS + [failed])
+    assert sorted(pairs) == sorted([
+        (1, 0.9, True), (2, 0.6, True), (1, 0.3, False),  # ancestors of a gold stem count as gold
+        (1, 0.5, False), (1, 0.45, True), (2, 0.4, True),
+    ])
+
+
+def test_threshold_table_decides_as_the_walk_and_the_best_is_chosen():
+    table = threshold_table(EXAMPLES, PREDICTIONS, Calibration({}), max_paths=3, depth=2, thresholds=(0.2, 0.42, 0.55))
+    by_t = {row["min_probability"]: row["micro_f1"] for row in table}
+    # 0.2: everything; level 1 predicts Food, Service, Food, Service against Food, Service.
+    assert by_t[0.2] == pytest.approx([2 * 2 / (4 + 2), 2 * 2 / (2 + 2)])
+    # 0.42: Food+Quality for text 1; Food and Service (but not General, 0.4) for text 2.
+    assert by_t[0.42] == pytest.approx([2 * 2 / (3 + 2), 2 * 1 / (1 + 2)])
+    # 0.55: Food+Quality for text 1 only.
+    assert by_t[0.55] == pytest.approx([2 * 1 / (1 + 2), 2 * 1 / (1 + 2)])
+    assert best_threshold(table) == 0.2
+
+
+def test_exhaustive_settings_accept_every_node_uncalibrated():
+    settings = ClassifierSettings(strategy="score", min_probability=0.5, max_paths=2, calibration=Calibration({}))
+    assert (exhaustive(settings).min_probability, exhaustive(settings).max_paths, exhaustive(settings).calibration) == (
+        0.0, 19, None)
+    assert exhaustive(ClassifierSettings(strategy="select", max_paths=2)).max_paths == 2  # its prompt says 2
+
+
+def test_tune_and_report_halves_do_not_overlap():
+    examples = [Example(str(k), "t", frozenset()) for k in range(7)]
+    tune, report = part(examples, "tune"), part(examples, "report")
+    assert [e.id for e in tune + report] == [e.id for e in examples] and len(tune) == 3
+    assert part(examples, "all") == examples
