@@ -117,10 +117,10 @@ engine_options = stack(
     option("--min-confidence", type=click.IntRange(1, 5), default=ClassifierSettings.min_confidence,
            help="per_node: lowest confidence (1-5) accepted."),
     option("--min-probability", type=click.FloatRange(0, 1), default=None,
-           help=f"score, flat: lowest probability (calibrated, with --calibration) a node needs to be accepted. "
+           help=f"select, score, flat: lowest probability (calibrated, with --calibration) a node needs to be accepted. "
                 f"Default: the calibration file's tuned threshold, else {ClassifierSettings.min_probability}."),
     option("--calibration", callback=_calibration, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-           default=None, help="score, flat: per-level calibration of the model's probabilities, written by "
+           default=None, help="select, score, flat: per-level calibration of the model's probabilities, written by "
                               "python -m classifier.eval --fit-calibration."),
     option("--require-excerpt/--no-require-excerpt", default=ClassifierSettings.require_excerpt,
            help="per_node: accept only answers that quote the comment."),

@@ -105,3 +105,27 @@ def oracle(gold: dict[str, Iterable[NodePath]], fallback: Answer | None = None) 
         return fallback(prompt, schema)
 
     return answer
+
+
+# Probabilities the model gives each child, per node (by name), for the `score` walk.
+SCORES = {
+    (): {"Delivery": 0.6, "Logistics": 0.35, "Content": 0.04, NONE_OF_THESE: 0.01},
+    ("Delivery",): {"Pace": 0.9, "Clarity": 0.05, NONE_OF_THESE: 0.05},
+    ("Logistics",): {"Catering": 0.5, "Venue": 0.3, NONE_OF_THESE: 0.2},
+}
+
+
+def lettered(prompt) -> dict[str, str]:
+    """Option label -> its letter, read off a one-letter prompt's options."""
+    named = {}
+    for line in prompt.instructions.splitlines():
+        letter, dot, rest = line.partition(". ")
+        if dot and len(letter) == 1:
+            named[rest.split(":")[0]] = letter
+    return named
+
+
+def scored(prompt, schema):
+    """Letter -> probability for a `score` prompt."""
+    named = lettered(prompt)
+    return {named[name]: p for name, p in SCORES[topic_path(prompt)].items()}

@@ -53,3 +53,34 @@ def test_tune_and_report_halves_do_not_overlap():
     tune, report = part(examples, "tune"), part(examples, "report")
     assert [e.id for e in tune + report] == [e.id for e in examples] and len(tune) == 3
     assert part(examples, "all") == examples
+
+
+async def test_a_scored_run_through_the_service_fits_reports_and_draws_its_calibration(tmp_path):
+    from classifier.calibration import fit_calibration
+    from classifier.eval.calibrate import calibration_section
+    from classifier.eval.chart import render_reliability
+    from classifier.eval.harness import run
+    from classifier.eval.report import build_report, format_table
+    from classifier.service import ClassificationService
+    from tests.scripted import SCORES, ScriptedProcessor, scored
+    from tests.trees import training
+
+    examples = [Example("1", "The trainer rushed and the lunch was cold",
+                        frozenset({("Delivery", "Pace"), ("Logistics", "Catering")})),
+                Example("2", "Great content", frozenset({("Content",)}))]
+    settings = exhaustive(ClassifierSettings(strategy="score"))
+    service = ClassificationService(ScriptedProcessor(scored), {"topics": training()}, settings)
+    result = await run(service, examples, ["classification"])
+    # The wire's node_results (keyed by name) come back as probabilities by path.
+    assert result.predictions[0].probabilities[("Delivery",)] == SCORES[()]["Delivery"]
+    assert result.predictions[0].probabilities[("Logistics", "Venue")] == SCORES[("Logistics",)]["Venue"]
+    pairs = observations(examples, result.predictions)
+    assert (2, 0.3, False) in pairs and (1, 0.35, True) in pairs
+    report = build_report(examples, result, training(), {"label": "score", "taxonomy": "topics"})
+    report["calibration"] = {**calibration_section(pairs, fit_calibration(pairs)), "fitted_here": True,
+                             "file": "cal.json", "thresholds": []}
+    assert report["calibration"]["levels"]["1"]["observations"] == 6  # 3 children at the root, 2 texts
+    table = format_table(report)
+    assert "calibration fitted on this run (in-sample) cal.json:" in table and "level 2: expected calibration" in table
+    png = render_reliability(report, tmp_path / "r.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -8,7 +8,7 @@ from classifier.hierarchy import HierarchicalClassifier
 from classifier.llm.base import ItemResult
 from classifier.prompts import NONE_OF_THESE
 from classifier.settings import ClassifierSettings
-from tests.scripted import ScriptedProcessor, oracle, topic_path
+from tests.scripted import SCORES, ScriptedProcessor, lettered, oracle, scored, topic_path
 from classifier.taxonomy import taxonomy_from_dict
 from tests.trees import training
 
@@ -142,22 +142,6 @@ def test_unknown_strategy_is_refused():
         walker(ScriptedProcessor(oracle({})), strategy="greedy")
 
 
-# Probabilities the model gives each child, per node (by name), for the `score` walk.
-SCORES = {
-    (): {"Delivery": 0.6, "Logistics": 0.35, "Content": 0.04, NONE_OF_THESE: 0.01},
-    ("Delivery",): {"Pace": 0.9, "Clarity": 0.05, NONE_OF_THESE: 0.05},
-    ("Logistics",): {"Catering": 0.5, "Venue": 0.3, NONE_OF_THESE: 0.2},
-}
-
-
-def scored(prompt, schema):
-    """Letter -> probability, read off the lettered options of a `score` prompt."""
-    named = {}
-    for line in prompt.instructions.splitlines():
-        letter, dot, rest = line.partition(". ")
-        if dot and len(letter) == 1:
-            named[rest.split(":")[0]] = letter
-    return {named[name]: p for name, p in SCORES[topic_path(prompt)].items()}
 
 
 @pytest.mark.parametrize(("min_probability", "max_paths", "expected"), [
@@ -177,7 +161,7 @@ async def test_score_accepts_the_children_whose_probability_reaches_the_threshol
 
 
 async def test_score_node_results_carry_probability_and_the_confidence_made_from_it():
-    [result] = await walker(ScriptedProcessor(scored), strategy="score").classify(
+    [result] = await walker(ScriptedProcessor(scored), strategy="score", min_probability=0.3).classify(
         ["The trainer rushed and the lunch was cold"], training())
     assert result.node_results[("Delivery",)] == {
         "is_relevant": True, "confidence": 4, "probability": 0.6, "reasoning": "", "excerpt": ""}
@@ -191,11 +175,7 @@ FLAT = {"Delivery>Pace": 0.5, "Delivery>Clarity": 0.1, "Logistics>Catering": 0.3
 
 
 def flat_scored(prompt, schema):
-    named = {}
-    for line in prompt.instructions.splitlines():
-        letter, dot, rest = line.partition(". ")
-        if dot and len(letter) == 1:
-            named[rest.split(":")[0]] = letter
+    named = lettered(prompt)
     assert set(named) == set(FLAT), "every complete stem is one option, and none of these"
     return {named[name]: p for name, p in FLAT.items()}
 

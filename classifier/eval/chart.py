@@ -47,12 +47,7 @@ def render_chart(reports: Sequence[Report], out: Path) -> Path:
     cost.tick_params(axis="x", labelsize=8)
     fig.suptitle(f"{reports[0].get('taxonomy', '')}: {reports[0]['texts']} texts, {reports[0].get('model', '')}",
                  fontsize=9)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def render_reliability(report: Report, out: Path) -> Path:
@@ -75,6 +70,10 @@ def render_reliability(report: Report, out: Path) -> Path:
         ax.legend(fontsize=7, loc="upper left")
     fig.suptitle(f"{report.get('label', '')}: {report.get('taxonomy', '')}, {report['texts']} texts, "
                  f"{report.get('model', '')}", fontsize=9)
+    return _save(fig, out)
+
+
+def _save(fig: plt.Figure, out: Path) -> Path:
     fig.tight_layout()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
