@@ -77,10 +77,14 @@ async def test_a_scored_run_through_the_service_fits_reports_and_draws_its_calib
     pairs = observations(examples, result.predictions)
     assert (2, 0.3, False) in pairs and (1, 0.35, True) in pairs
     report = build_report(examples, result, training(), {"label": "score", "taxonomy": "topics"})
+    [raw] = threshold_table(examples, result.predictions, Calibration({}), 3, 2, (0.4,))
     report["calibration"] = {**calibration_section(pairs, fit_calibration(pairs)), "fitted_here": True,
-                             "file": "cal.json", "thresholds": []}
+                             "file": "cal.json", "thresholds": [], "raw_at_min_probability": raw}
     assert report["calibration"]["levels"]["1"]["observations"] == 6  # 3 children at the root, 2 texts
     table = format_table(report)
     assert "calibration fitted on this run (in-sample) cal.json:" in table and "level 2: expected calibration" in table
+    # Raw p >= 0.4 accepts Delivery (0.6) and Pace (0.9) for both texts (the script scores by node, not text):
+    # level 1, 1 right of 2 against 3 gold; level 2, 1 right of 2 against 2.
+    assert "uncalibrated, at --min-probability 0.4: micro F1 L1 0.400, L2 0.500" in table
     png = render_reliability(report, tmp_path / "r.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

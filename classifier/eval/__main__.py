@@ -98,7 +98,7 @@ def main(
     except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
     if calibrating:
-        report["calibration"] = _calibration(examples, run.predictions, taxonomy, settings.classifier.max_paths,
+        report["calibration"] = _calibration(examples, run.predictions, taxonomy, settings.classifier,
                                              fit_path or check_path, checked, meta)
     click.echo(format_table(report))
     if out:
@@ -112,11 +112,13 @@ def main(
 
 
 def _calibration(
-    examples: list[Example], predictions: list[harness.Prediction], taxonomy: Taxonomy, max_paths: int,
+    examples: list[Example], predictions: list[harness.Prediction], taxonomy: Taxonomy, settings: ClassifierSettings,
     path: Path, checked: Calibration | None, meta: dict[str, Any],
 ) -> dict[str, Any]:
     """Fit and write a calibration to `path` on an exhaustive run, or check `checked` (read
-    from `path`) on it; the report's calibration section."""
+    from `path`) on it; the report's calibration section, with what the raw probabilities
+    would decide at `--min-probability` beside it."""
+    max_paths = settings.max_paths
     pairs = observations(examples, predictions)
     if not pairs:
         raise click.ClickException("the run scored no node (every text failed?): nothing to calibrate on")
@@ -135,8 +137,10 @@ def _calibration(
         extra = () if checked.min_probability is None else (checked.min_probability,)
         table = threshold_table(examples, predictions, checked, max_paths, taxonomy.depth,
                                 sorted({*THRESHOLDS, *extra}))
+    [raw] = threshold_table(examples, predictions, Calibration({}), max_paths, taxonomy.depth,
+                            (settings.min_probability,))
     return {**calibration_section(pairs, calibration), "fitted_here": checked is None, "file": str(path),
-            "thresholds": table}
+            "thresholds": table, "raw_at_min_probability": raw}
 
 
 async def _evaluate(

@@ -134,9 +134,15 @@ def _calibration_lines(section: Report) -> list[str]:
     chosen = section["min_probability"]
     row = next((r for r in section["thresholds"] if r["min_probability"] == chosen), None)
     if row:
-        f1 = ", ".join(f"L{k} {v:.3f}" for k, v in enumerate(row["micro_f1"], 1))
-        lines.append(f"  at --min-probability {chosen:g} the walk would reach micro F1 {f1}")
+        lines.append(f"  at --min-probability {chosen:g} the walk would reach micro F1 {_f1s(row)}")
+    raw = section.get("raw_at_min_probability")
+    if raw:
+        lines.append(f"  uncalibrated, at --min-probability {raw['min_probability']:g}: micro F1 {_f1s(raw)}")
     return lines
+
+
+def _f1s(row: Report) -> str:
+    return ", ".join(f"L{k} {v:.3f}" for k, v in enumerate(row["micro_f1"], 1))
 
 
 def comparison_table(reports: Sequence[Report]) -> str:
