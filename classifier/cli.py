@@ -106,8 +106,8 @@ engine_options = stack(
            help="Most prompts sent to the backend in one call."),
     option("--strategy", type=click.Choice(STRATEGIES), default=ClassifierSettings.strategy,
            help="select: one prompt per node picks its children. per_node: one yes/no prompt per child (the prototype's). "
-                "score: one letter per node, every child scored by its probability. flat (small trees): one letter "
-                "per text over every complete stem."),
+                "score: one letter per node, every child scored by its probability. flat (small trees): one prompt "
+                "per text names complete stems."),
     option("--max-paths", type=click.IntRange(1), default=ClassifierSettings.max_paths,
            help="select, score, flat: the most children one node may pass on."),
     option("--reasoning/--no-reasoning", default=ClassifierSettings.reasoning,

@@ -12,19 +12,19 @@ Four strategies:
 - `score`: one prompt per (text, node) listing the children as lettered options; the model
   writes one letter and the probability of every letter is read back, so every child gets
   a score; the children reaching `min_probability` are walked next (at most `max_paths`).
-- `flat` (small trees): one one-letter call per text over every complete stem at once; a
-  node's probability is the sum of its stems', and nodes are accepted top-down by the same
-  threshold.
+- `flat` (small trees): one `select`-form call per text naming complete stems by their
+  paths; a node's probability is the sum of its named stems', and nodes are accepted
+  top-down by the same threshold.
 
-With a calibration, the one-letter strategies decide on calibrated probabilities (one map
-per level) and report those.
+`select`, `score` and `flat` accept a child when its probability (calibrated per level,
+with a calibration) reaches `min_probability`, and report that probability.
 """
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .calibration import accepted_children, decide
 from .outputs import NodeRelevance
@@ -33,7 +33,7 @@ from .llm.schema import answer_token_bound, schema_for
 from .llm.probabilities import TOP_LOGPROBS, listed_probabilities, value_probability
 from .prompts import NONE_OF_THESE, flat_prompt, relevance_prompt, score_prompt, select_prompt
 from .settings import ClassifierSettings
-from .taxonomy import NodePath, Taxonomy
+from .taxonomy import NodePath, Taxonomy, format_path
 
 STRATEGIES = ("select", "per_node", "score", "flat")
 MAX_OPTIONS = TOP_LOGPROBS - 1  # the engines return this many alternatives; one is "none of these"
@@ -155,16 +155,28 @@ class HierarchicalClassifier:
         """The children a `select` answer names that are accepted, with the (calibrated)
         probability the model gave to writing each: those reaching `min_probability`, at most
         `max_paths`. Without token log-probabilities, the first `max_paths` named."""
+        named, raw = self._named(answer, lambda name: path + (name,))
+        if raw is None:
+            return [(child, None) for child in named[: self.settings.max_paths]]
+        scored = {child: self.calibrated(child, raw[child]) for child in named}
+        return accepted_children(scored, self.settings.min_probability, self.settings.max_paths)
+
+    @staticmethod
+    def _named(answer: ItemResult, path_of: Callable[[str], NodePath],
+               ) -> tuple[list[NodePath], dict[NodePath, float] | None]:
+        """The nodes a select-form answer names, in order without repeats, and the raw
+        probability the model gave to writing each (at its first writing); None without
+        token log-probabilities."""
         topics = answer.value["topics"]
-        children = list(dict.fromkeys(path + (name,) for name in topics if name != NONE_OF_THESE))
+        named = list(dict.fromkeys(path_of(t) for t in topics if t != NONE_OF_THESE))
         raw = listed_probabilities(answer.tokens, "topics")
         if raw is None or len(raw) != len(topics):
-            return [(child, None) for child in children[: self.settings.max_paths]]
-        first: dict[NodePath, float] = {}  # a name picked twice keeps the probability of its first writing
-        for name, p in zip(topics, raw):
-            first.setdefault(path + (name,), p)
-        scored = {child: self.calibrated(child, first[child]) for child in children}
-        return accepted_children(scored, self.settings.min_probability, self.settings.max_paths)
+            return named, None
+        first: dict[NodePath, float] = {}
+        for topic, p in zip(topics, raw):
+            if topic != NONE_OF_THESE:
+                first.setdefault(path_of(topic), p)
+        return named, first
 
     async def _score_group(
         self,
@@ -199,28 +211,31 @@ class HierarchicalClassifier:
         return accepted
 
     async def _flat(self, taxonomy: Taxonomy, texts: Sequence[str], results: list[TextClassification]) -> None:
-        """One one-letter call per text over every complete stem; nodes accepted top-down."""
+        """One select-form call per text over every complete stem, named by its path; a
+        node's probability is the sum of its named stems', and nodes are accepted top-down."""
         s = self.settings
-        try:
-            built = [flat_prompt(taxonomy, text, MAX_OPTIONS) for text in texts]
-        except ValueError as exc:
-            for result in results:
-                result.errors.append(f"classification: {exc}")
-            return
-        _, letters, stems = built[0]
-        answers = await in_batches(lambda part: self.processor.process_choice(part, letters),
-                                   [prompt for prompt, _, _ in built], s.batch_size)
+        stems = {format_path(None, stem): stem for stem in taxonomy.leaf_paths()}
+        schema = select_schema(list(stems), max_paths=s.max_paths, reasoning=s.reasoning)
+        prompts = [flat_prompt(taxonomy, text, max_paths=s.max_paths, reasoning=s.reasoning) for text in texts]
+        answers = await self._process(prompts, schema, answer_token_bound(schema))
         for result, answer in zip(results, answers):
             if not self._record(result, (), answer):
                 continue
-            raw: dict[NodePath, float] = defaultdict(float)
-            for letter, stem in zip(letters, stems):
-                for depth in range(1, len(stem) + 1):  # a node holds the mass of its stems
-                    raw[stem[:depth]] += answer.value["probabilities"][letter]
-            probabilities = {path: self.calibrated(path, p) for path, p in raw.items()}
-            for path in decide(probabilities, s.min_probability, s.max_paths):
+            named, raw = self._named(answer, stems.__getitem__)
+            probabilities: dict[NodePath, float | None]
+            if raw is None:
+                accepted = {stem[:depth] for stem in named[: s.max_paths] for depth in range(1, len(stem) + 1)}
+                probabilities = dict.fromkeys(accepted)
+            else:
+                sums: dict[NodePath, float] = defaultdict(float)
+                for stem, p in raw.items():
+                    for depth in range(1, len(stem) + 1):
+                        sums[stem[:depth]] += p
+                calibrated = {path: self.calibrated(path, min(1.0, p)) for path, p in sums.items()}
+                accepted, probabilities = decide(calibrated, s.min_probability, s.max_paths), dict(calibrated)
+            for path in accepted:
                 result.accepted.append(path)
-                result.node_results[path] = node_result(probabilities[path])
+                result.node_results[path] = node_result(probabilities[path], answer.value.get("reason", ""))
 
     async def _per_node_group(
         self,

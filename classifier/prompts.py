@@ -60,6 +60,21 @@ def select_prompt(
     """Ask which children of the node at `path` the comment is about (the `select` walk)."""
     node = taxonomy.node(path)
     topics = "\n".join(describe_node(c) for c in node.children)
+    examples = keyword_examples(node.children, reasoning=reasoning) if few_shot else ""
+    return _select_instructions(taxonomy, path, topics, comment, max_paths=max_paths, reasoning=reasoning,
+                                examples=examples)
+
+
+def flat_prompt(taxonomy: Taxonomy, comment: str, *, max_paths: int, reasoning: bool) -> Prompt:
+    """Ask which complete stems of the whole tree the comment is about, each named by its
+    path (the `flat` strategy, for small trees: one call per comment)."""
+    topics = "\n".join(describe_node(taxonomy.node(stem), label=format_path(None, stem))
+                       for stem in taxonomy.leaf_paths())
+    return _select_instructions(taxonomy, (), topics, comment, max_paths=max_paths, reasoning=reasoning)
+
+
+def _select_instructions(taxonomy: Taxonomy, path: NodePath, topics: str, comment: str, *, max_paths: int,
+                         reasoning: bool, examples: str = "") -> Prompt:
     answer = '{"topics": [...]' + (', "reason": "..."}' if reasoning else "}")
     instructions = (
         f"You sort comments into the topics of the taxonomy \"{taxonomy.root.name}\".\n"
@@ -67,7 +82,7 @@ def select_prompt(
         f"Decide which of the topics below the comment talks about. Pick every topic that "
         f"applies, at most {max_paths}. If none of them applies, pick \"{NONE_OF_THESE}\".\n\n"
         f"Topics:\n{topics}\n\n"
-        + (f"Examples:\n{keyword_examples(node.children, reasoning=reasoning)}\n\n" if few_shot else "")
+        + (f"Examples:\n{examples}\n\n" if examples else "")
         + f"Answer format: {answer}" + (" with a one-sentence reason." if reasoning else ".") + "\n"
         f"{_COMMENT_FOLLOWS}"
     )
@@ -77,45 +92,26 @@ def select_prompt(
 OPTION_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # one token each in common tokenizers
 
 
-def _lettered(taxonomy: Taxonomy, path: NodePath, options: Sequence[tuple[str, Node]], max_options: int,
-              ) -> tuple[str, list[str]]:
-    """The options as lettered lines plus a last "none of these" line; the text and the
-    letters, none last. `ValueError` when there are more than `max_options`."""
-    if len(options) > max_options:
-        raise ValueError(f"node {format_path(taxonomy.root.name, path)!r} has {len(options)} options; the "
-                         f"one-letter strategies take at most {max_options}: use --strategy select")
-    letters = list(OPTION_LETTERS[: len(options) + 1])
-    lines = [describe_node(node, bullet=f"{letter}. ", label=label) for letter, (label, node) in zip(letters, options)]
-    return "\n".join([*lines, f"{letters[-1]}. {NONE_OF_THESE}"]), letters
-
-
-def _one_letter(taxonomy: Taxonomy, path: NodePath, listing: str, none: str) -> str:
-    return (
-        f"You sort comments into the topics of the taxonomy \"{taxonomy.root.name}\".\n"
-        f"Topic path: {format_path(taxonomy.root.name, path)}\n"
-        f"Which of the topics below is the comment about? Answer with the letter of the topic it is most about, "
-        f"or {none} if it is about none of them.\n\n"
-        f"Topics:\n{listing}\n\n"
-        "The comment to analyse is the next message. Answer with one letter only."
-    )
-
-
 def score_prompt(taxonomy: Taxonomy, path: NodePath, comment: str, max_options: int) -> tuple[Prompt, list[str]]:
     """The node's children as lettered options and a last option for "none of these" (the
     `score` walk); the prompt and its letters, the none letter last. The model answers one
-    letter, and the probability of every letter is read back."""
-    listing, letters = _lettered(taxonomy, path, [(c.name, c) for c in taxonomy.node(path).children], max_options)
-    return Prompt(instructions=_one_letter(taxonomy, path, listing, letters[-1]), comment=comment), letters
-
-
-def flat_prompt(taxonomy: Taxonomy, comment: str, max_options: int) -> tuple[Prompt, list[str], list[NodePath]]:
-    """Every complete stem of the tree as one lettered option (the `flat` strategy, for
-    small trees); the prompt, the letters (none last) and the stems in letter order."""
-    stems = taxonomy.leaf_paths()
-    listing, letters = _lettered(
-        taxonomy, (), [(format_path(None, stem), taxonomy.node(stem)) for stem in stems], max_options
+    letter, and the probability of every letter is read back. `ValueError` past
+    `max_options` children (the engines return that many alternatives)."""
+    children = taxonomy.node(path).children
+    if len(children) > max_options:
+        raise ValueError(f"node {format_path(taxonomy.root.name, path)!r} has {len(children)} children; the "
+                         f"score strategy takes at most {max_options}: use --strategy select")
+    letters = list(OPTION_LETTERS[: len(children) + 1])
+    options = "\n".join(describe_node(child, bullet=f"{letter}. ") for letter, child in zip(letters, children))
+    instructions = (
+        f"You sort comments into the topics of the taxonomy \"{taxonomy.root.name}\".\n"
+        f"Topic path: {format_path(taxonomy.root.name, path)}\n"
+        f"Which of the topics below is the comment about? Answer with the letter of the topic it is most about, "
+        f"or {letters[-1]} if it is about none of them.\n\n"
+        f"Topics:\n{options}\n{letters[-1]}. {NONE_OF_THESE}\n\n"
+        "The comment to analyse is the next message. Answer with one letter only."
     )
-    return Prompt(instructions=_one_letter(taxonomy, (), listing, letters[-1]), comment=comment), letters, stems
+    return Prompt(instructions=instructions, comment=comment), letters
 
 
 def relevance_prompt(taxonomy: Taxonomy, path: NodePath, comment: str) -> Prompt:

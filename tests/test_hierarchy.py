@@ -8,8 +8,7 @@ from classifier.hierarchy import HierarchicalClassifier
 from classifier.llm.base import ItemResult
 from classifier.prompts import NONE_OF_THESE
 from classifier.settings import ClassifierSettings
-from tests.scripted import SCORES, ScriptedProcessor, lettered, oracle, scored, topic_path
-from classifier.taxonomy import taxonomy_from_dict
+from tests.scripted import ScriptedProcessor, oracle, scored, topic_path
 from tests.trees import training
 
 GOLD = {
@@ -169,38 +168,45 @@ async def test_score_node_results_carry_probability_and_the_confidence_made_from
     assert result.node_results[("Logistics", "Venue")]["confidence"] == 2
 
 
-# Probabilities of each complete stem for the `flat` strategy (one call over all of them).
-FLAT = {"Delivery>Pace": 0.5, "Delivery>Clarity": 0.1, "Logistics>Catering": 0.3, "Logistics>Venue": 0.05,
-        "Content": 0.04, NONE_OF_THESE: 0.01}
+def written(*pieces: tuple[str, float]) -> ItemResult:
+    """A select-form answer as a backend returns it: the value and its tokens with their
+    log-probabilities, from (text, probability) pieces."""
+    return ItemResult(value=json.loads("".join(t for t, _ in pieces)), tokens=tuple((t, math.log(p)) for t, p in pieces))
 
 
-def flat_scored(prompt, schema):
-    named = lettered(prompt)
-    assert set(named) == set(FLAT), "every complete stem is one option, and none of these"
-    return {named[name]: p for name, p in FLAT.items()}
+def flat_named(prompt, schema):
+    """Pace written with p 0.5, then Catering with 0.6 x 0.5 = 0.3."""
+    stems = schema["properties"]["topics"]["items"]["enum"]
+    assert stems == ["Delivery>Pace", "Delivery>Clarity", "Logistics>Catering", "Logistics>Venue", "Content",
+                     NONE_OF_THESE], "every complete stem, by its path, and none of these"
+    assert all(f"- {stem}" in prompt.instructions for stem in stems[:-1])
+    return written(('{"topics":["', 1.0), ("Delivery>Pace", 0.5), ('","', 0.6), ("Logistics>Catering", 0.5),
+                   ('"]}', 1.0))
 
 
 @pytest.mark.parametrize(("min_probability", "max_paths", "expected"), [
-    # Delivery holds 0.5 + 0.1, Logistics 0.3 + 0.05: a node's probability is the sum of its stems'.
-    (0.3, 3, [("Delivery",), ("Delivery", "Pace"), ("Logistics",), ("Logistics", "Catering")]),
-    (0.34, 3, [("Delivery",), ("Delivery", "Pace"), ("Logistics",)]),
-    (0.3, 1, [("Delivery",), ("Delivery", "Pace")]),
-    (0.7, 3, []),
+    (0.25, 3, [("Delivery",), ("Delivery", "Pace"), ("Logistics",), ("Logistics", "Catering")]),
+    (0.4, 3, [("Delivery",), ("Delivery", "Pace")]),
+    (0.25, 1, [("Delivery",), ("Delivery", "Pace")]),  # one child per node: Delivery outranks Logistics
+    (0.6, 3, []),
 ])  # fmt: skip
 async def test_flat_asks_once_per_text_and_decides_top_down(min_probability, max_paths, expected):
-    proc = ScriptedProcessor(flat_scored)
+    proc = ScriptedProcessor(flat_named)
     found = await walker(proc, strategy="flat", min_probability=min_probability, max_paths=max_paths).classify(
         ["The trainer rushed and the lunch was cold", "Great content"], training())
     assert found[0].accepted == expected and not found[0].errors
-    assert len(proc.calls) == 1 and len(proc.calls[0].prompts) == 2 and proc.calls[0].max_tokens == 1
+    assert len(proc.calls) == 1 and len(proc.calls[0].prompts) == 2
     if expected:
-        assert found[0].node_results[("Delivery",)]["probability"] == pytest.approx(0.6)
+        assert found[0].node_results[("Delivery",)]["probability"] == pytest.approx(0.5)
 
 
-async def test_flat_refuses_a_tree_with_more_stems_than_options():
-    wide = taxonomy_from_dict({"name": "Wide", "children": [{"name": f"T{k}"} for k in range(25)]})
-    [result] = await walker(ScriptedProcessor(flat_scored), strategy="flat").classify(["x"], wide)
-    assert result.accepted == [] and "take at most 19: use --strategy select" in result.errors[0]
+async def test_flat_without_token_probabilities_keeps_the_first_picks():
+    def answer(prompt, schema):
+        return {"topics": ["Logistics>Venue", NONE_OF_THESE, "Content", "Delivery>Pace"]}
+
+    [result] = await walker(ScriptedProcessor(answer), strategy="flat", max_paths=2).classify(["x"], training())
+    assert result.accepted == [("Logistics",), ("Logistics", "Venue"), ("Content",)]
+    assert {node["probability"] for node in result.node_results.values()} == {None}
 
 
 async def test_a_calibration_decides_and_is_what_node_results_report():
@@ -223,8 +229,7 @@ def select_with_tokens(prompt, schema):
         pieces = [('{"topics":["', 1.0), ("Pace", 0.9), ('"]}', 1.0)]
     else:
         pieces = [('{"topics":["', 1.0), (NONE_OF_THESE, 0.7), ('"]}', 1.0)]
-    text = "".join(t for t, _ in pieces)
-    return ItemResult(value=json.loads(text), tokens=tuple((t, math.log(p)) for t, p in pieces))
+    return written(*pieces)
 
 
 @pytest.mark.parametrize(("min_probability", "expected"), [
@@ -241,9 +246,7 @@ async def test_select_reads_each_picks_probability_and_applies_the_threshold(min
 
 
 def per_node_with_tokens(prompt, schema):
-    pieces = [('{"is_relevant":', 1.0), ("true", 0.7), (',"confidence":4,"reasoning":"r","excerpt":""}', 1.0)]
-    text = "".join(t for t, _ in pieces)
-    return ItemResult(value=json.loads(text), tokens=tuple((t, math.log(p)) for t, p in pieces))
+    return written(('{"is_relevant":', 1.0), ("true", 0.7), (',"confidence":4,"reasoning":"r","excerpt":""}', 1.0))
 
 
 async def test_per_node_reports_the_probability_of_its_yes():
@@ -254,7 +257,7 @@ async def test_per_node_reports_the_probability_of_its_yes():
 
 @pytest.mark.parametrize(("strategy", "answer"), [
     ("select", select_with_tokens), ("select", oracle(GOLD)), ("per_node", per_node_with_tokens),
-    ("score", scored), ("flat", flat_scored),
+    ("score", scored), ("flat", flat_named),
 ])
 async def test_node_results_have_the_same_keys_under_every_strategy(strategy, answer):
     [result] = await walker(ScriptedProcessor(answer), strategy=strategy, min_probability=0.1).classify(

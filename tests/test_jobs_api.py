@@ -8,7 +8,6 @@ import io
 import json
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import openai
