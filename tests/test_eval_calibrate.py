@@ -45,7 +45,8 @@ def test_exhaustive_settings_accept_every_node_uncalibrated():
     settings = ClassifierSettings(strategy="score", min_probability=0.5, max_paths=2, calibration=Calibration({}))
     assert (exhaustive(settings).min_probability, exhaustive(settings).max_paths, exhaustive(settings).calibration) == (
         0.0, 19, None)
-    assert exhaustive(ClassifierSettings(strategy="select", max_paths=2)).max_paths == 2  # its prompt says 2
+    for strategy in ("select", "flat"):  # their prompts say "at most 2"
+        assert exhaustive(ClassifierSettings(strategy=strategy, max_paths=2)).max_paths == 2
 
 
 def test_tune_and_report_halves_do_not_overlap():

@@ -1,8 +1,8 @@
 """Calibration on labelled data: fit it on one part of a sample, check it on another.
 
 Both need every node's raw probability, not only the accepted ones, so such a run is
-*exhaustive*: every node is accepted (threshold 0, no cap but the one `select` writes in
-its prompt) and none is calibrated. Because
+*exhaustive*: every node is accepted (threshold 0, no cap but the one `select` and `flat`
+write in their prompts) and none is calibrated. Because
 a decision about a node depends only on its own probability and its parent's acceptance,
 the decisions a threshold would make are then found from the same run (`decide`) to pick
 the threshold that does best.
@@ -27,8 +27,8 @@ PROBABILITY_STRATEGIES = ("select", "score", "flat")
 
 def exhaustive(settings: ClassifierSettings) -> ClassifierSettings:
     """Settings under which the walk reports every node it scored, with its raw probability.
-    `select` keeps its `max_paths`: the prompt asks for at most that many topics."""
-    max_paths = settings.max_paths if settings.strategy == "select" else MAX_OPTIONS
+    `select` and `flat` keep their `max_paths`: the prompt asks for at most that many topics."""
+    max_paths = MAX_OPTIONS if settings.strategy == "score" else settings.max_paths
     return replace(settings, min_probability=0.0, max_paths=max_paths, calibration=None)
 
 
