@@ -61,7 +61,7 @@ def command(url: str, comments: Path, output: Path) -> list[str]:
     return [sys.executable, str(ROOT / "batch_classify.py"), "--backend", "vllm-server",
             "--vllm-server-url", url, "--config", str(ROOT / "configs" / "restaurants.json"),
             "--input-file", str(comments), "--input-column", "text", "--save-path", str(output),
-            "--chunk-size", str(CHUNK)]  # fmt: skip
+            "--chunk-size", str(CHUNK), "--min-probability", "0"]  # fmt: skip  # the small model is rarely sure
 
 
 def journaled(journal: Path) -> dict[int, dict]:
@@ -154,3 +154,4 @@ def test_killed_run_on_the_real_engine_keeps_finished_rows_and_classifies_the_re
         paths = result.get("classification_result", {}).get("classification_paths")
         assert paths is not None or result.get("error"), result
         assert set(paths or ()) <= taxonomy_paths, result
+    assert any(r.get("classification_result", {}).get("classification_paths") for r in results), "topics were found"

@@ -32,7 +32,7 @@ async def _classify(texts: list[str]) -> list[dict[str, Any]]:
     await processor.start()
     try:
         service = ClassificationService(processor, {"restaurants": load_taxonomy(CONFIGS / "restaurants.json")},
-                                        ClassifierSettings(max_paths=1))
+                                        ClassifierSettings(max_paths=1, min_probability=0.0))
         return (await service.classify(texts, CAPABILITIES))["results"]
     finally:
         await processor.close()
