@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import sys
 import time
@@ -27,6 +28,7 @@ from classifier.batch.render import FORMATS, render
 from classifier.batch.run import classify_rows, top_paths
 from classifier.capabilities import DEFAULT_CAPABILITIES, resolve
 from classifier.cli import USER_ERRORS, build_settings, describe, engine_options, option
+from classifier.llm.embedded import model_name
 from classifier.prompts import PROMPTS_VERSION
 from classifier.report.html import RunInfo, write_report
 from classifier.settings import Settings
@@ -74,10 +76,13 @@ def _fingerprint(options: dict[str, Any], settings: Settings, capabilities: list
         "config": str(options["config"].resolve()),
         "taxonomy_sha256": hashlib.sha256(options["config"].read_bytes()).hexdigest(),
         "capabilities": capabilities, "project_name": options["project_name"],
-        "backend": settings.engine.backend, "llm": settings.engine.llm,
+        "backend": settings.engine.backend,
+        "llm": model_name(settings.engine.llm) if settings.engine.backend == "local" else settings.engine.llm,
         "strategy": classifier.strategy, "max_paths": classifier.max_paths, "reasoning": classifier.reasoning,
         "few_shot": classifier.few_shot, "min_confidence": classifier.min_confidence,
         "min_probability": classifier.min_probability,
+        "calibration": hashlib.sha256(json.dumps(classifier.calibration.to_json()).encode()).hexdigest()
+        if classifier.calibration else None,
         "require_excerpt": classifier.require_excerpt, "max_stem_definitions": classifier.max_stem_definitions,
         "prompts": PROMPTS_VERSION,
     }  # fmt: skip

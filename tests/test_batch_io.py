@@ -14,6 +14,7 @@ from openpyxl import load_workbook
 import batch_classify
 from classifier.batch.inputs import InputError, read_rows
 from classifier.batch.journal import Journal, JournalMismatch
+from classifier.calibration import Calibration, LevelMap, save_calibration
 from classifier.batch.render import render
 from classifier.taxonomy import taxonomy_from_dict
 from tests.scripted import ScriptedProcessor, oracle
@@ -196,6 +197,21 @@ def test_a_rerun_after_the_taxonomy_file_changed_names_the_change(tmp_path, monk
     assert other.exit_code == 0
     refused = _run(monkeypatch, proc, *common, "--max-paths", "2")
     assert refused.exit_code == 1 and "max_paths: 1 then, 2 now" in " ".join(refused.output.split())
+
+
+def test_a_rerun_with_another_calibration_refuses_to_mix_results(tmp_path, monkeypatch):
+    source = tmp_path / "in.csv"
+    source.write_text("text\nGreat content\n")
+    common = ["--config", str(_tree(tmp_path)), "--input-file", str(source), "--save-path", str(tmp_path / "o.json")]
+    calibration = save_calibration(Calibration({1: LevelMap((0.0, 1.0), (0.0, 0.5))}, min_probability=0.3),
+                                   tmp_path / "cal.json")
+    proc = ScriptedProcessor(oracle({}, capability_answers))
+    assert _run(monkeypatch, proc, *common, "--calibration", str(calibration)).exit_code == 0
+    again = _run(monkeypatch, proc, *common)
+    assert again.exit_code == 1 and "calibration:" in again.output and "--no-resume" in again.output
+    (tmp_path / "bad.json").write_text('{"levels": {}}')
+    bad = _run(monkeypatch, proc, *common, "--calibration", str(tmp_path / "bad.json"))
+    assert bad.exit_code == 2 and "is not a calibration file" in bad.output and "Traceback" not in bad.output
 
 
 def test_the_prototypes_batch_flags(tmp_path, monkeypatch):
