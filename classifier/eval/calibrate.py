@@ -17,6 +17,7 @@ import numpy as np
 from ..calibration import Calibration, decide, expected_calibration_error, reliability
 from ..hierarchy import MAX_OPTIONS
 from ..settings import ClassifierSettings
+from ..taxonomy import NodePath
 from .gold import Example
 from .harness import Prediction
 from .metrics import level_scores, with_ancestors
@@ -43,7 +44,8 @@ def observations(examples: Sequence[Example], predictions: Sequence[Prediction])
     return pairs
 
 
-def calibrate(prediction: Prediction, calibration: Calibration) -> dict:
+def calibrate(prediction: Prediction, calibration: Calibration) -> dict[NodePath, float]:
+    """A text's scored nodes with their calibrated probabilities, as the walk decides on them."""
     return {path: calibration.apply(len(path), p) for path, p in prediction.probabilities.items()}
 
 

@@ -45,7 +45,7 @@ Tokens = Sequence[tuple[str, float]]
 _DECODER = json.JSONDecoder()
 
 
-def spelled(text: str, tokens: Sequence[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
+def spelled(text: str, tokens: Tokens) -> tuple[tuple[str, float], ...]:
     """The tokens that spell `text`: a stop token (`<|im_end|>`) is generated, not written."""
     kept = list(tokens)
     while kept and sum(len(t) for t, _ in kept) > len(text):
