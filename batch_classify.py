@@ -84,6 +84,7 @@ def _fingerprint(options: dict[str, Any], settings: Settings, capabilities: list
         "calibration": hashlib.sha256(json.dumps(classifier.calibration.to_json()).encode()).hexdigest()
         if classifier.calibration else None,
         "require_excerpt": classifier.require_excerpt, "max_stem_definitions": classifier.max_stem_definitions,
+        "stem_reasoning": classifier.stem_reasoning,
         "prompts": PROMPTS_VERSION,
     }  # fmt: skip
 

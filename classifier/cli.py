@@ -126,6 +126,9 @@ engine_options = stack(
            help="per_node: accept only answers that quote the comment."),
     option("--max-stem-definitions", type=click.IntRange(0), default=ClassifierSettings.max_stem_definitions,
            help="Stem capabilities: how many path nodes' definitions go in the prompt (0 = all)."),
+    option("--stem-reasoning/--no-stem-reasoning", default=ClassifierSettings.stem_reasoning,
+           help="stem_polarity: one call per stem that also gives a reasoning and an excerpt. Default: one call per "
+                "text judges all its stems, polarity only (its confidence from the model's probability)."),
     option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=EngineSettings.cache_dir,
            help="Where the converted embedded model lives."),
 )  # fmt: skip
@@ -187,6 +190,7 @@ def build_settings(options: dict[str, Any], server: ServerSettings | None = None
         calibration=options["calibration"],
         require_excerpt=options["require_excerpt"],
         max_stem_definitions=options["max_stem_definitions"],
+        stem_reasoning=options["stem_reasoning"],
         batch_size=options["batch_size"],
     )
     return Settings(engine=engine, classifier=classifier, server=server or ServerSettings())

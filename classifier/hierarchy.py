@@ -78,12 +78,16 @@ def confidence_of(probability: float) -> int:
     return min(5, 1 + int(probability * 5))
 
 
+def reported(probability: float | None) -> dict[str, Any]:
+    """A probability as answers report it: `confidence` 1-5 and `probability` 0-1. None
+    (the backend returned no token log-probabilities) reports confidence 3."""
+    return {"confidence": 3 if probability is None else confidence_of(probability),
+            "probability": None if probability is None else round(probability, 4)}
+
+
 def node_result(probability: float | None, reasoning: str = "", excerpt: str = "") -> dict[str, Any]:
-    """An accepted node with the keys every strategy reports. `probability` is None only
-    where the backend returned no token log-probabilities; `confidence` is then 3."""
-    return {"is_relevant": True, "confidence": 3 if probability is None else confidence_of(probability),
-            "probability": None if probability is None else round(probability, 4),
-            "reasoning": reasoning, "excerpt": excerpt}
+    """An accepted node with the keys every strategy reports."""
+    return {"is_relevant": True, **reported(probability), "reasoning": reasoning, "excerpt": excerpt}
 
 
 class HierarchicalClassifier:

@@ -7,7 +7,7 @@ bound of its field, never the end of its token budget with the JSON still open.
 """
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, Field
 
@@ -86,8 +86,12 @@ class Trends(BaseModel):
     trends: list[Trend] = Field(max_length=MAX_ITEMS)
 
 
+Polarity = Literal["Positive", "Negative", "Neutral", "Mixed"]
+POLARITIES: tuple[str, ...] = get_args(Polarity)
+
+
 class StemPolarity(BaseModel):
-    polarity: Literal["Positive", "Negative", "Neutral", "Mixed"]
+    polarity: Polarity
     confidence: Confidence
     reasoning: str = Reasoning
     excerpt: str = Excerpt

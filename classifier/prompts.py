@@ -128,19 +128,30 @@ def relevance_prompt(taxonomy: Taxonomy, path: NodePath, comment: str) -> Prompt
     return Prompt(instructions=instructions, comment=comment)
 
 
-def stem_prompt(task: str, taxonomy: Taxonomy, stem: NodePath, comment: str, *, max_definitions: int) -> Prompt:
-    """A stem capability's prompt: the task, then the stem's nodes (the most specific
-    `max_definitions` of them, all when 0), then the comment."""
+def _stem_topic(taxonomy: Taxonomy, stem: NodePath, max_definitions: int) -> str:
+    """A stem as the stem capabilities show it: its path, then its nodes (the most specific
+    `max_definitions` of them, all when 0)."""
     nodes = [taxonomy.node(stem[: i + 1]) for i in range(len(stem))]
     if max_definitions > 0:
         nodes = nodes[-max_definitions:]
-    definitions = "\n".join(describe_node(n) for n in nodes)
+    return f"Topic: {format_path(None, stem)}\n" + "\n".join(describe_node(n) for n in nodes)
+
+
+def stem_prompt(task: str, taxonomy: Taxonomy, stem: NodePath, comment: str, *, max_definitions: int) -> Prompt:
+    """A stem capability's prompt: the task, then the stem, then the comment."""
     instructions = (
-        f"{task}\n\nTopic: {format_path(None, stem)}\n{definitions}\n\n"
+        f"{task}\n\n{_stem_topic(taxonomy, stem, max_definitions)}\n\n"
         "Consider only what the comment says about this topic.\n"
         f"{_COMMENT_FOLLOWS}"
     )
     return Prompt(instructions=instructions, comment=comment)
+
+
+def stems_prompt(task: str, taxonomy: Taxonomy, stems: Sequence[NodePath], comment: str, *,
+                 max_definitions: int) -> Prompt:
+    """One prompt about several stems of a comment at once: the task, each stem, the comment."""
+    topics = "\n\n".join(_stem_topic(taxonomy, stem, max_definitions) for stem in stems)
+    return Prompt(instructions=f"{task}\n\n{topics}\n\n{_COMMENT_FOLLOWS}", comment=comment)
 
 
 def text_prompt(task: str, comment: str) -> Prompt:
@@ -177,6 +188,12 @@ STEM_POLARITY_TASK = (
     "You judge how a feedback comment feels about one topic: Positive, Negative, Neutral "
     "or Mixed. Give your confidence from 1 to 5, a short reasoning and the excerpt of the "
     "comment that shows it."
+)
+
+STEMS_POLARITY_TASK = (
+    "You judge how a feedback comment feels about each of the topics below: Positive, "
+    "Negative, Neutral or Mixed. Judge each topic only by what the comment says about it. "
+    "Answer with one polarity per topic."
 )
 
 STEM_RECOMMENDATIONS_TASK = (

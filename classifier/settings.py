@@ -53,6 +53,9 @@ class ClassifierSettings:
     calibration: Calibration | None = None  # per-level maps of the model's probabilities (select, score, flat)
     require_excerpt: bool = False  # per_node: accept only answers quoting the comment
     max_stem_definitions: int = 0  # stems: how many path nodes' definitions go in (0 = all)
+    # stem_polarity: one call per stem with a reasoning and an excerpt (the prototype's
+    # way). Off: one call per text judges all its stems, polarity only, a few tokens each.
+    stem_reasoning: bool = False
     # select: ask for a short reason after the topics. Off: it is generated after the
     # pick, so it cannot improve it; on the CPU engine it lost 1.5-4% of texts to
     # rambling (invalid JSON) and cost 28% of throughput (docs/eval-results.md).

@@ -11,7 +11,7 @@ from classifier.eval.chart import render_chart
 from classifier.eval.gold import Example
 from classifier.eval.harness import read_prediction, run
 from classifier.eval.report import build_report, comparison_table, format_table
-from classifier.prompts import STEM_POLARITY_TASK, keyword_examples, select_prompt
+from classifier.prompts import STEMS_POLARITY_TASK, keyword_examples, select_prompt
 from classifier.service import ClassificationService
 from classifier.settings import ClassifierSettings
 from tests.conftest import CONFIGS
@@ -29,8 +29,9 @@ GOLD = {e.text: e.stems for e in EXAMPLES}
 
 
 def polarity_negative(prompt, schema):
-    assert prompt.instructions.startswith(STEM_POLARITY_TASK)
-    return {"polarity": "Negative", "confidence": 3, "reasoning": "r", "excerpt": ""}
+    """Every stem of a text judged Negative, in one answer."""
+    assert prompt.instructions.startswith(STEMS_POLARITY_TASK)
+    return dict.fromkeys(schema["properties"], "Negative")
 
 
 async def evaluate(answer, capabilities=("classification", "stem_polarity"), reader=None, **settings):

@@ -63,3 +63,12 @@ def test_a_generated_stop_token_is_not_part_of_what_the_tokens_spell():
     generated = [('{"a":1}', -0.1), ("<|im_end|>", 0.0)]
     assert spelled('{"a":1}', generated) == (('{"a":1}', -0.1),)
     assert spelled('{"a":1}', generated[:1]) == (('{"a":1}', -0.1),)
+
+
+def test_an_enum_string_value_leaves_out_its_forced_quotes():
+    # `"Food>Quality":"Positive"` then `"Service>General":"Negative"`: each value is its own
+    # word's tokens; the quotes around it ride on format tokens the grammar forces.
+    answer = tokens(('{"', 1.0), ("Food>Quality", 0.2), ('":"', 0.3), ("Pos", 0.9), ("itive", 0.8),
+                    ('","', 0.5), ("Service>General", 0.1), ('":"', 0.3), ("Negative", 0.7), ('"}', 0.4))
+    assert value_probability(answer, "Food>Quality") == pytest.approx(0.9 * 0.8)
+    assert value_probability(answer, "Service>General") == pytest.approx(0.7)

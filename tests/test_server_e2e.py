@@ -100,7 +100,7 @@ def check_result(result: dict[str, Any], text: str) -> set[str]:
         stems = {PATH_SEPARATOR.join(p.split(PATH_SEPARATOR)[1:]) for p in paths}
         for stem, polarity in result["stem_polarity"].items():
             assert stem in stems and tree.is_complete_stem(tuple(stem.split(PATH_SEPARATOR))), stem
-            assert set(polarity) == {"polarity", "confidence", "reasoning", "excerpt"}
+            assert set(polarity) == {"polarity", "confidence", "probability", "reasoning", "excerpt"}
             assert polarity["polarity"] in POLARITIES and polarity["confidence"] in range(1, 6)
     return set(result) & {"recommendations", "alerts", "stem_polarity"}
 

@@ -2,7 +2,7 @@
 import pytest
 
 from classifier.capabilities import UnknownCapability, resolve
-from classifier.prompts import ALERTS_TASK, RECOMMENDATIONS_TASK, STEM_POLARITY_TASK, TRENDS_TASK
+from classifier.prompts import ALERTS_TASK, RECOMMENDATIONS_TASK, STEM_POLARITY_TASK, STEMS_POLARITY_TASK, TRENDS_TASK
 from classifier.service import ClassificationService, UnknownTaxonomy
 from classifier.settings import ClassifierSettings
 from tests.scripted import ScriptedProcessor, oracle
@@ -20,6 +20,10 @@ TREND = {"excerpt": "again", "reasoning": "repeats", "subject": "lunch", "direct
          "valence": "negative", "confidence": 4}
 
 
+def felt(stem: str) -> str:
+    return "Negative" if stem != "Content" else "Positive"
+
+
 def capability_answers(prompt, schema):
     """Whole-text and stem answers, recognisable per prompt."""
     props = schema["properties"]
@@ -29,10 +33,11 @@ def capability_answers(prompt, schema):
         return {"has_alerts": False, "alerts": [ALERT]}  # flag disagrees with the list: the list wins
     if prompt.instructions.startswith(TRENDS_TASK):
         return {"has_trends": True, "trends": []}
-    if prompt.instructions.startswith(STEM_POLARITY_TASK):
+    if prompt.instructions.startswith(STEM_POLARITY_TASK):  # one stem, with a reasoning
         stem = prompt.instructions.split("Topic: ", 1)[1].split("\n", 1)[0]
-        return {"polarity": "Negative" if stem != "Content" else "Positive", "confidence": 4,
-                "reasoning": f"about {stem}", "excerpt": stem.lower()}
+        return {"polarity": felt(stem), "confidence": 4, "reasoning": f"about {stem}", "excerpt": stem.lower()}
+    if prompt.instructions.startswith(STEMS_POLARITY_TASK):  # all of a text's stems at once
+        return {stem: felt(stem) for stem in props}
     if "recommendation_type" in str(props):
         return {"has_recommendations": True, "recommendations": [
             {"recommendation_type": "do_less", "excerpt": "e", "reasoning": "r", "paraphrased_recommendation": "p"}]}
@@ -66,11 +71,9 @@ async def test_every_capability_has_the_exact_wire_shape():
         "recommendations": {"has_recommendations": True, "recommendations": [RECOMMENDATION]},
         "alerts": {"has_alerts": True, "alerts": [ALERT]},
         "trends": {"has_trends": False, "trends": []},
-        "stem_polarity": {
-            "Delivery>Pace": {"polarity": "Negative", "confidence": 4, "reasoning": "about Delivery>Pace",
-                              "excerpt": "delivery>pace"},
-            "Logistics>Catering": {"polarity": "Negative", "confidence": 4, "reasoning": "about Logistics>Catering",
-                                   "excerpt": "logistics>catering"},
+        "stem_polarity": {  # one call judged both stems; a scripted answer has no tokens to read
+            stem: {"polarity": "Negative", "confidence": 3, "probability": None, "reasoning": "", "excerpt": ""}
+            for stem in ("Delivery>Pace", "Logistics>Catering")
         },
         "stem_recommendations": {"Delivery>Pace": stem_rec, "Logistics>Catering": stem_rec},
         "stem_trends": {"Delivery>Pace": [TREND], "Logistics>Catering": [TREND]},
@@ -83,10 +86,10 @@ async def test_stem_capabilities_pull_in_classification_and_run_after_it():
     svc, proc = service()
     body = await svc.classify([RUSHED, "Great content"], ["stem_polarity"], project_name="Acme 2026")
     assert body["batch_info"]["capabilities_executed"] == ["classification", "stem_polarity"]
-    first_stem_call = next(i for i, c in enumerate(proc.calls) if "polarity" in c.schema["properties"])
+    first_stem_call = next(i for i, c in enumerate(proc.calls) if "topics" not in c.schema["properties"])
     assert all("topics" in c.schema["properties"] for c in proc.calls[:first_stem_call])
-    assert all("polarity" in c.schema["properties"] for c in proc.calls[first_stem_call:])
-    assert len(proc.calls) - first_stem_call == 1, "a capability runs once over all texts"
+    assert [list(c.schema["properties"]) for c in proc.calls[first_stem_call:]] == [
+        ["Delivery>Pace", "Logistics>Catering"], ["Content"]], "one call per set of stems, after classification"
     assert [r["classification_result"]["classification_paths"] for r in body["results"]] == [
         ["Acme 2026>Delivery", "Acme 2026>Delivery>Pace", "Acme 2026>Logistics", "Acme 2026>Logistics>Catering"],
         ["Acme 2026>Content"],
@@ -111,7 +114,7 @@ async def test_one_failed_text_keeps_the_others_and_its_own_other_results():
     base = oracle(GOLD, capability_answers)
 
     def answer(prompt, schema):
-        if prompt.comment == "Great content" and "polarity" in schema["properties"]:
+        if prompt.comment == "Great content" and "topics" not in schema["properties"]:
             return "model output is not JSON"
         return base(prompt, schema)
 
@@ -175,7 +178,7 @@ async def test_one_answer_the_output_model_refuses_fails_that_item_alone():
         return value
 
     gold = {**GOLD, "poison": [("Content",)]}
-    svc, _ = service(oracle(gold, answer))
+    svc, _ = service(oracle(gold, answer), stem_reasoning=True)  # per stem, checked by its output model
     texts = [RUSHED, "poison", "Great content", RUSHED]
     body = await svc.classify(texts, ["alerts", "stem_polarity"])
     good, bad, content, again = body["results"]

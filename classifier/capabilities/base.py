@@ -133,12 +133,7 @@ class StemCapability(Capability):
         return {}
 
     async def run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
-        pairs: list[tuple[int, NodePath]] = [
-            (i, path)
-            for i in indices
-            for path in ctx.classifications[i].accepted
-            if ctx.taxonomy.is_complete_stem(path)
-        ]
+        pairs = [(i, stem) for i in indices for stem in complete_stems(ctx, i)]
         prompts = [
             stem_prompt(self.task, ctx.taxonomy, stem, ctx.texts[i], max_definitions=ctx.settings.max_stem_definitions)
             for i, stem in pairs
@@ -149,8 +144,17 @@ class StemCapability(Capability):
             stem_name = format_path(None, stem)
             checked = validated(self.output, answer)
             if outcomes[i].note(self.name, checked, stem_name):
-                outcomes[i].value[stem_name] = self.wire(checked.value)
+                outcomes[i].value[stem_name] = self.wire_value(checked.value, answer)
         return outcomes
+
+    def wire_value(self, value: dict[str, Any], answer: ItemResult) -> Any:
+        """One stem's wire value from its checked answer (`answer` holds the tokens)."""
+        return self.wire(value)
+
+
+def complete_stems(ctx: RunContext, index: int) -> list[NodePath]:
+    """The complete stems (paths that end at a leaf) the text at `index` was classified into."""
+    return [path for path in ctx.classifications[index].accepted if ctx.taxonomy.is_complete_stem(path)]
 
 
 async def _process(ctx: RunContext, prompts: list[Prompt], schema: dict, max_tokens: int) -> list[ItemResult]:

@@ -1,11 +1,70 @@
-"""Capabilities asked once per complete stem: polarity, recommendations and trends per topic."""
+"""Capabilities asked about the complete stems a text was classified into: polarity,
+recommendations and trends per topic."""
 from __future__ import annotations
 
-from .. import prompts
-from .base import StemCapability
-from ..outputs import StemPolarity, StemRecommendations, Trends
+import asyncio
+from collections import defaultdict
+from typing import Any
 
-stem_polarity = StemCapability("stem_polarity", "stem_polarity", prompts.STEM_POLARITY_TASK, StemPolarity)
+from .. import prompts
+from ..hierarchy import reported
+from ..llm.base import ItemResult
+from ..llm.probabilities import value_probability
+from ..llm.schema import answer_token_bound
+from ..outputs import POLARITIES, StemPolarity, StemRecommendations, Trends
+from ..taxonomy import NodePath, format_path
+from .base import Outcome, RunContext, StemCapability, _process, complete_stems
+
+
+class StemPolarityCapability(StemCapability):
+    """How the comment feels about each of its stems, with the model's probability of it.
+
+    By default one call per text judges all its stems at once and answers the polarity
+    alone (`{"Food>Quality": "Positive", ...}`): a few tokens per stem, so cheap enough to
+    ask of every text; `confidence` then comes from the probability, `reasoning` and
+    `excerpt` are empty. With `ClassifierSettings.stem_reasoning`, one call per stem also
+    asks for the model's confidence, a reasoning and an excerpt (the prototype's way).
+    """
+
+    def __init__(self) -> None:
+        super().__init__("stem_polarity", "stem_polarity", prompts.STEM_POLARITY_TASK, StemPolarity)
+
+    def wire_value(self, value: dict[str, Any], answer: ItemResult) -> Any:
+        probability = reported(value_probability(answer.tokens, "polarity"))["probability"]
+        return {"polarity": value["polarity"], "confidence": value["confidence"], "probability": probability,
+                "reasoning": value["reasoning"], "excerpt": value["excerpt"]}
+
+    async def run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
+        if ctx.settings.stem_reasoning:
+            return await super().run(ctx, indices)
+        # One schema per set of stems: texts that share it go to the backend together.
+        groups: dict[tuple[NodePath, ...], list[int]] = defaultdict(list)
+        for i in indices:
+            if stems := complete_stems(ctx, i):
+                groups[tuple(stems)].append(i)
+        outcomes = {i: Outcome(value={}) for i in indices}
+        await asyncio.gather(*(self._judge(ctx, stems, group, outcomes) for stems, group in groups.items()))
+        return outcomes
+
+    async def _judge(self, ctx: RunContext, stems: tuple[NodePath, ...], indices: list[int],
+                     outcomes: dict[int, Outcome]) -> None:
+        """Every text in `indices` has exactly `stems`: one prompt each, one answer per stem."""
+        names = [format_path(None, stem) for stem in stems]
+        schema = {"type": "object", "properties": {name: {"enum": list(POLARITIES)} for name in names},
+                  "required": names, "additionalProperties": False}
+        prompts_ = [prompts.stems_prompt(prompts.STEMS_POLARITY_TASK, ctx.taxonomy, stems, ctx.texts[i],
+                                         max_definitions=ctx.settings.max_stem_definitions) for i in indices]
+        answers = await _process(ctx, prompts_, schema, answer_token_bound(schema))
+        for i, answer in zip(indices, answers):
+            if not outcomes[i].note(self.name, answer, ", ".join(names)):
+                continue
+            for name in names:
+                outcomes[i].value[name] = {"polarity": answer.value[name],
+                                           **reported(value_probability(answer.tokens, name)),
+                                           "reasoning": "", "excerpt": ""}
+
+
+stem_polarity = StemPolarityCapability()
 stem_recommendations = StemCapability(
     "stem_recommendations", "stem_recommendations", prompts.STEM_RECOMMENDATIONS_TASK, StemRecommendations
 )

@@ -108,10 +108,13 @@ def listed_probabilities(tokens: Tokens, key: str) -> list[float] | None:
 
 def value_probability(tokens: Tokens, key: str) -> float | None:
     """The probability the model gave to the value under a top-level `key` (`true` of a
-    flag, say). None when the tokens do not spell a JSON answer with that key."""
+    flag, `"Negative"` of an enum: a string's quotes excluded, the grammar forces them).
+    None when the tokens do not spell a JSON answer with that key."""
     text = _answer_text(tokens)
     start = _value_start(text, key) if text else None
     if text is None or start is None:
         return None
-    _, end = _DECODER.raw_decode(text, start)
+    value, end = _DECODER.raw_decode(text, start)
+    if isinstance(value, str) and value:
+        return _span_probability(tokens, start + 1, end - 2)
     return _span_probability(tokens, start, end - 1)
