@@ -30,6 +30,8 @@ def describe_node(node: Node, bullet: str = "- ", label: str | None = None) -> s
         lines.append(f"  Keywords: {', '.join(node.keywords)}")
     if node.scope:
         lines.append(f"  Scope: {node.scope}")
+    if node.examples:
+        lines.append(f"  Examples: {' | '.join(json.dumps(e, ensure_ascii=False) for e in node.examples)}")
     return "\n".join(lines)
 
 

@@ -1,7 +1,8 @@
 """The customer's topic tree: load the prototype's file format, validate it, navigate it.
 
 A taxonomy file is one root node; every node has a `name` and optional `description`,
-`definition`, `keywords`, `scope` and `children`. Paths are tuples of names below the
+`definition`, `keywords`, `examples` (comments about the node, shown to the model), `scope`
+and `children`. Paths are tuples of names below the
 root (`("Delivery", "Pace")`); they are written `Root>Delivery>Pace` on the wire, and
 without the root (`Delivery>Pace`) as stems.
 """
@@ -18,7 +19,8 @@ MAX_DEPTH = 8
 MAX_NODES = 5000
 MAX_CHILDREN = 100
 _TEXT_FIELDS = ("description", "definition", "scope")
-_KNOWN_FIELDS = {"name", "keywords", "children", *_TEXT_FIELDS}
+_LIST_FIELDS = ("keywords", "examples")
+_KNOWN_FIELDS = {"name", "children", *_LIST_FIELDS, *_TEXT_FIELDS}
 
 NodePath = tuple[str, ...]
 logger = logging.getLogger(__name__)
@@ -35,6 +37,7 @@ class Node:
     definition: str = ""
     keywords: tuple[str, ...] = ()
     scope: str = ""
+    examples: tuple[str, ...] = ()  # comments about this node, written or drawn from labelled data
     children: tuple["Node", ...] = ()
 
     @property
@@ -167,9 +170,12 @@ def _parse_node(
         if not isinstance(value, str):
             raise TaxonomyError(f"node {here!r}: {key!r} must be a string, got {type(value).__name__}")
         texts[key] = value.strip()
-    keywords = raw.get("keywords") or []
-    if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
-        raise TaxonomyError(f"node {here!r}: 'keywords' must be a list of strings")
+    lists = {}
+    for key in _LIST_FIELDS:
+        value = raw.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise TaxonomyError(f"node {here!r}: {key!r} must be a list of strings")
+        lists[key] = tuple(v.strip() for v in value if v.strip())
     children_raw = raw.get("children") or []
     if not isinstance(children_raw, list):
         raise TaxonomyError(f"node {here!r}: 'children' must be a list of nodes")
@@ -180,9 +186,4 @@ def _parse_node(
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise TaxonomyError(f"node {here!r} has duplicate child names {duplicates}")
-    return Node(
-        name=name,
-        keywords=tuple(k.strip() for k in keywords if k.strip()),
-        children=children,
-        **texts,
-    )
+    return Node(name=name, children=children, **lists, **texts)

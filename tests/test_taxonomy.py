@@ -40,6 +40,7 @@ def broken(mutate) -> dict:
         (lambda r: r["children"][1].update(name="  "), "under 'Training feedback' has a missing or empty 'name'"),
         (lambda r: r["children"][1].update(name="Delivery"), "'Training feedback' has duplicate child names ['Delivery']"),
         (lambda r: r["children"][0].update(keywords="rushed"), "'Training feedback>Delivery': 'keywords' must be a list"),
+        (lambda r: r["children"][0].update(examples=["ok", 3]), "'Training feedback>Delivery': 'examples' must be a list"),
         (lambda r: r["children"][2].update(definition=3), "'Training feedback>Content': 'definition' must be a string"),
         (lambda r: r["children"][2].update(children={"name": "x"}), "'Training feedback>Content': 'children' must be a list"),
         (lambda r: r["children"][2].update(name="A>B"), "names may not contain '>'"),
@@ -95,7 +96,7 @@ def test_unknown_fields_are_warnings_naming_the_node_and_names_are_kept_as_writt
     tree = load_taxonomy(path)
     assert tree.warnings == (
         "node 'Training feedback> Content ' has unknown field(s) ['colour', 'id'], ignored; "
-        "known: ['children', 'definition', 'description', 'keywords', 'name', 'scope']",
+        "known: ['children', 'definition', 'description', 'examples', 'keywords', 'name', 'scope']",
     )
     assert tree.warnings[0] in caplog.text and "prototype.json" in caplog.text
     assert tree.is_complete_stem((" Content ",)), "the name is kept exactly as the file writes it"
