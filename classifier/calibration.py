@@ -1,30 +1,36 @@
 """Calibration: turning the model's probabilities into ones a threshold can be trusted on.
 
 A model's probability for a topic is a score, not a frequency: of the topics a 1.5B model
-gives 0.8, far fewer than 80% may be right. Fitted on labelled data, one monotone map per
-taxonomy level (isotonic regression) sends each raw probability to the share of right
-answers observed at it, so `--min-probability 0.5` means "at least even odds" on every
-level. The map is stored as the breakpoints of a piecewise-linear function, applied here
-without the fitting library.
+gives 0.8, far fewer than 80% may be right. Fitted on labelled data, a monotone map
+(isotonic regression) sends each raw probability to the share of right answers observed at
+it, so `--min-probability 0.5` means "at least even odds". There is one map per taxonomy
+level, and one per node where the data holds enough of that node to fit it: a model is
+over-sure of some topics (an "overall" topic it adds beside the specific one) and not of
+others, which one map per level cannot tell apart. Maps are stored as the breakpoints of a
+piecewise-linear function, applied here without the fitting library.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .taxonomy import NodePath
+from .taxonomy import PATH_SEPARATOR, NodePath
 
 CALIBRATION_FORMAT = "classifier-calibration/1"
 RELIABILITY_BINS = 10
+# A node gets a map of its own when the fitting data scored it this often, with at least
+# NODE_MIN_EACH right and NODE_MIN_EACH wrong among them; the others use their level's.
+MIN_NODE_OBSERVATIONS = 20
+NODE_MIN_EACH = 3
 
 
 @dataclass(frozen=True)
-class LevelMap:
-    """A monotone piecewise-linear map of [0, 1] for one taxonomy level."""
+class ProbabilityMap:
+    """A monotone piecewise-linear map of [0, 1]."""
 
     x: tuple[float, ...]
     y: tuple[float, ...]
@@ -35,14 +41,16 @@ class LevelMap:
 
 @dataclass(frozen=True)
 class Calibration:
-    """One map per level (1 = the root's children); a level without one is left as is."""
+    """Maps per level (1 = the root's children) and per node; a node uses its own map if it
+    has one, else its level's, else its probability is left as is."""
 
-    levels: Mapping[int, LevelMap]
+    levels: Mapping[int, ProbabilityMap]
     source: str = ""  # what it was fitted on, for people reading the file
     min_probability: float | None = None  # the threshold that did best where it was fitted
+    nodes: Mapping[NodePath, ProbabilityMap] = field(default_factory=dict)
 
-    def apply(self, level: int, probability: float) -> float:
-        mapping = self.levels.get(level)
+    def apply(self, path: NodePath, probability: float) -> float:
+        mapping = self.nodes.get(path) or self.levels.get(len(path))
         return mapping(probability) if mapping else probability
 
     def to_json(self) -> dict:
@@ -51,6 +59,7 @@ class Calibration:
             "source": self.source,
             "min_probability": self.min_probability,
             "levels": {str(level): {"x": list(m.x), "y": list(m.y)} for level, m in sorted(self.levels.items())},
+            "nodes": {PATH_SEPARATOR.join(path): {"x": list(m.x), "y": list(m.y)} for path, m in self.nodes.items()},
         }
 
 
@@ -58,20 +67,31 @@ class CalibrationError(ValueError):
     """A calibration file that cannot be used; the message says what to fix."""
 
 
-def fit_calibration(pairs: Iterable[tuple[int, float, bool]], source: str = "") -> Calibration:
-    """Isotonic maps from (level, probability, was it right) observations."""
+def fit_calibration(pairs: Iterable[tuple[NodePath, float, bool]], source: str = "",
+                    min_node_observations: int = MIN_NODE_OBSERVATIONS) -> Calibration:
+    """Isotonic maps from (node, probability, was it right) observations: one per level,
+    and one per node observed at least `min_node_observations` times with at least
+    `NODE_MIN_EACH` right and wrong answers (0: levels only)."""
+    by_level: dict[int, list[tuple[float, bool]]] = {}
+    by_node: dict[NodePath, list[tuple[float, bool]]] = {}
+    for path, probability, right in pairs:
+        by_level.setdefault(len(path), []).append((probability, right))
+        by_node.setdefault(path, []).append((probability, right))
+    levels = {level: _isotonic(observed) for level, observed in by_level.items()}
+    nodes = {
+        path: _isotonic(observed) for path, observed in by_node.items()
+        if min_node_observations and len(observed) >= min_node_observations
+        and NODE_MIN_EACH <= sum(right for _, right in observed) <= len(observed) - NODE_MIN_EACH
+    }
+    return Calibration(levels, source, nodes=nodes)
+
+
+def _isotonic(observed: Sequence[tuple[float, bool]]) -> ProbabilityMap:
     from sklearn.isotonic import IsotonicRegression
 
-    by_level: dict[int, list[tuple[float, bool]]] = {}
-    for level, probability, right in pairs:
-        by_level.setdefault(level, []).append((probability, right))
-    levels = {}
-    for level, observed in by_level.items():
-        x, y = np.array([p for p, _ in observed]), np.array([float(r) for _, r in observed])
-        model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x, y)
-        xs, ys = [float(v) for v in model.X_thresholds_], [float(v) for v in model.y_thresholds_]
-        levels[level] = LevelMap(tuple(xs), tuple(ys))
-    return Calibration(levels, source)
+    x, y = np.array([p for p, _ in observed]), np.array([float(r) for _, r in observed])
+    model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(x, y)
+    return ProbabilityMap(tuple(float(v) for v in model.X_thresholds_), tuple(float(v) for v in model.y_thresholds_))
 
 
 def load_calibration(path: Path) -> Calibration:
@@ -87,15 +107,22 @@ def load_calibration(path: Path) -> Calibration:
         )
     levels = {}
     for level, points in raw.get("levels", {}).items():
-        x, y = points.get("x", []), points.get("y", [])
-        if not (str(level).isdigit() and x and len(x) == len(y) and list(x) == sorted(x)
-                and all(0 <= v <= 1 for v in [*x, *y])):
-            raise CalibrationError(f"{path}: level {level!r} needs sorted x and y lists of equal length in [0, 1]")
-        levels[int(level)] = LevelMap(tuple(map(float, x)), tuple(map(float, y)))
+        if not str(level).isdigit():
+            raise CalibrationError(f"{path}: levels are keyed by depth (1, 2, ...), not {level!r}")
+        levels[int(level)] = _points(path, f"level {level!r}", points)
+    nodes = {tuple(name.split(PATH_SEPARATOR)): _points(path, f"node {name!r}", points)
+             for name, points in raw.get("nodes", {}).items()}
     threshold = raw.get("min_probability")
     if threshold is not None and not (isinstance(threshold, (int, float)) and 0 <= threshold <= 1):
         raise CalibrationError(f"{path}: min_probability must be a number in [0, 1] or null, not {threshold!r}")
-    return Calibration(levels, str(raw.get("source", "")), threshold)
+    return Calibration(levels, str(raw.get("source", "")), threshold, nodes)
+
+
+def _points(path: Path, what: str, points: object) -> ProbabilityMap:
+    x, y = (points.get("x", []), points.get("y", [])) if isinstance(points, dict) else ([], [])
+    if not (x and len(x) == len(y) and list(x) == sorted(x) and all(0 <= v <= 1 for v in [*x, *y])):
+        raise CalibrationError(f"{path}: {what} needs sorted x and y lists of equal length in [0, 1]")
+    return ProbabilityMap(tuple(map(float, x)), tuple(map(float, y)))
 
 
 def save_calibration(calibration: Calibration, path: Path) -> Path:

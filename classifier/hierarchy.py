@@ -124,9 +124,9 @@ class HierarchicalClassifier:
                     frontier[path].append(i)
 
     def calibrated(self, path: NodePath, probability: float) -> float:
-        """The probability a decision uses: the calibrated one for the node's level, if any."""
+        """The probability a decision uses: calibrated by the node's map or its level's, if any."""
         calibration = self.settings.calibration
-        return calibration.apply(len(path), probability) if calibration else probability
+        return calibration.apply(path, probability) if calibration else probability
 
     async def _select_group(
         self,

@@ -35,6 +35,14 @@ def describe_node(node: Node, bullet: str = "- ", label: str | None = None) -> s
     return "\n".join(lines)
 
 
+def _scope(taxonomy: Taxonomy) -> str:
+    """What the whole taxonomy covers, as its root's description and definition say (a
+    definition such as "a sentence that gives no opinion belongs to no topic" tells the
+    model when to answer none); empty when the file says nothing."""
+    about = " ".join(part.rstrip(".") + "." for part in (taxonomy.root.description, taxonomy.root.definition) if part)
+    return f"The taxonomy: {about}\n" if about else ""
+
+
 def keyword_examples(children: Sequence[Node], *, reasoning: bool) -> str:
     """Example answers made from the children's keywords: one per child that has some, one
     picking two topics at once, one picking none. They show a small model the answer format
@@ -79,7 +87,7 @@ def _select_instructions(taxonomy: Taxonomy, path: NodePath, topics: str, commen
                          reasoning: bool, examples: str = "") -> Prompt:
     answer = '{"topics": [...]' + (', "reason": "..."}' if reasoning else "}")
     instructions = (
-        f"You sort comments into the topics of the taxonomy \"{taxonomy.root.name}\".\n"
+        f"You sort comments into the topics of the taxonomy \"{taxonomy.root.name}\".\n{_scope(taxonomy)}"
         f"Topic path: {format_path(taxonomy.root.name, path)}\n"
         f"Decide which of the topics below the comment talks about. Pick every topic that "
         f"applies, at most {max_paths}. If none of them applies, pick \"{NONE_OF_THESE}\".\n\n"
@@ -106,7 +114,7 @@ def score_prompt(taxonomy: Taxonomy, path: NodePath, comment: str, max_options: 
     letters = list(OPTION_LETTERS[: len(children) + 1])
     options = "\n".join(describe_node(child, bullet=f"{letter}. ") for letter, child in zip(letters, children))
     instructions = (
-        f"You sort comments into the topics of the taxonomy \"{taxonomy.root.name}\".\n"
+        f"You sort comments into the topics of the taxonomy \"{taxonomy.root.name}\".\n{_scope(taxonomy)}"
         f"Topic path: {format_path(taxonomy.root.name, path)}\n"
         f"Which of the topics below is the comment about? Answer with the letter of the topic it is most about, "
         f"or {letters[-1]} if it is about none of them.\n\n"
@@ -119,7 +127,7 @@ def score_prompt(taxonomy: Taxonomy, path: NodePath, comment: str, max_options: 
 def relevance_prompt(taxonomy: Taxonomy, path: NodePath, comment: str) -> Prompt:
     """Ask whether the comment is about the one node at `path` (the `per_node` walk)."""
     instructions = (
-        f"You check whether a comment talks about one topic of the taxonomy \"{taxonomy.root.name}\".\n"
+        f"You check whether a comment talks about one topic of the taxonomy \"{taxonomy.root.name}\".\n{_scope(taxonomy)}"
         f"Topic path: {format_path(taxonomy.root.name, path)}\n"
         f"Topic:\n{describe_node(taxonomy.node(path))}\n\n"
         "Answer is_relevant true only if the comment is about this topic. confidence is 1 "

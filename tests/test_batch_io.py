@@ -14,7 +14,7 @@ from openpyxl import load_workbook
 import batch_classify
 from classifier.batch.inputs import InputError, read_rows
 from classifier.batch.journal import Journal, JournalMismatch
-from classifier.calibration import Calibration, LevelMap, save_calibration
+from classifier.calibration import Calibration, ProbabilityMap, save_calibration
 from classifier.batch.render import render
 from classifier.taxonomy import taxonomy_from_dict
 from tests.scripted import ScriptedProcessor, oracle
@@ -203,7 +203,7 @@ def test_a_rerun_with_another_calibration_refuses_to_mix_results(tmp_path, monke
     source = tmp_path / "in.csv"
     source.write_text("text\nGreat content\n")
     common = ["--config", str(_tree(tmp_path)), "--input-file", str(source), "--save-path", str(tmp_path / "o.json")]
-    calibration = save_calibration(Calibration({1: LevelMap((0.0, 1.0), (0.0, 0.5))}, min_probability=0.3),
+    calibration = save_calibration(Calibration({1: ProbabilityMap((0.0, 1.0), (0.0, 0.5))}, min_probability=0.3),
                                    tmp_path / "cal.json")
     proc = ScriptedProcessor(oracle({}, capability_answers))
     assert _run(monkeypatch, proc, *common, "--calibration", str(calibration)).exit_code == 0

@@ -7,25 +7,43 @@ from pathlib import Path
 import pytest
 
 from classifier.calibration import (
-    Calibration, CalibrationError, LevelMap, decide, expected_calibration_error, fit_calibration, load_calibration,
+    Calibration, CalibrationError, ProbabilityMap, decide, expected_calibration_error, fit_calibration, load_calibration,
     reliability, save_calibration,
 )  # fmt: skip
 
 
+A, B, AX, BX = ("A",), ("B",), ("A", "X"), ("B", "X")
+
+
 def test_isotonic_fit_maps_each_probability_to_the_share_right_there():
-    pairs = [(1, 0.2, False), (1, 0.2, False), (1, 0.8, True), (1, 0.8, False), (2, 0.3, True), (2, 0.6, False)]
+    pairs = [(A, 0.2, False), (B, 0.2, False), (A, 0.8, True), (B, 0.8, False), (AX, 0.3, True), (BX, 0.6, False)]
     calibration = fit_calibration(pairs)
-    assert calibration.apply(1, 0.2) == 0.0 and calibration.apply(1, 0.8) == 0.5
-    assert calibration.apply(1, 0.5) == pytest.approx(0.25)  # linear between the fitted points
-    assert calibration.apply(1, 0.95) == 0.5 and calibration.apply(1, 0.0) == 0.0  # clipped outside them
-    assert calibration.apply(2, 0.3) == calibration.apply(2, 0.6) == 0.5  # a violation is pooled: monotone
-    assert calibration.apply(3, 0.42) == 0.42  # a level without a map is left as is
+    assert calibration.apply(A, 0.2) == 0.0 and calibration.apply(B, 0.8) == 0.5
+    assert calibration.apply(A, 0.5) == pytest.approx(0.25)  # linear between the fitted points
+    assert calibration.apply(A, 0.95) == 0.5 and calibration.apply(A, 0.0) == 0.0  # clipped outside them
+    assert calibration.apply(AX, 0.3) == calibration.apply(BX, 0.6) == 0.5  # a violation is pooled: monotone
+    assert calibration.apply(("A", "X", "Y"), 0.42) == 0.42  # a level without a map is left as is
+    assert calibration.nodes == {}, "no node was observed often enough for a map of its own"
+
+
+def test_a_node_observed_often_enough_gets_its_own_map():
+    # A is right at 0.9 only half the time; B always. One map per level would say 0.75 for both.
+    pairs = [(A, 0.9, k % 2 == 0) for k in range(20)] + [(B, 0.9, True)] * 20 + [(B, 0.1, False)] * 2
+    calibration = fit_calibration(pairs, min_node_observations=20)
+    assert set(calibration.nodes) == {A}, "B has too few wrong answers for a map of its own"
+    assert calibration.apply(A, 0.9) == pytest.approx(0.5)
+    assert calibration.apply(B, 0.9) == pytest.approx(30 / 40)  # the level's map: 30 right of 40 at 0.9
+    assert fit_calibration(pairs, min_node_observations=0).nodes == {}, "0 fits levels only"
+    assert fit_calibration(pairs, min_node_observations=21).nodes == {}
 
 
 def test_a_file_round_trips_and_keeps_its_threshold(tmp_path: Path):
-    calibration = Calibration({1: LevelMap((0.1, 0.9), (0.0, 0.6))}, source="tune half", min_probability=0.35)
+    calibration = Calibration({1: ProbabilityMap((0.1, 0.9), (0.0, 0.6))}, source="tune half", min_probability=0.35,
+                              nodes={AX: ProbabilityMap((0.0, 1.0), (0.0, 0.2))})
     loaded = load_calibration(save_calibration(calibration, tmp_path / "cal.json"))
-    assert loaded == calibration and loaded.apply(1, 0.5) == pytest.approx(0.3)
+    assert loaded == calibration and loaded.apply(A, 0.5) == pytest.approx(0.3)
+    assert loaded.apply(AX, 0.5) == pytest.approx(0.1) and loaded.apply(BX, 0.5) == 0.5
+    assert json.loads((tmp_path / "cal.json").read_text())["nodes"] == {"A>X": {"x": [0.0, 1.0], "y": [0.0, 0.2]}}
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -34,7 +52,9 @@ def test_a_file_round_trips_and_keeps_its_threshold(tmp_path: Path):
     (json.dumps({"format": "classifier-calibration/1", "levels": {"1": {"x": [0.5, 0.1], "y": [0, 1]}}}),
      "level '1' needs sorted x and y"),
     (json.dumps({"format": "classifier-calibration/1", "levels": {"one": {"x": [0.1], "y": [0.2]}}}),
-     "level 'one'"),
+     "levels are keyed by depth .* not 'one'"),
+    (json.dumps({"format": "classifier-calibration/1", "levels": {}, "nodes": {"A>X": {"x": [0.1]}}}),
+     "node 'A>X' needs sorted x and y"),
     (json.dumps({"format": "classifier-calibration/1", "levels": {}, "min_probability": 2}),
      "min_probability must be a number in"),
 ])  # fmt: skip

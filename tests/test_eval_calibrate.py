@@ -24,8 +24,8 @@ def test_observations_pair_each_scored_node_with_the_gold_and_skip_failed_texts(
     failed = Prediction(frozenset(), {}, error="engine said no", probabilities={FOOD: 0.9})
     pairs = observations(EXAMPLES + EXAMPLES[:1], PREDICTIONS + [failed])
     assert sorted(pairs) == sorted([
-        (1, 0.9, True), (2, 0.6, True), (1, 0.3, False),  # ancestors of a gold stem count as gold
-        (1, 0.5, False), (1, 0.45, True), (2, 0.4, True),
+        (FOOD, 0.9, True), (QUALITY, 0.6, True), (SERVICE, 0.3, False),  # ancestors of a gold stem count as gold
+        (FOOD, 0.5, False), (SERVICE, 0.45, True), ((*SERVICE, "General"), 0.4, True),
     ])
 
 
@@ -76,7 +76,7 @@ async def test_a_scored_run_through_the_service_fits_reports_and_draws_its_calib
     assert result.predictions[0].probabilities[("Delivery",)] == SCORES[()]["Delivery"]
     assert result.predictions[0].probabilities[("Logistics", "Venue")] == SCORES[("Logistics",)]["Venue"]
     pairs = observations(examples, result.predictions)
-    assert (2, 0.3, False) in pairs and (1, 0.35, True) in pairs
+    assert (("Logistics", "Venue"), 0.3, False) in pairs and (("Logistics",), 0.35, True) in pairs
     report = build_report(examples, result, training(), {"label": "score", "taxonomy": "topics"})
     [raw] = threshold_table(examples, result.predictions, Calibration({}), 3, 2, (0.4,))
     report["calibration"] = {**calibration_section(pairs, fit_calibration(pairs)), "fitted_here": True,

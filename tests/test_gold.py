@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from classifier.eval.gold import Example, load_20ng, load_semeval, sample
+from classifier.eval.gold import Example, excluding, load_20ng, load_semeval, sample
 from classifier.taxonomy import load_taxonomy
 from tests.conftest import CONFIGS
 
@@ -86,3 +86,11 @@ def test_sample_is_reproducible_and_zero_means_all():
     assert sample(examples, 10, seed=7) == sample(examples, 10, seed=7)
     assert sample(examples, 10, seed=7) != sample(examples, 10, seed=8)
     assert len(sample(examples, 10, seed=7)) == 10 and sample(examples, 0, seed=7) == examples
+
+
+def test_excluding_leaves_out_exactly_the_named_sample():
+    examples = [Example(str(k), f"text {k}", frozenset()) for k in range(50)]
+    held = {e.id for e in sample(examples, 10, 3)}
+    rest = excluding(examples, 10, 3)
+    assert len(rest) == 40 and not held & {e.id for e in rest}
+    assert excluding(examples, 0, 3) == examples

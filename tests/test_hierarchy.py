@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from classifier.calibration import Calibration, LevelMap
+from classifier.calibration import Calibration, ProbabilityMap
 from classifier.hierarchy import HierarchicalClassifier
 from classifier.llm.base import ItemResult
 from classifier.prompts import NONE_OF_THESE
@@ -211,7 +211,7 @@ async def test_flat_without_token_probabilities_keeps_the_first_picks():
 
 async def test_a_calibration_decides_and_is_what_node_results_report():
     # Level 1 halves every probability; level 2 is left as the model gave it.
-    calibration = Calibration({1: LevelMap((0.0, 1.0), (0.0, 0.5))})
+    calibration = Calibration({1: ProbabilityMap((0.0, 1.0), (0.0, 0.5))})
     [result] = await walker(ScriptedProcessor(scored), strategy="score", min_probability=0.3,
                             calibration=calibration).classify(["The trainer rushed and the lunch was cold"], training())
     assert result.accepted == [("Delivery",), ("Delivery", "Pace")]  # Logistics: 0.35 -> 0.175

@@ -27,12 +27,14 @@ from ..settings import ClassifierSettings, EngineSettings
 from ..taxonomy import Taxonomy, format_path, load_taxonomy
 from . import harness
 from .cache import CounterReader, server_reader, usage_reader
-from ..calibration import Calibration, CalibrationError, fit_calibration, load_calibration, save_calibration
+from ..calibration import (
+    MIN_NODE_OBSERVATIONS, Calibration, CalibrationError, fit_calibration, load_calibration, save_calibration,
+)  # fmt: skip
 from .calibrate import (
     PROBABILITY_STRATEGIES, THRESHOLDS, best_threshold, calibration_section, exhaustive, observations, threshold_table,
 )  # fmt: skip
 from .chart import render_chart, render_reliability
-from .gold import LOADERS, PARTS, Example, part, sample
+from .gold import LOADERS, PARTS, Example, excluding, part, sample
 from .report import Report, build_report, format_table
 
 
@@ -44,6 +46,12 @@ from .report import Report, build_report, format_table
 @click.option("--seed", default=42, help="Seed of the sample.")
 @click.option("--capabilities", default="classification",
               help="Comma-separated; add stem_polarity to score polarity where the gold has it.")
+@click.option("--exclude-sample", default=0,
+              help="Draw --sample from the texts outside the sample of this size drawn with --exclude-seed (to fit a "
+                   "calibration on other texts than those reported on).")
+@click.option("--exclude-seed", default=42, help="Seed of the sample --exclude-sample leaves out.")
+@click.option("--min-node-observations", default=MIN_NODE_OBSERVATIONS,
+              help="--fit-calibration: a node scored this often gets a map of its own (0: one map per level only).")
 @click.option("--part", "part_name", type=click.Choice(PARTS), default="all",
               help="Half of the sample to use: tune (the first) to choose settings on, report (the second) to report on.")
 @click.option("--fit-calibration", "fit_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -57,8 +65,8 @@ from .report import Report, build_report, format_table
               help="PNG of F1 per level and calls per text (default: --out with .png).")
 @engine_options
 def main(
-    data: Path, kind: str, size: int, seed: int, part_name: str, fit_path: Path | None, check_path: Path | None,
-    capabilities: str, label: str | None, out: Path | None, chart: Path | None, **options: Any,
+    data: Path, kind: str, size: int, seed: int, exclude_sample: int, exclude_seed: int, min_node_observations: int,
+    part_name: str, fit_path: Path | None, check_path: Path | None, capabilities: str, label: str | None, out: Path | None, chart: Path | None, **options: Any,
 ) -> None:
     settings = build_settings(options)
     calibrating = fit_path or check_path
@@ -77,7 +85,7 @@ def main(
         taxonomy = load_taxonomy(config)
     except (*USER_ERRORS, UnknownCapability) as exc:
         raise click.ClickException(str(exc)) from None
-    examples = part(sample(LOADERS[kind](data), size, seed), part_name)
+    examples = part(sample(excluding(LOADERS[kind](data), exclude_sample, exclude_seed), size, seed), part_name)
     if not examples:
         raise click.BadParameter("the file holds no labelled rows", param_hint="--data")
     unknown = sorted({format_path(None, s) for e in examples for s in e.stems if not taxonomy.is_complete_stem(s)})
@@ -87,7 +95,8 @@ def main(
             "(configs/restaurants.json, laptops.json or 20ng.json)", param_hint="--config")
     meta = {
         "label": label or settings.classifier.strategy + (" (every node scored)" if calibrating else ""),
-        "dataset": {"path": str(data), "kind": kind, "sample": size, "seed": seed, "part": part_name},
+        "dataset": {"path": str(data), "kind": kind, "sample": size, "seed": seed, "part": part_name,
+                    "excluded": {"sample": exclude_sample, "seed": exclude_seed} if exclude_sample else None},
         "taxonomy": config.stem,
         "capabilities": names,
         "settings": {"classifier": asdict(settings.classifier), "engine": asdict(engine)},
@@ -99,7 +108,7 @@ def main(
         raise click.ClickException(str(exc)) from None
     if calibrating:
         report["calibration"] = _calibration(examples, run.predictions, taxonomy, settings.classifier,
-                                             fit_path or check_path, checked, meta)
+                                             fit_path or check_path, checked, meta, min_node_observations)
     click.echo(format_table(report))
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +122,7 @@ def main(
 
 def _calibration(
     examples: list[Example], predictions: list[harness.Prediction], taxonomy: Taxonomy, settings: ClassifierSettings,
-    path: Path, checked: Calibration | None, meta: dict[str, Any],
+    path: Path, checked: Calibration | None, meta: dict[str, Any], min_node_observations: int,
 ) -> dict[str, Any]:
     """Fit and write a calibration to `path` on an exhaustive run, or check `checked` (read
     from `path`) on it; the report's calibration section, with what the raw probabilities
@@ -124,10 +133,13 @@ def _calibration(
         raise click.ClickException("the run scored no node (every text failed?): nothing to calibrate on")
     if checked is None:
         dataset = meta["dataset"]
+        excluded = dataset["excluded"]
         source = (f"{Path(dataset['path']).name} sample {dataset['sample']} seed {dataset['seed']} part "
-                  f"{dataset['part']}, strategy {meta['settings']['classifier']['strategy']}, "
+                  f"{dataset['part']}"
+                  + (f" (outside sample {excluded['sample']} seed {excluded['seed']})" if excluded else "")
+                  + f", strategy {meta['settings']['classifier']['strategy']}, "
                   f"model {meta.get('model', '?')}, taxonomy {meta['taxonomy']}")
-        fitted = fit_calibration(pairs, source)
+        fitted = fit_calibration(pairs, source, min_node_observations)
         table = threshold_table(examples, predictions, fitted, max_paths, taxonomy.depth)
         calibration = replace(fitted, min_probability=best_threshold(table))
         save_calibration(calibration, path)

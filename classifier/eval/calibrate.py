@@ -33,20 +33,20 @@ def exhaustive(settings: ClassifierSettings) -> ClassifierSettings:
     return replace(settings, min_probability=0.0, max_paths=max_paths, calibration=None)
 
 
-def observations(examples: Sequence[Example], predictions: Sequence[Prediction]) -> list[tuple[int, float, bool]]:
-    """(level, raw probability, is the node in the gold) for every node scored in a text
+def observations(examples: Sequence[Example], predictions: Sequence[Prediction]) -> list[tuple[NodePath, float, bool]]:
+    """(node, raw probability, is the node in the gold) for every node scored in a text
     without an error."""
     pairs = []
     for example, prediction in zip(examples, predictions, strict=True):
         if prediction.error is None:
             gold = with_ancestors(example.stems)
-            pairs.extend((len(path), p, path in gold) for path, p in prediction.probabilities.items())
+            pairs.extend((path, p, path in gold) for path, p in prediction.probabilities.items())
     return pairs
 
 
 def calibrate(prediction: Prediction, calibration: Calibration) -> dict[NodePath, float]:
     """A text's scored nodes with their calibrated probabilities, as the walk decides on them."""
-    return {path: calibration.apply(len(path), p) for path, p in prediction.probabilities.items()}
+    return {path: calibration.apply(path, p) for path, p in prediction.probabilities.items()}
 
 
 def threshold_table(
@@ -68,14 +68,14 @@ def best_threshold(table: Sequence[dict[str, Any]]) -> float:
     return max(table, key=lambda row: (row["mean_f1"], -row["min_probability"]))["min_probability"]
 
 
-def calibration_section(pairs: Sequence[tuple[int, float, bool]], calibration: Calibration) -> dict[str, Any]:
+def calibration_section(pairs: Sequence[tuple[NodePath, float, bool]], calibration: Calibration) -> dict[str, Any]:
     """Per level: how many observations, the expected calibration error of the raw and of
     the calibrated probabilities, and both reliability tables."""
     levels = {}
-    for level in sorted({lv for lv, _, _ in pairs}):
-        raw = [p for lv, p, _ in pairs if lv == level]
-        right = [r for lv, _, r in pairs if lv == level]
-        fitted = [calibration.apply(level, p) for p in raw]
+    for level in sorted({len(path) for path, _, _ in pairs}):
+        here = [(path, p, r) for path, p, r in pairs if len(path) == level]
+        raw, right = [p for _, p, _ in here], [r for _, _, r in here]
+        fitted = [calibration.apply(path, p) for path, p, _ in here]
         levels[str(level)] = {
             "observations": len(raw),
             "positives": int(sum(right)),
@@ -84,4 +84,5 @@ def calibration_section(pairs: Sequence[tuple[int, float, bool]], calibration: C
             "reliability_raw": [asdict(b) for b in reliability(raw, right)],
             "reliability_calibrated": [asdict(b) for b in reliability(fitted, right)],
         }
-    return {"levels": levels, "min_probability": calibration.min_probability, "source": calibration.source}
+    return {"levels": levels, "min_probability": calibration.min_probability, "source": calibration.source,
+            "nodes": sorted(">".join(path) for path in calibration.nodes)}

@@ -20,7 +20,7 @@ import click
 
 from ..cli import USER_ERRORS
 from ..taxonomy import NodePath, Taxonomy, load_taxonomy
-from .gold import LOADERS, Example, sample
+from .gold import LOADERS, Example, excluding
 
 
 def pick_examples(examples: Sequence[Example], taxonomy: Taxonomy, *, per_node: int, max_words: int,
@@ -79,13 +79,12 @@ def main(data: Path, kind: str, config: Path, exclude_sample: int, exclude_seed:
         labelled = LOADERS[kind](data)
     except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from exc
-    held = {e.id for e in sample(labelled, exclude_sample, exclude_seed)} if exclude_sample else set()
-    picks = pick_examples([e for e in labelled if e.id not in held], taxonomy, per_node=per_node,
-                          max_words=max_words, seed=seed)
+    pool = excluding(labelled, exclude_sample, exclude_seed)
+    picks = pick_examples(pool, taxonomy, per_node=per_node, max_words=max_words, seed=seed)
     raw = json.loads(config.read_text(encoding="utf-8"))
     out.write_text(json.dumps(with_examples(raw, picks), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     click.echo(f"{out}: {sum(map(len, picks.values()))} examples on {len(picks)} nodes, "
-               f"none from the {len(held)} texts of the evaluation sample")
+               f"none from the {len(labelled) - len(pool)} texts of the evaluation sample")
 
 
 if __name__ == "__main__":

@@ -80,6 +80,15 @@ def sample(examples: list[Example], size: int, seed: int) -> list[Example]:
     return random.Random(seed).sample(examples, size)
 
 
+def excluding(examples: list[Example], size: int, seed: int) -> list[Example]:
+    """The examples outside `sample(examples, size, seed)` (all of them when `size` is 0):
+    where to draw examples or a calibration set that an evaluation sample never sees."""
+    if size <= 0:
+        return list(examples)
+    held = {e.id for e in sample(examples, size, seed)}
+    return [e for e in examples if e.id not in held]
+
+
 def _rows(path: Path) -> list[dict[str, str]]:
     with Path(path).open(encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle))

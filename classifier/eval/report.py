@@ -131,6 +131,8 @@ def _calibration_lines(section: Report) -> list[str]:
         lines.append(f"  level {level}: expected calibration error {scores['ece_raw']:.3f} raw -> "
                      f"{scores['ece_calibrated']:.3f} calibrated ({scores['observations']} nodes, "
                      f"{scores['positives']} in the gold)")
+    if section.get("nodes"):
+        lines.append(f"  nodes with a map of their own: {', '.join(section['nodes'])}")
     chosen = section["min_probability"]
     row = next((r for r in section["thresholds"] if r["min_probability"] == chosen), None)
     if row:
