@@ -102,6 +102,8 @@ def check_result(result: dict[str, Any], text: str) -> set[str]:
             assert stem in stems and tree.is_complete_stem(tuple(stem.split(PATH_SEPARATOR))), stem
             assert set(polarity) == {"polarity", "confidence", "probability", "reasoning", "excerpt"}
             assert polarity["polarity"] in POLARITIES and polarity["confidence"] in range(1, 6)
+            # One call judged all the text's stems; the engine's log-probabilities give each its probability.
+            assert 0 < polarity["probability"] <= 1 and polarity["reasoning"] == polarity["excerpt"] == ""
     return set(result) & {"recommendations", "alerts", "stem_polarity"}
 
 

@@ -101,7 +101,7 @@ class TextCapability(Capability):
 
     async def run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
         prompts = [text_prompt(self.task, ctx.texts[i]) for i in indices]
-        answers = await _process(ctx, prompts, self.schema, self.max_tokens)
+        answers = await ask(ctx, prompts, self.schema, self.max_tokens)
         outcomes = {}
         for i, answer in zip(indices, answers):
             outcome = outcomes[i] = Outcome()
@@ -138,7 +138,7 @@ class StemCapability(Capability):
             stem_prompt(self.task, ctx.taxonomy, stem, ctx.texts[i], max_definitions=ctx.settings.max_stem_definitions)
             for i, stem in pairs
         ]
-        answers = await _process(ctx, prompts, self.schema, self.max_tokens)
+        answers = await ask(ctx, prompts, self.schema, self.max_tokens)
         outcomes = {i: Outcome(value={}) for i in indices}
         for (i, stem), answer in zip(pairs, answers):
             stem_name = format_path(None, stem)
@@ -157,7 +157,8 @@ def complete_stems(ctx: RunContext, index: int) -> list[NodePath]:
     return [path for path in ctx.classifications[index].accepted if ctx.taxonomy.is_complete_stem(path)]
 
 
-async def _process(ctx: RunContext, prompts: list[Prompt], schema: dict, max_tokens: int) -> list[ItemResult]:
+async def ask(ctx: RunContext, prompts: list[Prompt], schema: dict, max_tokens: int) -> list[ItemResult]:
+    """The prompts' answers under `schema`, sent in the run's batch size."""
     return await process_in_batches(
         ctx.processor, prompts, schema, max_tokens=max_tokens, batch_size=ctx.settings.batch_size
     )

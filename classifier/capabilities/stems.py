@@ -6,14 +6,16 @@ import asyncio
 from collections import defaultdict
 from typing import Any
 
-from .. import prompts
+from ..prompts import (
+    STEM_POLARITY_TASK, STEM_RECOMMENDATIONS_TASK, STEM_TRENDS_TASK, STEMS_POLARITY_TASK, stems_prompt,
+)  # fmt: skip
 from ..hierarchy import reported
 from ..llm.base import ItemResult
 from ..llm.probabilities import value_probability
 from ..llm.schema import answer_token_bound
 from ..outputs import POLARITIES, StemPolarity, StemRecommendations, Trends
 from ..taxonomy import NodePath, format_path
-from .base import Outcome, RunContext, StemCapability, _process, complete_stems
+from .base import Outcome, RunContext, StemCapability, ask, complete_stems
 
 
 class StemPolarityCapability(StemCapability):
@@ -27,7 +29,7 @@ class StemPolarityCapability(StemCapability):
     """
 
     def __init__(self) -> None:
-        super().__init__("stem_polarity", "stem_polarity", prompts.STEM_POLARITY_TASK, StemPolarity)
+        super().__init__("stem_polarity", "stem_polarity", STEM_POLARITY_TASK, StemPolarity)
 
     def wire_value(self, value: dict[str, Any], answer: ItemResult) -> Any:
         probability = reported(value_probability(answer.tokens, "polarity"))["probability"]
@@ -52,9 +54,9 @@ class StemPolarityCapability(StemCapability):
         names = [format_path(None, stem) for stem in stems]
         schema = {"type": "object", "properties": {name: {"enum": list(POLARITIES)} for name in names},
                   "required": names, "additionalProperties": False}
-        prompts_ = [prompts.stems_prompt(prompts.STEMS_POLARITY_TASK, ctx.taxonomy, stems, ctx.texts[i],
-                                         max_definitions=ctx.settings.max_stem_definitions) for i in indices]
-        answers = await _process(ctx, prompts_, schema, answer_token_bound(schema))
+        prompts = [stems_prompt(STEMS_POLARITY_TASK, ctx.taxonomy, stems, ctx.texts[i],
+                                max_definitions=ctx.settings.max_stem_definitions) for i in indices]
+        answers = await ask(ctx, prompts, schema, answer_token_bound(schema))
         for i, answer in zip(indices, answers):
             if not outcomes[i].note(self.name, answer, ", ".join(names)):
                 continue
@@ -66,9 +68,9 @@ class StemPolarityCapability(StemCapability):
 
 stem_polarity = StemPolarityCapability()
 stem_recommendations = StemCapability(
-    "stem_recommendations", "stem_recommendations", prompts.STEM_RECOMMENDATIONS_TASK, StemRecommendations
+    "stem_recommendations", "stem_recommendations", STEM_RECOMMENDATIONS_TASK, StemRecommendations
 )
 # On the wire a stem's trends are the bare list (the prototype's shape).
 stem_trend = StemCapability(
-    "stem_trend", "stem_trends", prompts.STEM_TRENDS_TASK, Trends, wire=lambda data: data["trends"]
+    "stem_trend", "stem_trends", STEM_TRENDS_TASK, Trends, wire=lambda data: data["trends"]
 )
