@@ -1,13 +1,16 @@
 """Fitting and checking calibration in the evaluation: observations, thresholds, settings."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from classifier.calibration import Calibration
+from classifier.calibration import Calibration, ProbabilityMap
+from classifier.eval.__main__ import settings_record
 from classifier.eval.calibrate import best_threshold, exhaustive, observations, threshold_table
 from classifier.eval.gold import Example, part
 from classifier.eval.harness import Prediction
-from classifier.settings import ClassifierSettings
+from classifier.settings import ClassifierSettings, EngineSettings
 
 FOOD, QUALITY, SERVICE = ("Food",), ("Food", "Quality"), ("Service",)
 EXAMPLES = [
@@ -89,3 +92,12 @@ async def test_a_scored_run_through_the_service_fits_reports_and_draws_its_calib
     assert "uncalibrated, at --min-probability 0.4: micro F1 L1 0.400, L2 0.500" in table
     png = render_reliability(report, tmp_path / "r.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_run_with_node_maps_records_its_settings_as_json():
+    calibration = Calibration({1: ProbabilityMap((0.0, 1.0), (0.0, 0.5))},
+                              nodes={FOOD: ProbabilityMap((0.0, 1.0), (0.0, 0.2))})
+    record = settings_record(ClassifierSettings(calibration=calibration), EngineSettings())
+    assert json.loads(json.dumps(record, default=str))["classifier"]["calibration"]["nodes"] == {
+        "Food": {"x": [0.0, 1.0], "y": [0.0, 0.2]}}
+    assert record["classifier"]["strategy"] == "select"

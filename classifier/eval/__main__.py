@@ -99,7 +99,7 @@ def main(
                     "excluded": {"sample": exclude_sample, "seed": exclude_seed} if exclude_sample else None},
         "taxonomy": config.stem,
         "capabilities": names,
-        "settings": {"classifier": asdict(settings.classifier), "engine": asdict(engine)},
+        "settings": settings_record(settings.classifier, engine),
     }
     run_settings = exhaustive(settings.classifier) if calibrating else settings.classifier
     try:
@@ -118,6 +118,13 @@ def main(
         click.echo(f"chart: {render_chart([report], chart or out.with_suffix('.png'))}")
     if calibrating and (chart or out):
         click.echo(f"reliability diagram: {render_reliability(report, (chart or out).with_suffix('.reliability.png'))}")
+
+
+def settings_record(classifier: ClassifierSettings, engine: EngineSettings) -> dict[str, Any]:
+    """The run's settings as the report's JSON holds them (a calibration as its file would)."""
+    calibration = classifier.calibration.to_json() if classifier.calibration else None
+    return {"classifier": {**asdict(replace(classifier, calibration=None)), "calibration": calibration},
+            "engine": asdict(engine)}
 
 
 def _calibration(
