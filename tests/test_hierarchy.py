@@ -8,8 +8,9 @@ from classifier.hierarchy import HierarchicalClassifier
 from classifier.llm.base import ItemResult
 from classifier.prompts import NONE_OF_THESE
 from classifier.settings import ClassifierSettings
+from classifier.taxonomy import taxonomy_from_dict
 from tests.scripted import ScriptedProcessor, oracle, scored, topic_path
-from tests.trees import training
+from tests.trees import TRAINING, training
 
 GOLD = {
     "The trainer rushed and the lunch was cold": [("Delivery", "Pace"), ("Logistics", "Catering")],
@@ -42,6 +43,19 @@ async def test_select_prompts_offer_exactly_the_nodes_children():
                     assert (f"Definition: {other.definition}" in prompt.instructions) == offered
     comments = {p.comment for p in proc.prompts}
     assert comments == set(GOLD), "every comment goes last, as the user message, unchanged"
+
+
+@pytest.mark.parametrize("strategy", ["select", "flat", "per_node", "score"])
+async def test_every_classification_prompt_states_what_the_taxonomy_covers(strategy):
+    tree = taxonomy_from_dict({**TRAINING, "description": "Course feedback",
+                               "definition": "A comment that judges nothing belongs to no topic."})
+    proc = ScriptedProcessor(scored if strategy == "score" else oracle(GOLD))
+    await walker(proc, strategy=strategy).classify(list(GOLD), tree)
+    assert proc.prompts and all(
+        "\nThe taxonomy: Course feedback. A comment that judges nothing belongs to no topic.\n" in p.instructions
+        for p in proc.prompts)
+    await walker(proc := ScriptedProcessor(oracle(GOLD)), strategy="flat").classify(list(GOLD), training())
+    assert "The taxonomy:" not in proc.prompts[0].instructions, "a root that says nothing adds no line"
 
 
 async def test_select_walks_several_paths_and_stops_at_leaves_and_none():
