@@ -45,6 +45,9 @@ def test_examples_are_written_into_the_file_and_shown_beside_the_definition():
     assert tree.node(PACE).examples == ("Too fast", 'He said "hurry"')
     assert describe_node(tree.node(PACE)).splitlines()[-1] == '  Examples: "Too fast" | "He said \\"hurry\\""'
     assert 'Examples: "Too fast"' in flat_prompt(tree, "x", max_paths=3, reasoning=False).instructions
+    spaced = {**TRAINING, "children": [*TRAINING["children"][:2], {"name": " Content ", "definition": "What"}]}
+    assert taxonomy_from_dict(with_examples(spaced, {(" Content ",): ["Good"]})).node((" Content ",)).examples == (
+        "Good",), "a name is matched as the loader keeps it, spaces and all"
 
 
 def test_the_command_leaves_out_the_evaluation_sample(tmp_path):

@@ -53,7 +53,7 @@ def with_examples(raw: dict[str, Any], picks: dict[NodePath, list[str]]) -> dict
         if path in picks:
             out["examples"] = picks[path]
         if node.get("children"):
-            out["children"] = [visit(child, path + (child["name"].strip(),)) for child in node["children"]]
+            out["children"] = [visit(child, path + (child["name"],)) for child in node["children"]]
         return out
 
     return visit(raw, ())
