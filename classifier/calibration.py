@@ -18,7 +18,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .taxonomy import PATH_SEPARATOR, NodePath
+from .taxonomy import NodePath, format_path, parse_stem
 
 CALIBRATION_FORMAT = "classifier-calibration/1"
 RELIABILITY_BINS = 10
@@ -59,7 +59,7 @@ class Calibration:
             "source": self.source,
             "min_probability": self.min_probability,
             "levels": {str(level): {"x": list(m.x), "y": list(m.y)} for level, m in sorted(self.levels.items())},
-            "nodes": {PATH_SEPARATOR.join(path): {"x": list(m.x), "y": list(m.y)} for path, m in self.nodes.items()},
+            "nodes": {format_path(None, path): {"x": list(m.x), "y": list(m.y)} for path, m in self.nodes.items()},
         }
 
 
@@ -110,7 +110,7 @@ def load_calibration(path: Path) -> Calibration:
         if not str(level).isdigit():
             raise CalibrationError(f"{path}: levels are keyed by depth (1, 2, ...), not {level!r}")
         levels[int(level)] = _points(path, f"level {level!r}", points)
-    nodes = {tuple(name.split(PATH_SEPARATOR)): _points(path, f"node {name!r}", points)
+    nodes = {parse_stem(name): _points(path, f"node {name!r}", points)
              for name, points in raw.get("nodes", {}).items()}
     threshold = raw.get("min_probability")
     if threshold is not None and not (isinstance(threshold, (int, float)) and 0 <= threshold <= 1):

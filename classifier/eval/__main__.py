@@ -66,7 +66,8 @@ from .report import Report, build_report, format_table
 @engine_options
 def main(
     data: Path, kind: str, size: int, seed: int, exclude_sample: int, exclude_seed: int, min_node_observations: int,
-    part_name: str, fit_path: Path | None, check_path: Path | None, capabilities: str, label: str | None, out: Path | None, chart: Path | None, **options: Any,
+    part_name: str, fit_path: Path | None, check_path: Path | None, capabilities: str, label: str | None,
+    out: Path | None, chart: Path | None, **options: Any,
 ) -> None:
     settings = build_settings(options)
     calibrating = fit_path or check_path

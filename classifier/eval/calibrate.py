@@ -17,7 +17,7 @@ import numpy as np
 from ..calibration import Calibration, decide, expected_calibration_error, reliability
 from ..hierarchy import MAX_OPTIONS
 from ..settings import ClassifierSettings
-from ..taxonomy import NodePath
+from ..taxonomy import NodePath, format_path
 from .gold import Example
 from .harness import Prediction
 from .metrics import level_scores, with_ancestors
@@ -85,4 +85,4 @@ def calibration_section(pairs: Sequence[tuple[NodePath, float, bool]], calibrati
             "reliability_calibrated": [asdict(b) for b in reliability(fitted, right)],
         }
     return {"levels": levels, "min_probability": calibration.min_probability, "source": calibration.source,
-            "nodes": sorted(">".join(path) for path in calibration.nodes)}
+            "nodes": sorted(format_path(None, path) for path in calibration.nodes)}
