@@ -43,6 +43,12 @@ def _scope(taxonomy: Taxonomy) -> str:
     return f"The taxonomy: {about}\n" if about else ""
 
 
+def _sorting(taxonomy: Taxonomy, path: NodePath) -> str:
+    """The opening lines of every prompt that sorts a comment among a node's topics."""
+    return (f"You sort comments into the topics of the taxonomy \"{taxonomy.root.name}\".\n{_scope(taxonomy)}"
+            f"Topic path: {format_path(taxonomy.root.name, path)}\n")
+
+
 def keyword_examples(children: Sequence[Node], *, reasoning: bool) -> str:
     """Example answers made from the children's keywords: one per child that has some, one
     picking two topics at once, one picking none. They show a small model the answer format
@@ -87,8 +93,7 @@ def _select_instructions(taxonomy: Taxonomy, path: NodePath, topics: str, commen
                          reasoning: bool, examples: str = "") -> Prompt:
     answer = '{"topics": [...]' + (', "reason": "..."}' if reasoning else "}")
     instructions = (
-        f"You sort comments into the topics of the taxonomy \"{taxonomy.root.name}\".\n{_scope(taxonomy)}"
-        f"Topic path: {format_path(taxonomy.root.name, path)}\n"
+        f"{_sorting(taxonomy, path)}"
         f"Decide which of the topics below the comment talks about. Pick every topic that "
         f"applies, at most {max_paths}. If none of them applies, pick \"{NONE_OF_THESE}\".\n\n"
         f"Topics:\n{topics}\n\n"
@@ -114,8 +119,7 @@ def score_prompt(taxonomy: Taxonomy, path: NodePath, comment: str, max_options: 
     letters = list(OPTION_LETTERS[: len(children) + 1])
     options = "\n".join(describe_node(child, bullet=f"{letter}. ") for letter, child in zip(letters, children))
     instructions = (
-        f"You sort comments into the topics of the taxonomy \"{taxonomy.root.name}\".\n{_scope(taxonomy)}"
-        f"Topic path: {format_path(taxonomy.root.name, path)}\n"
+        f"{_sorting(taxonomy, path)}"
         f"Which of the topics below is the comment about? Answer with the letter of the topic it is most about, "
         f"or {letters[-1]} if it is about none of them.\n\n"
         f"Topics:\n{options}\n{letters[-1]}. {NONE_OF_THESE}\n\n"
