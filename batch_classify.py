@@ -83,6 +83,7 @@ def _fingerprint(options: dict[str, Any], settings: Settings, capabilities: list
         "min_probability": classifier.min_probability,
         "calibration": hashlib.sha256(json.dumps(classifier.calibration.to_json()).encode()).hexdigest()
         if classifier.calibration else None,
+        "flags": {name: flag.to_json() for name, flag in sorted(classifier.flags.items())},
         "require_excerpt": classifier.require_excerpt, "max_stem_definitions": classifier.max_stem_definitions,
         "stem_reasoning": classifier.stem_reasoning,
         "prompts": PROMPTS_VERSION,

@@ -8,6 +8,10 @@ level, and one per node where the data holds enough of that node to fit it: a mo
 over-sure of some topics (an "overall" topic it adds beside the specific one) and not of
 others, which one map per level cannot tell apart. Maps are stored as the breakpoints of a
 piecewise-linear function, applied here without the fitting library.
+
+The capabilities that first decide whether a comment holds anything of their kind (an
+alert, a recommendation, a trend) have a section of their own: per capability, a map of the
+model's probability of "yes" and the threshold chosen for it on labelled data.
 """
 from __future__ import annotations
 
@@ -40,6 +44,25 @@ class ProbabilityMap:
 
 
 @dataclass(frozen=True)
+class FlagCalibration:
+    """One capability's decision: its probability map (None: the raw probability) and the
+    (mapped) probability from which the comment is taken to hold something of its kind."""
+
+    min_probability: float
+    map: ProbabilityMap | None = None
+    source: str = ""
+
+    def decide(self, probability: float) -> tuple[bool, float]:
+        """Whether the comment passes, and the probability it was judged on."""
+        mapped = self.map(probability) if self.map else probability
+        return mapped >= self.min_probability, mapped
+
+    def to_json(self) -> dict:
+        points = {"x": list(self.map.x), "y": list(self.map.y)} if self.map else None
+        return {"min_probability": self.min_probability, "map": points, "source": self.source}
+
+
+@dataclass(frozen=True)
 class Calibration:
     """Maps per level (1 = the root's children) and per node; a node uses its own map if it
     has one, else its level's, else its probability is left as is."""
@@ -48,6 +71,7 @@ class Calibration:
     source: str = ""  # what it was fitted on, for people reading the file
     min_probability: float | None = None  # the threshold that did best where it was fitted
     nodes: Mapping[NodePath, ProbabilityMap] = field(default_factory=dict)
+    flags: Mapping[str, FlagCalibration] = field(default_factory=dict)  # capability name -> its decision
 
     def apply(self, path: NodePath, probability: float) -> float:
         mapping = self.nodes.get(path) or self.levels.get(len(path))
@@ -60,6 +84,7 @@ class Calibration:
             "min_probability": self.min_probability,
             "levels": {str(level): {"x": list(m.x), "y": list(m.y)} for level, m in sorted(self.levels.items())},
             "nodes": {format_path(None, path): {"x": list(m.x), "y": list(m.y)} for path, m in self.nodes.items()},
+            "flags": {name: flag.to_json() for name, flag in sorted(self.flags.items())},
         }
 
 
@@ -84,6 +109,11 @@ def fit_calibration(pairs: Iterable[tuple[NodePath, float, bool]], source: str =
         and NODE_MIN_EACH <= sum(right for _, right in observed) <= len(observed) - NODE_MIN_EACH
     }
     return Calibration(levels, source, nodes=nodes)
+
+
+def fit_flag(observed: Sequence[tuple[float, bool]], min_probability: float, source: str = "") -> FlagCalibration:
+    """A capability's decision fitted on (probability of "yes", did the comment hold one)."""
+    return FlagCalibration(min_probability, _isotonic(observed), source)
 
 
 def _isotonic(observed: Sequence[tuple[float, bool]]) -> ProbabilityMap:
@@ -113,9 +143,22 @@ def load_calibration(path: Path) -> Calibration:
     nodes = {parse_stem(name): _points(path, f"node {name!r}", points)
              for name, points in raw.get("nodes", {}).items()}
     threshold = raw.get("min_probability")
-    if threshold is not None and not (isinstance(threshold, (int, float)) and 0 <= threshold <= 1):
+    if threshold is not None and not _is_probability(threshold):
         raise CalibrationError(f"{path}: min_probability must be a number in [0, 1] or null, not {threshold!r}")
-    return Calibration(levels, str(raw.get("source", "")), threshold, nodes)
+    flags = {str(name): _flag(path, str(name), section) for name, section in raw.get("flags", {}).items()}
+    return Calibration(levels, str(raw.get("source", "")), threshold, nodes, flags)
+
+
+def _is_probability(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+
+
+def _flag(path: Path, name: str, section: object) -> FlagCalibration:
+    if not isinstance(section, dict) or not _is_probability(section.get("min_probability")):
+        raise CalibrationError(f"{path}: flags.{name} needs a min_probability in [0, 1]")
+    points = section.get("map")
+    mapping = _points(path, f"flags.{name}.map", points) if points is not None else None
+    return FlagCalibration(float(section["min_probability"]), mapping, str(section.get("source", "")))
 
 
 def _points(path: Path, what: str, points: object) -> ProbabilityMap:

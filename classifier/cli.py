@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import click
 
-from .calibration import Calibration, CalibrationError, load_calibration
+from .calibration import Calibration, CalibrationError, FlagCalibration, load_calibration
 from .hierarchy import STRATEGIES
 from .llm.embedded import DEFAULT_LLM, EMBEDDED
 from .llm.errors import ProcessorError
@@ -22,6 +22,9 @@ from .taxonomy import Taxonomy, TaxonomyError, load_taxonomy
 
 ENV_PREFIX = "CLASSIFIER_"
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "topics.json"
+# The thresholds of the capabilities that decide before detailing (alerts, recommendations,
+# trend, ...), fitted for the default model; a --calibration file's own flags section wins.
+DEFAULT_FLAGS = DEFAULT_CONFIG.with_name("flags.calibration.json")
 # Mistakes a user can fix from the message alone: shown as one line, never a traceback.
 USER_ERRORS = (TaxonomyError, ProcessorError)
 
@@ -69,6 +72,12 @@ def _min_probability(given: float | None, calibration: Calibration | None) -> fl
     if calibration is not None and calibration.min_probability is not None:
         return calibration.min_probability
     return ClassifierSettings.min_probability
+
+
+def flag_calibrations(calibration: Calibration | None, defaults: Path = DEFAULT_FLAGS) -> dict[str, FlagCalibration]:
+    """Each capability's decision: from the --calibration file where it has one, else the default file's."""
+    shipped = load_calibration(defaults).flags if defaults.exists() else {}
+    return {**shipped, **(calibration.flags if calibration else {})}
 
 
 engine_options = stack(
@@ -188,6 +197,7 @@ def build_settings(options: dict[str, Any], server: ServerSettings | None = None
         min_confidence=options["min_confidence"],
         min_probability=_min_probability(options["min_probability"], options["calibration"]),
         calibration=options["calibration"],
+        flags=flag_calibrations(options["calibration"]),
         require_excerpt=options["require_excerpt"],
         max_stem_definitions=options["max_stem_definitions"],
         stem_reasoning=options["stem_reasoning"],

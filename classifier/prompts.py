@@ -173,29 +173,64 @@ def text_prompt(task: str, comment: str) -> Prompt:
     return Prompt(instructions=f"{task}\n{_COMMENT_FOLLOWS}", comment=comment)
 
 
+def _one_word(words: Sequence[str], about: str) -> str:
+    return f"Which one word describes {about} best: {', '.join(words)}? Answer with that word only."
+
+
+def sorting_prompt(words: Sequence[str], comment: str) -> Prompt:
+    """A whole-comment capability's decision: which of `words` describes the comment best
+    (asked after the comment: a small model follows it far better there)."""
+    return Prompt("You sort feedback comments by what they are.", comment, _one_word(words, "this comment"))
+
+
+def stem_sorting_prompt(words: Sequence[str], taxonomy: Taxonomy, stem: NodePath, comment: str, *,
+                        max_definitions: int) -> Prompt:
+    """A stem capability's decision: which of `words` describes what the comment says about the stem."""
+    return Prompt(f"You sort what feedback comments say about one topic.\n\n{_stem_topic(taxonomy, stem, max_definitions)}",
+                  comment, _one_word(words, "what this comment says about the topic"))
+
+
+# What each capability looks for, and what it must not take for one, in its details prompt.
+RECOMMENDATION_KIND = (
+    "A recommendation is a change the writer asks for or proposes: something to add, increase, "
+    "reduce, remove, start, stop, change, improve or keep, said as a request, a suggestion or a "
+    "wish (\"please add\", \"it would be better if\", \"you should\", \"I wish there were\"). "
+    "Not a recommendation: a statement of what happened or how things are, praise or a "
+    "complaint that proposes no change, a question, or a plan of the writer's own (\"we will "
+    "go back\")."
+)
+
+ALERT_KIND = (
+    "An alert is a report of harm, risk or misconduct that someone in charge must act on: "
+    "discrimination, sexual harassment, violence or threats, a danger to someone's health or "
+    "safety, unethical or illegal conduct, bullying, retaliation, substance abuse, a mental "
+    "health crisis, a data breach or fraud. Not an alert: a complaint, a disappointment, a bad "
+    "product or service, bad food, a rude or slow waiter, a high price, a dull session, a "
+    "request or a suggestion."
+)
+
+TREND_KIND = (
+    "A trend is a change over time that the writer reports: something getting better or "
+    "worse, more or less, or staying the same across time (\"lately\", \"since the change\", "
+    "\"again\", \"still\", \"used to\", \"not any longer\"). Not a trend: one experience or "
+    "an opinion of how things are, with nothing compared over time."
+)
+
 RECOMMENDATIONS_TASK = (
-    "You find recommendations in feedback comments: anything the writer asks to add, "
-    "increase, reduce, remove, start, stop, change, improve or keep. For each one give the "
-    "excerpt (the writer's words), a short reasoning, the recommendation paraphrased as an "
-    "instruction, and its qualifier. If the comment recommends nothing, answer "
-    "has_recommendations false with an empty list."
+    f"You find recommendations in feedback comments. {RECOMMENDATION_KIND} This comment holds "
+    "at least one. For each give the excerpt (the writer's words), a short reasoning, the "
+    "recommendation paraphrased as an instruction, and its qualifier."
 )
 
 ALERTS_TASK = (
-    "You screen feedback comments for issues that need a human's attention now: "
-    "discrimination, sexual harassment, workplace violence, safety concerns, ethical "
-    "violations, a hostile environment, retaliation, bullying, substance abuse, a mental "
-    "health crisis, data breaches, fraud, or another serious concern. Ordinary complaints "
-    "are not alerts. For each alert give the excerpt, a short reasoning, the alert_type and "
-    "the severity. If there is none, answer has_alerts false with an empty list."
+    f"You screen feedback comments for alerts. {ALERT_KIND} This comment holds at least one. "
+    "For each give the excerpt, a short reasoning, the alert_type and the severity."
 )
 
 TRENDS_TASK = (
-    "You find reported change over time in feedback comments: something that is getting "
-    "better or worse, more or less, or stays the same over time (\"lately\", \"since the "
-    "change\", \"again\", \"still\"). For each trend give the excerpt, a short reasoning, the "
-    "subject that changes, its direction, its valence and your confidence from 1 to 5. If "
-    "the comment reports no change over time, answer has_trends false with an empty list."
+    f"You find trends in feedback comments. {TREND_KIND} This comment reports at least one. "
+    "For each give the excerpt, a short reasoning, the subject that changes, its direction, its "
+    "valence and your confidence from 1 to 5."
 )
 
 STEM_POLARITY_TASK = (
@@ -211,15 +246,14 @@ STEMS_POLARITY_TASK = (
 )
 
 STEM_RECOMMENDATIONS_TASK = (
-    "You find what a feedback comment recommends about one topic: to start, stop, do more, "
-    "do less, continue or change something. For each recommendation give its type, the "
-    "excerpt, a short reasoning and the recommendation paraphrased as an instruction. If "
-    "there is none for this topic, answer has_recommendations false with an empty list."
+    f"You find what a feedback comment recommends about one topic. {RECOMMENDATION_KIND} The "
+    "comment recommends at least one change about this topic: to start, stop, do more, do "
+    "less, continue or change something. For each give its type, the excerpt, a short "
+    "reasoning and the recommendation paraphrased as an instruction."
 )
 
 STEM_TRENDS_TASK = (
-    "You find change over time that a feedback comment reports about one topic. For each "
-    "trend give the excerpt, a short reasoning, the subject that changes, its direction, its "
-    "valence and your confidence from 1 to 5. If there is none for this topic, answer "
-    "has_trends false with an empty list."
+    f"You find trends a feedback comment reports about one topic. {TREND_KIND} The comment "
+    "reports at least one about this topic. For each give the excerpt, a short reasoning, the "
+    "subject that changes, its direction, its valence and your confidence from 1 to 5."
 )

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Mapping
 
 if TYPE_CHECKING:
-    from .calibration import Calibration
+    from .calibration import Calibration, FlagCalibration
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "classifier"
 
@@ -51,6 +51,9 @@ class ClassifierSettings:
     # raw probabilities on the tune half of the restaurant sample (docs/eval-results.md, section 7).
     min_probability: float = 0.4
     calibration: Calibration | None = None  # per-level maps of the model's probabilities (select, score, flat)
+    # Per capability that decides before detailing (alerts, recommendations, trend and the stem
+    # ones): the map of its "yes" probability and its threshold (`capabilities.flags`).
+    flags: Mapping[str, FlagCalibration] = field(default_factory=dict)
     require_excerpt: bool = False  # per_node: accept only answers quoting the comment
     max_stem_definitions: int = 0  # stems: how many path nodes' definitions go in (0 = all)
     # stem_polarity: one call per stem with a reasoning and an excerpt (the prototype's

@@ -7,7 +7,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from classifier.cli import build_settings, engine_options
+from classifier.calibration import load_calibration
+from classifier.cli import DEFAULT_FLAGS, build_settings, engine_options
 from classifier.settings import ClassifierSettings, EngineSettings, Settings
 
 
@@ -26,7 +27,9 @@ def settings(args: list[str], env: dict[str, str] | None = None) -> Settings:
 
 def test_no_flags_means_the_library_defaults() -> None:
     got = settings(["--backend", "vllm-server"])
-    assert got.classifier == ClassifierSettings()
+    # The decisions' thresholds come from the shipped file, fitted for the default model.
+    assert got.classifier == ClassifierSettings(flags=load_calibration(DEFAULT_FLAGS).flags)
+    assert set(got.classifier.flags) >= {"alerts", "recommendations", "trend"}
     assert got.engine == EngineSettings(backend="vllm-server")
 
 

@@ -30,6 +30,7 @@ def test_semeval_restaurants_rows(shared_data, tmp_path):
         text="Judging from previous posts this used to be a good place, but not any longer.",
         stems=frozenset({("Restaurant", "General")}),
         polarity={("Restaurant", "General"): "Negative"},
+        flags={"alerts": False, "trend": False},  # an ordinary comment: no alert, no trend
     )
     assert examples[3].stems == {("Food", "Quality"), ("Food", "Style options")}  # multi-label
     assert examples[3].polarity == {("Food", "Quality"): "Negative", ("Food", "Style options"): "Negative"}

@@ -8,6 +8,7 @@ from) and fail a third one's start.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -15,10 +16,12 @@ from collections.abc import Iterator
 import pytest
 from jsonschema import Draft202012Validator
 
+from classifier.calibration import FlagCalibration
 from classifier.llm.base import Prompt
 from classifier.llm.errors import BackendUnavailable
 from classifier.llm.local import LocalVLLMProcessor, llm_args, worker_env
 from classifier.hierarchy import HierarchicalClassifier
+from classifier.service import ClassificationService
 from classifier.settings import ClassifierSettings, EngineSettings
 
 from .trees import training
@@ -214,6 +217,49 @@ async def test_walks_give_probabilities_and_accept_by_the_threshold(processor: L
         # batch-invariant.)
         top = {path for path, node in before.node_results.items() if len(path) == 1 and node["probability"] >= threshold}
         assert {path for path in after.accepted if len(path) == 1} == top
+
+
+class CountingProcessor:
+    """The real processor, counting the prompts each kind of call sends."""
+
+    def __init__(self, inner: LocalVLLMProcessor) -> None:
+        self.inner, self.choices, self.schemas = inner, 0, 0
+        self.backend, self.model, self.usage = inner.backend, inner.model, inner.usage
+
+    async def process_choice(self, prompts, options):
+        self.choices += len(prompts)
+        return await self.inner.process_choice(prompts, options)
+
+    async def process_with_schema(self, prompts, schema, *, max_tokens=256):
+        self.schemas += len(prompts)
+        return await self.inner.process_with_schema(prompts, schema, max_tokens=max_tokens)
+
+
+@pytest.mark.engine
+async def test_decisions_carry_probabilities_and_only_comments_past_the_threshold_get_details(
+        processor: LocalVLLMProcessor) -> None:
+    texts = ["The trainer rushed through the slides.", "My manager shouted at me and pushed me.",
+             "Please add more exercises.", "Lunch was cold."]
+
+    async def run(threshold: float) -> tuple[list[dict], CountingProcessor]:
+        counting = CountingProcessor(processor)
+        flags = {"alerts": FlagCalibration(threshold), "recommendations": FlagCalibration(threshold)}
+        service = ClassificationService(counting, {"topics": training()}, ClassifierSettings(flags=flags))
+        return (await service.classify(texts, ["alerts", "recommendations"]))["results"], counting
+
+    undecided, counting = await run(math.inf)
+    assert (counting.choices, counting.schemas) == (8, 0), "one decision per text and capability, no details"
+    probabilities = [r[key]["probability"] for r in undecided for key in ("alerts", "recommendations")]
+    assert all(0.0 <= p <= 1.0 for p in probabilities)
+    threshold = sorted(probabilities)[len(probabilities) // 2]
+    decided, counting = await run(threshold)
+    assert counting.schemas == sum(p >= threshold for p in probabilities) > 0, "details only past the threshold"
+    for result in decided:
+        for key, flag in (("alerts", "has_alerts"), ("recommendations", "has_recommendations")):
+            if key in result:  # a small model may write details the output model refuses: that item's error
+                assert result[key][flag] is bool(result[key][key]) is (result[key]["probability"] >= threshold)
+            else:
+                assert key in result["error"]
 
 
 @pytest.mark.engine

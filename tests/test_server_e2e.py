@@ -85,16 +85,17 @@ def check_result(result: dict[str, Any], text: str) -> set[str]:
 
     if "recommendations" in result:
         recs = result["recommendations"]
-        assert set(recs) == {"has_recommendations", "recommendations"}
-        assert recs["has_recommendations"] is bool(recs["recommendations"])
+        assert set(recs) == {"has_recommendations", "probability", "recommendations"}
+        assert recs["has_recommendations"] is bool(recs["recommendations"]) and 0 <= recs["probability"] <= 1
         for rec in recs["recommendations"]:
-            assert set(rec) == {"excerpt", "reasoning", "paraphrased_recommendation", "qualifier"}
+            assert set(rec) == {"excerpt", "reasoning", "paraphrased_recommendation", "qualifier", "probability"}
             assert rec["qualifier"] in QUALIFIERS and all(isinstance(rec[k], str) for k in ("excerpt", "reasoning"))
     if "alerts" in result:
         alerts = result["alerts"]
-        assert set(alerts) == {"has_alerts", "alerts"} and alerts["has_alerts"] is bool(alerts["alerts"])
+        assert set(alerts) == {"has_alerts", "probability", "alerts"} and alerts["has_alerts"] is bool(alerts["alerts"])
+        assert 0 <= alerts["probability"] <= 1
         for alert in alerts["alerts"]:
-            assert set(alert) == {"excerpt", "reasoning", "alert_type", "severity"}
+            assert set(alert) == {"excerpt", "reasoning", "alert_type", "severity", "probability"}
             assert alert["alert_type"] in ALERT_TYPES and alert["severity"] in SEVERITIES
     if "stem_polarity" in result:
         stems = {PATH_SEPARATOR.join(p.split(PATH_SEPARATOR)[1:]) for p in paths}

@@ -24,26 +24,38 @@ def felt(stem: str) -> str:
     return "Negative" if stem != "Content" else "Positive"
 
 
+# Per capability's decision (known by one of its words), the probability of its words:
+# alerts' is below every threshold.
+DECIDED = {"suggestion": {"suggestion": 0.9, "complaint": 0.1}, "harassment": {"harassment": 0.0, "praise": 1.0},
+           "decline": {"change": 0.7, "opinion": 0.3}}
+
+
 def capability_answers(prompt, schema):
-    """Whole-text and stem answers, recognisable per prompt."""
+    """Decisions, details, and stem answers, recognisable per prompt."""
+    if "options" in schema:  # a one-word decision, whole comment or one stem
+        return next(found for word, found in DECIDED.items() if word in schema["options"])
     props = schema["properties"]
     if prompt.instructions.startswith(RECOMMENDATIONS_TASK):
-        return {"has_recommendations": True, "recommendations": [RECOMMENDATION]}
+        return {"recommendations": [RECOMMENDATION]}
     if prompt.instructions.startswith(ALERTS_TASK):
-        return {"has_alerts": False, "alerts": [ALERT]}  # flag disagrees with the list: the list wins
+        raise AssertionError("details asked of a comment whose alerts decision said no")
     if prompt.instructions.startswith(TRENDS_TASK):
-        return {"has_trends": True, "trends": []}
+        return {"trends": [TREND]}
     if prompt.instructions.startswith(STEM_POLARITY_TASK):  # one stem, with a reasoning
         stem = prompt.instructions.split("Topic: ", 1)[1].split("\n", 1)[0]
         return {"polarity": felt(stem), "confidence": 4, "reasoning": f"about {stem}", "excerpt": stem.lower()}
     if prompt.instructions.startswith(STEMS_POLARITY_TASK):  # all of a text's stems at once
         return {stem: felt(stem) for stem in props}
     if "recommendation_type" in str(props):
-        return {"has_recommendations": True, "recommendations": [
+        return {"recommendations": [
             {"recommendation_type": "do_less", "excerpt": "e", "reasoning": "r", "paraphrased_recommendation": "p"}]}
     if "trends" in props:
-        return {"has_trends": True, "trends": [TREND]}
+        return {"trends": [TREND]}
     raise AssertionError(f"unexpected prompt {prompt.instructions[:80]}")
+
+
+def decided(item: dict, probability: float) -> dict:
+    return {**item, "probability": probability}
 
 
 def service(answer=None, **settings) -> tuple[ClassificationService, ScriptedProcessor]:
@@ -58,8 +70,8 @@ async def test_every_capability_has_the_exact_wire_shape():
     assert body["batch_info"] == {"text_count": 1, "capabilities_executed": [
         "classification", "recommendations", "alerts", "trend", "stem_polarity", "stem_recommendations", "stem_trend"]}
     assert body["config_used"] == "topics" and isinstance(body["processing_time"], float)
-    stem_rec = {"has_recommendations": True, "recommendations": [
-        {"recommendation_type": "do_less", "excerpt": "e", "reasoning": "r", "paraphrased_recommendation": "p"}]}
+    stem_rec = {"has_recommendations": True, "probability": 0.9, "recommendations": [decided(
+        {"recommendation_type": "do_less", "excerpt": "e", "reasoning": "r", "paraphrased_recommendation": "p"}, 0.9)]}
     assert body["results"] == [{
         "text": RUSHED,
         "classification_result": {
@@ -68,15 +80,16 @@ async def test_every_capability_has_the_exact_wire_shape():
             "node_results": {name: {"is_relevant": True, "confidence": 3, "probability": None, "reasoning": "scripted",
                                     "excerpt": ""} for name in ("Delivery", "Pace", "Logistics", "Catering")},
         },
-        "recommendations": {"has_recommendations": True, "recommendations": [RECOMMENDATION]},
-        "alerts": {"has_alerts": True, "alerts": [ALERT]},
-        "trends": {"has_trends": False, "trends": []},
+        "recommendations": {"has_recommendations": True, "probability": 0.9,
+                            "recommendations": [decided(RECOMMENDATION, 0.9)]},
+        "alerts": {"has_alerts": False, "probability": 0.0, "alerts": []},
+        "trends": {"has_trends": True, "probability": 0.7, "trends": [decided(TREND, 0.7)]},
         "stem_polarity": {  # one call judged both stems; a scripted answer has no tokens to read
             stem: {"polarity": "Negative", "confidence": 3, "probability": None, "reasoning": "", "excerpt": ""}
             for stem in ("Delivery>Pace", "Logistics>Catering")
         },
         "stem_recommendations": {"Delivery>Pace": stem_rec, "Logistics>Catering": stem_rec},
-        "stem_trends": {"Delivery>Pace": [TREND], "Logistics>Catering": [TREND]},
+        "stem_trends": {"Delivery>Pace": [decided(TREND, 0.7)], "Logistics>Catering": [decided(TREND, 0.7)]},
     }]
 
 
@@ -131,7 +144,7 @@ async def test_a_capability_that_crashes_as_a_whole_becomes_per_item_errors():
     base = oracle(GOLD, capability_answers)
 
     def answer(prompt, schema):
-        if prompt.instructions.startswith(ALERTS_TASK):
+        if "harassment" in schema.get("options", ()):
             raise ConnectionError("backend went away")
         return base(prompt, schema)
 
@@ -170,11 +183,13 @@ async def test_one_answer_the_output_model_refuses_fails_that_item_alone():
     base = oracle(GOLD, capability_answers)
 
     def answer(prompt, schema):
+        if "harassment" in schema.get("options", ()):  # every text passes the alerts decision
+            return {"harassment": 0.9, "praise": 0.1}
+        if prompt.instructions.startswith(ALERTS_TASK):
+            return {"alerts": [{**ALERT, "severity": "apocalyptic"} if prompt.comment == "poison" else ALERT]}
         value = base(prompt, schema)
-        if prompt.comment == "poison" and "polarity" in schema["properties"]:
+        if prompt.comment == "poison" and "polarity" in schema.get("properties", {}):
             return {**value, "polarity": "Furious"}  # what a server ignoring the schema might send
-        if prompt.comment == "poison" and prompt.instructions.startswith(ALERTS_TASK):
-            return {"has_alerts": True, "alerts": [{**ALERT, "severity": "apocalyptic"}]}
         return value
 
     gold = {**GOLD, "poison": [("Content",)]}
@@ -183,11 +198,12 @@ async def test_one_answer_the_output_model_refuses_fails_that_item_alone():
     body = await svc.classify(texts, ["alerts", "stem_polarity"])
     good, bad, content, again = body["results"]
     assert "stem_polarity (Content): answer does not fit StemPolarity (polarity:" in bad["error"]
-    assert "alerts: answer does not fit Alerts (alerts.0.severity:" in bad["error"]
+    assert "alerts (details): answer does not fit Alerts (alerts.0.severity:" in bad["error"]
     assert bad["classification_result"]["classification_paths"] == ["Training feedback>Content"]
     assert bad["stem_polarity"] == {} and "alerts" not in bad
     for result in (good, content, again):
-        assert "error" not in result and result["alerts"]["alerts"] == [ALERT] and result["stem_polarity"]
+        assert "error" not in result and result["alerts"]["alerts"] == [{**ALERT, "probability": 0.9}]
+        assert result["stem_polarity"]
 
 
 async def test_empty_texts_ask_nothing_and_come_back_skipped():

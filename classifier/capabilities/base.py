@@ -2,21 +2,21 @@
 
 A capability runs once over all the texts of a batch that asked for it and returns, per
 text, an `Outcome`: the wire value under its result key, plus any per-item errors.
-Whole-text capabilities send one prompt per text; stem capabilities send one prompt per
-(text, complete stem) that classification found.
+Whole-text capabilities (`text.py`) ask about each comment; stem capabilities (`stems.py`)
+about each (comment, complete stem) that classification found.
 """
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from pydantic import BaseModel, ValidationError
 
 from ..hierarchy import TextClassification
 from ..llm.base import ItemResult, Processor, Prompt, process_in_batches
 from ..llm.schema import answer_token_bound, schema_for
-from ..prompts import stem_prompt, text_prompt
+from ..prompts import stem_prompt
 from ..settings import ClassifierSettings
 from ..taxonomy import NodePath, Taxonomy, format_path
 
@@ -63,22 +63,13 @@ class Capability(ABC):
         """The wire value for a text with nothing in it (found nothing, asked nothing)."""
 
 
-def _to_wire(output: BaseModel) -> Any:
-    """The prototype's shape: `has_*` flags agree with the list they describe."""
-    data = output.model_dump()
-    for flag, items in (("has_recommendations", "recommendations"), ("has_alerts", "alerts"), ("has_trends", "trends")):
-        if flag in data:
-            data[flag] = bool(data[items])
-    return data
-
-
 def validated(output: type[BaseModel], answer: ItemResult) -> ItemResult:
     """The answer as its wire value, checked item by item: one answer the model type
     refuses fails that item alone, never the batch it came with."""
     if not answer.ok:
         return answer
     try:
-        value = _to_wire(output.model_validate(answer.value))
+        value = output.model_validate(answer.value).model_dump()
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(map(str, first["loc"])) or "answer"
@@ -87,47 +78,15 @@ def validated(output: type[BaseModel], answer: ItemResult) -> ItemResult:
     return ItemResult(value=value, truncated=answer.truncated)
 
 
-class TextCapability(Capability):
-    """A capability that reads each whole comment once (recommendations, alerts, trend)."""
-
-    def __init__(self, name: str, result_key: str, task: str, output: type[BaseModel]) -> None:
-        self.name, self.result_key, self.task, self.output = name, result_key, task, output
-        self.schema = schema_for(output)
-        self.max_tokens = answer_token_bound(self.schema)
-
-    def empty(self) -> Any:
-        """`{"has_alerts": false, "alerts": []}` and the like: every flag false, every list empty."""
-        return {name: False if f.annotation is bool else [] for name, f in self.output.model_fields.items()}
-
-    async def run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
-        prompts = [text_prompt(self.task, ctx.texts[i]) for i in indices]
-        answers = await ask(ctx, prompts, self.schema, self.max_tokens)
-        outcomes = {}
-        for i, answer in zip(indices, answers):
-            outcome = outcomes[i] = Outcome()
-            checked = validated(self.output, answer)
-            if outcome.note(self.name, checked):
-                outcome.value = checked.value
-        return outcomes
-
-
 class StemCapability(Capability):
     """A capability asked once per complete stem a text was classified into."""
 
     requires = ("classification",)
 
-    def __init__(
-        self,
-        name: str,
-        result_key: str,
-        task: str,
-        output: type[BaseModel],
-        wire: Callable[[dict[str, Any]], Any] = lambda data: data,
-    ) -> None:
+    def __init__(self, name: str, result_key: str, task: str, output: type[BaseModel]) -> None:
         self.name, self.result_key, self.task, self.output = name, result_key, task, output
         self.schema = schema_for(output)
         self.max_tokens = answer_token_bound(self.schema)
-        self.wire = wire
 
     def empty(self) -> Any:
         return {}
@@ -149,7 +108,7 @@ class StemCapability(Capability):
 
     def wire_value(self, value: dict[str, Any], answer: ItemResult) -> Any:
         """One stem's wire value from its checked answer (`answer` holds the tokens)."""
-        return self.wire(value)
+        return value
 
 
 def complete_stems(ctx: RunContext, index: int) -> list[NodePath]:

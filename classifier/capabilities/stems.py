@@ -1,13 +1,17 @@
 """Capabilities asked about the complete stems a text was classified into: polarity,
-recommendations and trends per topic."""
+recommendations and trends per topic (the last two decide per stem before detailing, as
+the whole-comment ones do)."""
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
 from typing import Any
 
+from pydantic import BaseModel
+
 from ..prompts import (
-    STEM_POLARITY_TASK, STEM_RECOMMENDATIONS_TASK, STEM_TRENDS_TASK, STEMS_POLARITY_TASK, stems_prompt,
+    STEM_POLARITY_TASK, STEM_RECOMMENDATIONS_TASK, STEM_TRENDS_TASK, STEMS_POLARITY_TASK, stem_prompt,
+    stem_sorting_prompt, stems_prompt,
 )  # fmt: skip
 from ..hierarchy import reported
 from ..llm.base import ItemResult
@@ -15,7 +19,8 @@ from ..llm.probabilities import value_probability
 from ..llm.schema import answer_token_bound
 from ..outputs import POLARITIES, StemPolarity, StemRecommendations, Trends
 from ..taxonomy import NodePath, format_path
-from .base import Outcome, RunContext, StemCapability, ask, complete_stems
+from .base import Capability, Outcome, RunContext, StemCapability, ask, complete_stems, validated
+from .flags import RECOMMENDATION_WORDS, TREND_WORDS, Decision, Details, Sorting, decide
 
 
 class StemPolarityCapability(StemCapability):
@@ -66,11 +71,56 @@ class StemPolarityCapability(StemCapability):
                                            "reasoning": "", "excerpt": ""}
 
 
+class FlaggedStemCapability(Capability):
+    """Asked per complete stem of a comment: a one-word decision, then the details of the stems
+    that pass. `items_only`: a stem's wire value is the bare list (the prototype's stem_trends)."""
+
+    requires = ("classification",)
+
+    def __init__(self, name: str, result_key: str, sorting: Sorting, task: str, output: type[BaseModel],
+                 *, items_only: bool = False) -> None:
+        self.name, self.result_key, self.output, self.items_only = name, result_key, output, items_only
+        self.sorting, self.task = sorting, task
+        self.details = Details.of(output)
+        self.max_tokens = self.details.max_tokens
+
+    def empty(self) -> Any:
+        return {}
+
+    async def run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
+        definitions = ctx.settings.max_stem_definitions
+        pairs = [(i, stem) for i in indices for stem in complete_stems(ctx, i)]
+        decisions = await decide(ctx, self.name, self.sorting, [
+            stem_sorting_prompt(self.sorting.words, ctx.taxonomy, stem, ctx.texts[i], max_definitions=definitions)
+            for i, stem in pairs])
+        outcomes = {i: Outcome(value={}) for i in indices}
+        passed: list[tuple[int, str, NodePath, Decision]] = []
+        for (i, stem), decision in zip(pairs, decisions):
+            name = format_path(None, stem)
+            if not isinstance(decision, Decision):
+                outcomes[i].note(self.name, decision, f"{name} decision")
+            elif decision.passed:
+                passed.append((i, name, stem, decision))
+            else:
+                outcomes[i].value[name] = self._wire(decision, None)
+        answers = await ask(ctx, [stem_prompt(self.task, ctx.taxonomy, stem, ctx.texts[i], max_definitions=definitions)
+                                  for i, _, stem, _ in passed], self.details.schema, self.max_tokens)
+        for (i, name, _, decision), answer in zip(passed, answers):
+            if answer.ok:
+                answer = validated(self.output, ItemResult(value={self.details.flag: True, **answer.value},
+                                                           truncated=answer.truncated))
+            if outcomes[i].note(self.name, answer, name):
+                outcomes[i].value[name] = self._wire(decision, answer.value)
+        return outcomes
+
+    def _wire(self, decision: Decision, answer: dict[str, Any] | None) -> Any:
+        value = self.details.wire(decision, answer)
+        return value[self.details.items] if self.items_only else value
+
+
 stem_polarity = StemPolarityCapability()
-stem_recommendations = StemCapability(
-    "stem_recommendations", "stem_recommendations", STEM_RECOMMENDATIONS_TASK, StemRecommendations
+stem_recommendations = FlaggedStemCapability(
+    "stem_recommendations", "stem_recommendations", RECOMMENDATION_WORDS, STEM_RECOMMENDATIONS_TASK, StemRecommendations
 )
 # On the wire a stem's trends are the bare list (the prototype's shape).
-stem_trend = StemCapability(
-    "stem_trend", "stem_trends", STEM_TRENDS_TASK, Trends, wire=lambda data: data["trends"]
-)
+stem_trend = FlaggedStemCapability("stem_trend", "stem_trends", TREND_WORDS, STEM_TRENDS_TASK, Trends, items_only=True)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import click
 from rich.console import Console
@@ -28,21 +29,25 @@ from ..taxonomy import Taxonomy, format_path, load_taxonomy
 from . import harness
 from .cache import CounterReader, server_reader, usage_reader
 from ..calibration import (
-    MIN_NODE_OBSERVATIONS, Calibration, CalibrationError, fit_calibration, load_calibration, save_calibration,
+    MIN_NODE_OBSERVATIONS, Calibration, CalibrationError, FlagCalibration, fit_calibration, load_calibration, save_calibration,
 )  # fmt: skip
 from .calibrate import (
     PROBABILITY_STRATEGIES, THRESHOLDS, best_threshold, calibration_section, exhaustive, observations, threshold_table,
 )  # fmt: skip
 from .chart import render_chart, render_reliability
+from .flags import FLAGGED, fit_flags, flag_lines, flag_section, redecided
 from .gold import LOADERS, PARTS, Example, excluding, part, sample
 from .report import Report, build_report, format_table
 
 
 @click.command(context_settings={"show_default": True, "max_content_width": 100})
-@click.option("--data", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Labelled CSV.")
-@click.option("--kind", required=True, type=click.Choice(sorted(LOADERS)), help="The CSV's column layout.")
-@click.option("--sample", "size", default=0, help="Texts drawn from the file; 0 takes them all.")
+@click.option("--data", required=True, multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Labelled CSV; repeat to evaluate on several files at once (ordinary comments and harm reports "
+                   "for alerts), each sampled and halved on its own.")
+@click.option("--kind", required=True, multiple=True, type=click.Choice(sorted(LOADERS)),
+              help="The CSV's column layout: once for all files, or once per --data.")
+@click.option("--sample", "size", multiple=True, type=int, default=[0],
+              help="Texts drawn from the file; 0 takes them all. Once for all files, or once per --data.")
 @click.option("--seed", default=42, help="Seed of the sample.")
 @click.option("--capabilities", default="classification",
               help="Comma-separated; add stem_polarity to score polarity where the gold has it.")
@@ -65,11 +70,20 @@ from .report import Report, build_report, format_table
               help="PNG of F1 per level and calls per text (default: --out with .png).")
 @engine_options
 def main(
-    data: Path, kind: str, size: int, seed: int, exclude_sample: int, exclude_seed: int, min_node_observations: int,
+    data: tuple[Path, ...], kind: tuple[str, ...], size: tuple[int, ...], seed: int, exclude_sample: int, exclude_seed: int, min_node_observations: int,
     part_name: str, fit_path: Path | None, check_path: Path | None, capabilities: str, label: str | None,
     out: Path | None, chart: Path | None, **options: Any,
 ) -> None:
     settings = build_settings(options)
+    try:
+        names = resolve(c.strip() for c in capabilities.split(",") if c.strip())
+    except UnknownCapability as exc:
+        raise click.ClickException(str(exc)) from None
+    flagged = [name for name in names if name in FLAGGED]
+    if fit_path and flagged:  # fit the decisions on raw probabilities; no text passes, no details are asked
+        undecided = {name: FlagCalibration(math.inf) for name in flagged}
+        return _fit_flags(data, kind, size, seed, exclude_sample, exclude_seed, part_name, fit_path, names, flagged,
+                          replace(settings.classifier, flags=undecided), settings.engine, options["config"], label, out)
     calibrating = fit_path or check_path
     if calibrating and settings.classifier.strategy not in PROBABILITY_STRATEGIES:
         raise click.BadParameter(f"calibration needs probabilities: use --strategy {' or '.join(PROBABILITY_STRATEGIES)}",
@@ -81,44 +95,95 @@ def main(
     except CalibrationError as exc:
         raise click.BadParameter(str(exc), param_hint="--check-calibration") from None
     engine, config = settings.engine, options["config"]
-    try:
-        names = resolve(c.strip() for c in capabilities.split(",") if c.strip())
-        taxonomy = load_taxonomy(config)
-    except (*USER_ERRORS, UnknownCapability) as exc:
-        raise click.ClickException(str(exc)) from None
-    examples = part(sample(excluding(LOADERS[kind](data), exclude_sample, exclude_seed), size, seed), part_name)
-    if not examples:
-        raise click.BadParameter("the file holds no labelled rows", param_hint="--data")
-    unknown = sorted({format_path(None, s) for e in examples for s in e.stems if not taxonomy.is_complete_stem(s)})
-    if unknown:
-        raise click.BadParameter(
-            f"gold stems missing from taxonomy {config}: {unknown[:5]}; give the taxonomy of these labels "
-            "(configs/restaurants.json, laptops.json or 20ng.json)", param_hint="--config")
-    meta = {
-        "label": label or settings.classifier.strategy + (" (every node scored)" if calibrating else ""),
-        "dataset": {"path": str(data), "kind": kind, "sample": size, "seed": seed, "part": part_name,
-                    "excluded": {"sample": exclude_sample, "seed": exclude_seed} if exclude_sample else None},
-        "taxonomy": config.stem,
-        "capabilities": names,
-        "settings": settings_record(settings.classifier, engine),
-    }
+    label = label or settings.classifier.strategy + (" (every node scored)" if calibrating else "")
     run_settings = exhaustive(settings.classifier) if calibrating else settings.classifier
-    try:
-        report, run = asyncio.run(_evaluate(engine, run_settings, taxonomy, examples, names, meta))
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from None
+    report, run, examples, taxonomy, meta = _run(data, kind, size, seed, exclude_sample, exclude_seed, part_name,
+                                                 names, run_settings, engine, config, label)
     if calibrating:
         report["calibration"] = _calibration(examples, run.predictions, taxonomy, settings.classifier,
                                              fit_path or check_path, checked, meta, min_node_observations)
+    _write(report, out)
+    if chart or out:
+        click.echo(f"chart: {render_chart([report], chart or out.with_suffix('.png'))}")
+    if calibrating and (chart or out):
+        click.echo(f"reliability diagram: {render_reliability(report, (chart or out).with_suffix('.reliability.png'))}")
+
+
+def _run(
+    data: Sequence[Path], kind: Sequence[str], size: Sequence[int], seed: int, exclude_sample: int, exclude_seed: int,
+    part_name: str, names: list[str], settings: ClassifierSettings, engine: EngineSettings, config: Path, label: str,
+) -> tuple[Report, harness.Run, list[Example], Taxonomy, dict[str, Any]]:
+    """Load and sample the data (each file on its own), check it against the taxonomy, run it
+    through the service: the report, the run, the examples in order, the taxonomy, the meta."""
+    if len(kind) not in (1, len(data)) or len(size) not in (1, len(data)):
+        raise click.UsageError("give --kind and --sample once, or once per --data")
+    files = [(path, kind[k % len(kind)], size[k % len(size)]) for k, path in enumerate(data)]
+    try:
+        taxonomy = load_taxonomy(config)
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from None
+    examples = [e for path, loader, n in files
+                for e in part(sample(excluding(LOADERS[loader](path), exclude_sample, exclude_seed), n, seed), part_name)]
+    if not examples:
+        raise click.BadParameter("the files hold no labelled rows", param_hint="--data")
+    unknown = sorted({format_path(None, s) for e in examples for s in e.stems if not taxonomy.is_complete_stem(s)})
+    if unknown and "classification" in names:
+        raise click.BadParameter(
+            f"gold stems missing from taxonomy {config}: {unknown[:5]}; give the taxonomy of these labels "
+            "(configs/restaurants.json, laptops.json or 20ng.json)", param_hint="--config")
+    datasets = [{"path": str(path), "kind": loader, "sample": n} for path, loader, n in files]
+    meta = {
+        "label": label,
+        "dataset": {**(datasets[0] if len(datasets) == 1 else {"files": datasets, "path": ", ".join(map(str, data))}),
+                    "seed": seed, "part": part_name,
+                    "excluded": {"sample": exclude_sample, "seed": exclude_seed} if exclude_sample else None},
+        "taxonomy": config.stem,
+        "capabilities": names,
+        "settings": settings_record(settings, engine),
+    }
+    try:
+        report, run = asyncio.run(_evaluate(engine, settings, taxonomy, examples, names, meta))
+    except USER_ERRORS as exc:
+        raise click.ClickException(str(exc)) from None
+    return report, run, examples, taxonomy, meta
+
+
+def _write(report: Report, out: Path | None) -> None:
     click.echo(format_table(report))
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(report, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
         click.echo(f"report: {out}")
-    if chart or out:
-        click.echo(f"chart: {render_chart([report], chart or out.with_suffix('.png'))}")
-    if calibrating and (chart or out):
-        click.echo(f"reliability diagram: {render_reliability(report, (chart or out).with_suffix('.reliability.png'))}")
+
+
+def _fit_flags(
+    data: Sequence[Path], kind: Sequence[str], size: Sequence[int], seed: int, exclude_sample: int, exclude_seed: int,
+    part_name: str, path: Path, names: list[str], flagged: list[str], settings: ClassifierSettings,
+    engine: EngineSettings, config: Path, label: str | None, out: Path | None,
+) -> None:
+    """Fit the decisions of the `flagged` capabilities on this run and write them into `path`
+    (its other sections, if the file exists, are kept)."""
+    report, run, examples, _, meta = _run(data, kind, size, seed, exclude_sample, exclude_seed, part_name, names,
+                                          settings, engine, config, label or "decisions, raw probabilities")
+    source = (f"{', '.join(f'{Path(d).name} sample {n}' for d, n in zip(data, size * len(data)))} seed {seed} "
+              f"part {part_name}, model {meta.get('model', '?')}")
+    answers = [p.flags for p in run.predictions]
+    fitted = fit_flags(examples, answers, flagged, source)
+    if not fitted:
+        raise click.ClickException(f"nothing to fit {', '.join(flagged)} on: the data needs texts that hold one and "
+                                   "texts that do not (for alerts: --data of kind safecity and of kind semeval)")
+    try:
+        kept = load_calibration(path) if path.exists() else Calibration({})
+    except CalibrationError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fit-calibration") from None
+    save_calibration(replace(kept, flags={**kept.flags, **fitted}), path)
+    report["fitted_flags"] = {name: flag.to_json() for name, flag in fitted.items()}
+    report["flags_at_fitted_thresholds"] = flag_section(examples, redecided(answers, fitted), flagged)
+    _write(report, out)
+    for name, flag in fitted.items():
+        click.echo(f"{name}: threshold {flag.min_probability:.4f} ({'calibrated' if flag.map else 'raw'} probability)")
+    click.echo("\n".join(["in-sample, at these thresholds:", *flag_lines(report["flags_at_fitted_thresholds"])]))
+    click.echo(f"calibration: {path}")
 
 
 def settings_record(classifier: ClassifierSettings, engine: EngineSettings) -> dict[str, Any]:

@@ -22,6 +22,9 @@ class Example:
     text: str
     stems: frozenset[NodePath]
     polarity: dict[NodePath, str] = field(default_factory=dict)  # Positive | Negative | Neutral | Mixed
+    # Per capability that decides before detailing (alerts, recommendations, trend): whether the
+    # text holds one. Absent: the data says nothing about it.
+    flags: dict[str, bool] = field(default_factory=dict)
 
 
 def semeval_name(label: str) -> str:
@@ -29,9 +32,15 @@ def semeval_name(label: str) -> str:
     return label.replace("_", " ").capitalize()
 
 
+# Review sentences are ordinary comments: no alert, no trend, except these, read and judged
+# one by one among the sentences the model flagged (docs/eval-results.md, section 9).
+JUDGED_ORDINARY: dict[str, dict[str, bool]] = {}
+
+
 def load_semeval(path: Path) -> list[Example]:
     """SemEval-2016 Task 5 sentences: entity > attribute stems, a polarity per stem
-    (`Mixed` where one sentence gives the same category two polarities)."""
+    (`Mixed` where one sentence gives the same category two polarities); as ordinary
+    comments, no alert and no trend (but for `JUDGED_ORDINARY`)."""
     examples = []
     for row in _rows(path):
         polarities: dict[NodePath, set[str]] = {}
@@ -44,6 +53,7 @@ def load_semeval(path: Path) -> list[Example]:
                 text=row["text"],
                 stems=frozenset(polarities),
                 polarity={s: p.pop() if len(p) == 1 else "Mixed" for s, p in polarities.items()},
+                flags={"alerts": False, "trend": False, **JUDGED_ORDINARY.get(row["sentence_id"], {})},
             )
         )
     return examples
@@ -60,7 +70,33 @@ def load_20ng(path: Path) -> list[Example]:
     return examples
 
 
-LOADERS: dict[str, Callable[[Path], list[Example]]] = {"semeval": load_semeval, "20ng": load_20ng}
+def load_suggestions(path: Path) -> list[Example]:
+    """SemEval-2019 Task 9 sentences (no header: id, sentence, label): label 1 is a suggestion,
+    a comment that must get a recommendation."""
+    with Path(path).open(encoding="utf-8", newline="") as handle:
+        rows = [row for row in csv.reader(handle) if len(row) == 3]
+    return [Example(id=row[0], text=_unquoted(row[1]), stems=frozenset(), flags={"recommendations": row[2] == "1"})
+            for row in rows]
+
+
+def _unquoted(text: str) -> str:
+    """The suggestion file wraps each sentence in one more pair of quotes."""
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+
+
+SAFECITY_LABELS = ("Commenting", "Ogling/Facial Expressions/Staring", "Touching /Groping")
+
+
+def load_safecity(path: Path) -> list[Example]:
+    """SafeCity reports with at least one harassment label: each must raise an alert, typed
+    sexual_harassment (rows with no label report incidents of other kinds and are left out)."""
+    return [Example(id=f"safecity:{n}", text=row["Description"], stems=frozenset(), flags={"alerts": True})
+            for n, row in enumerate(_rows(path)) if any(row[label] == "1" for label in SAFECITY_LABELS)]
+
+
+LOADERS: dict[str, Callable[[Path], list[Example]]] = {
+    "semeval": load_semeval, "20ng": load_20ng, "suggestions": load_suggestions, "safecity": load_safecity,
+}
 
 
 PARTS = ("all", "tune", "report")

@@ -14,6 +14,7 @@ from ..llm.base import Usage
 from ..service import ClassificationService
 from ..taxonomy import NodePath, Taxonomy, format_path, parse_stem
 from .cache import CounterReader, PrefixCacheCounters, no_reader
+from .flags import FlagAnswer, read_flags
 from .gold import Example
 
 
@@ -27,6 +28,7 @@ class Prediction:
     truncated: bool = False
     classified: bool = True  # the result carries a classification (else only an error)
     probabilities: dict[NodePath, float] = field(default_factory=dict)  # accepted nodes, where the strategy gives them
+    flags: dict[str, FlagAnswer] = field(default_factory=dict)  # alerts, recommendations, trend, where asked
 
     @property
     def stems(self) -> frozenset[NodePath]:
@@ -56,7 +58,7 @@ def read_prediction(result: dict[str, Any], taxonomy: Taxonomy) -> Prediction:
         if taxonomy.is_complete_stem(stem)
     }
     return Prediction(paths, polarity, result.get("error"), bool(result.get("truncated")), classification is not None,
-                      probabilities)
+                      probabilities, read_flags(result))
 
 
 PROGRESS_CHUNK = 16  # texts per service call; all calls run at once, so the engine batches them together

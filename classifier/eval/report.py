@@ -10,6 +10,7 @@ from dataclasses import asdict
 from typing import Any, Sequence
 
 from ..taxonomy import Taxonomy, format_path
+from .flags import flag_lines, flag_section
 from .gold import Example
 from .harness import Run
 from .metrics import (
@@ -41,6 +42,7 @@ def build_report(examples: Sequence[Example], run: Run, taxonomy: Taxonomy, meta
             **_quality([constant] * n, [constant] * n, gold, taxonomy.depth),
         },
         "stem_polarity": asdict(polarity) if polarity is not None else None,
+        "flags": flag_section(examples, [p.flags for p in predictions], meta.get("capabilities", ())),
         "cost": {
             "llm_calls_per_text": run.usage.llm_calls / n,
             "prompt_tokens_per_text": run.usage.prompt_tokens / n,
@@ -64,6 +66,8 @@ def build_report(examples: Sequence[Example], run: Run, taxonomy: Taxonomy, meta
                 "gold_polarity": {format_path(None, s): v for s, v in e.polarity.items()},
                 "polarity": {format_path(None, s): v for s, v in p.polarity.items()},
                 "classified": p.classified,
+                "gold_flags": e.flags,
+                "flags": {name: asdict(answer) for name, answer in p.flags.items()},
                 "error": p.error,
                 "truncated": p.truncated,
             }
@@ -87,25 +91,13 @@ def format_table(report: Report) -> str:
     lines = [
         f"{report.get('label', 'run')}: {report['texts']} texts, taxonomy {report.get('taxonomy', '?')}, "
         f"model {report.get('model', '?')} ({report.get('backend', '?')})",
-        f"{'level':>5} {'micro P':>8} {'micro R':>8} {'micro F1':>9} {'macro P':>8} {'macro R':>8} "
-        f"{'macro F1':>9} {'labels':>7}",
     ]
-    for level in report["levels"]:
-        micro, macro = level["micro"], level["macro"]
-        lines.append(
-            f"{level['level']:>5} {micro['precision']:>8.3f} {micro['recall']:>8.3f} {micro['f1']:>9.3f} "
-            f"{macro['precision']:>8.3f} {macro['recall']:>8.3f} {macro['f1']:>9.3f} {level['labels']:>7}"
-        )
-    hier = report["hierarchical"]
-    lines.append(f"hierarchical P {hier['precision']:.3f}  R {hier['recall']:.3f}  F1 {hier['f1']:.3f}")
-    base = report["baseline"]
-    lines.append(
-        f"exact-path accuracy {report['exact_path_accuracy']:.3f} (always predicting the most frequent gold set "
-        f"{base['predicted']}: {base['exact_path_accuracy']:.3f}, level-1 micro F1 {base['levels'][0]['micro']['f1']:.3f})"
-    )
+    if "classification" in report.get("capabilities", ("classification",)):
+        lines.extend(_topic_lines(report))
     if report["stem_polarity"]:
         pol = report["stem_polarity"]
         lines.append(f"stem-polarity accuracy {pol['accuracy']:.3f} on {pol['pairs']} correctly found stems")
+    lines.extend(flag_lines(report.get("flags") or {}))
     lines.append(
         f"LLM calls/text {cost['llm_calls_per_text']:.2f}, prompt tokens/text {cost['prompt_tokens_per_text']:.1f}, "
         f"completion tokens/text {cost['completion_tokens_per_text']:.1f}, texts/s {cost['texts_per_second']:.2f} "
@@ -121,6 +113,26 @@ def format_table(report: Report) -> str:
             f"({cache['hit_rate']:.1%})"
         )
     return "\n".join(lines)
+
+
+def _topic_lines(report: Report) -> list[str]:
+    """Topic quality per level, hierarchical, exact path against the constant baseline."""
+    lines = [f"{'level':>5} {'micro P':>8} {'micro R':>8} {'micro F1':>9} {'macro P':>8} {'macro R':>8} "
+             f"{'macro F1':>9} {'labels':>7}"]
+    for level in report["levels"]:
+        micro, macro = level["micro"], level["macro"]
+        lines.append(
+            f"{level['level']:>5} {micro['precision']:>8.3f} {micro['recall']:>8.3f} {micro['f1']:>9.3f} "
+            f"{macro['precision']:>8.3f} {macro['recall']:>8.3f} {macro['f1']:>9.3f} {level['labels']:>7}"
+        )
+    hier = report["hierarchical"]
+    lines.append(f"hierarchical P {hier['precision']:.3f}  R {hier['recall']:.3f}  F1 {hier['f1']:.3f}")
+    base = report["baseline"]
+    lines.append(
+        f"exact-path accuracy {report['exact_path_accuracy']:.3f} (always predicting the most frequent gold set "
+        f"{base['predicted']}: {base['exact_path_accuracy']:.3f}, level-1 micro F1 {base['levels'][0]['micro']['f1']:.3f})"
+    )
+    return lines
 
 
 def _calibration_lines(section: Report) -> list[str]:

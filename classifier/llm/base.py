@@ -18,17 +18,21 @@ class Prompt:
 
     `instructions` is the fixed part (task, definitions, output rules) shared by many
     comments and rendered first; `comment` is the text being classified, rendered last.
-    Backends that must shorten a prompt only ever shorten `comment`.
+    A `question`, where given, follows the quoted comment in the same message: a small
+    model answers a question it has just read far better than one asked before the
+    comment. Backends that must shorten a prompt only ever shorten `comment`.
     """
 
     instructions: str
     comment: str
+    question: str = ""
 
     def messages(self) -> list[dict[str, str]]:
-        """OpenAI-style chat messages: the shared part as system, the comment as user."""
+        """OpenAI-style chat messages: the shared part as system, the comment (then the question) as user."""
+        user = f'Comment: "{self.comment}"\n\n{self.question}' if self.question else self.comment
         return [
             {"role": "system", "content": self.instructions},
-            {"role": "user", "content": self.comment},
+            {"role": "user", "content": user},
         ]
 
 

@@ -27,7 +27,7 @@ import signal
 import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from typing import Any, Callable, Sequence
 
@@ -180,9 +180,9 @@ class _Engine:
             )
         return results
 
-    def _render(self, instructions: str, comment: str) -> list[int]:
+    def _render(self, prompt: Prompt, comment: str) -> list[int]:
         text = self.tokenizer.apply_chat_template(
-            Prompt(instructions, comment).messages(), tokenize=False, add_generation_prompt=True
+            replace(prompt, comment=comment).messages(), tokenize=False, add_generation_prompt=True
         )
         # The template writes its own special tokens, as vLLM's chat entry point assumes.
         return self.tokenizer.encode(text, add_special_tokens=False)
@@ -190,15 +190,15 @@ class _Engine:
     def _encode(self, prompt: Prompt, max_tokens: int) -> tuple[list[int], bool]:
         """Token ids that leave room for `max_tokens`, shortening only the comment."""
         limit = self.config.max_length - max_tokens
-        ids = self._render(prompt.instructions, prompt.comment)
+        ids = self._render(prompt, prompt.comment)
         if len(ids) <= limit:
             return ids, False
-        fixed = len(self._render(prompt.instructions, ""))
+        fixed = len(self._render(prompt, ""))
         comment = self.tokenizer.encode(prompt.comment, add_special_tokens=False)
         keep = min(len(comment), limit - fixed)
         while keep > 0:
             # Decoding a cut can re-tokenize a little longer; shrink by the excess.
-            ids = self._render(prompt.instructions, self.tokenizer.decode(comment[:keep]))
+            ids = self._render(prompt, self.tokenizer.decode(comment[:keep]))
             if len(ids) <= limit:
                 return ids, True
             keep -= len(ids) - limit

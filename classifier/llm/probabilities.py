@@ -1,9 +1,10 @@
-"""The model's own probabilities over a few one-token options, from its log-probabilities.
+"""The model's own probabilities over a few options, from its log-probabilities.
 
-A step that must pick one of a few options, each written as one token (`A`, `B`, ...),
-generates a single token under a grammar that allows only those; the engine returns the
-top log-probabilities of that position, before the grammar masked them. Renormalised over
-the options, they say how sure the model was of each, not just which one won.
+A step that must pick one of a few options (`A`, `B`, ... or words whose first tokens
+differ) generates a single token under a grammar that allows only those; the engine
+returns the top log-probabilities of that position, before the grammar masked them.
+Renormalised over the options, they say how sure the model was of each, not just which
+one won.
 """
 from __future__ import annotations
 
@@ -17,14 +18,18 @@ TOP_LOGPROBS = 20  # how many alternatives the engines return for the one genera
 
 
 def option_probabilities(top: Mapping[str, float], options: Sequence[str]) -> dict[str, float]:
-    """Option -> probability, from a token -> log-probability map (tokens compared without
-    surrounding spaces; several tokens spelling one option add up). An option absent from
-    `top` gets 0; if none is present, the options share the mass equally."""
+    """Option -> probability, from a token -> log-probability map. A token (compared without
+    surrounding spaces) counts for every option it begins, shared equally among them: an
+    option written in several tokens (`har` + `assment`) is chosen by its first. Several
+    tokens beginning one option add up. An option no token begins gets 0; if none is
+    begun, the options share the mass equally."""
     mass = dict.fromkeys(options, 0.0)
     for token, logprob in top.items():
         key = token.strip()
-        if key in mass and logprob > -math.inf:
-            mass[key] += math.exp(logprob)
+        begun = [option for option in options if key and option.startswith(key)]
+        for option in begun:
+            if logprob > -math.inf:
+                mass[option] += math.exp(logprob) / len(begun)
     total = sum(mass.values())
     if total <= 0:
         return {option: 1 / len(options) for option in options}
@@ -32,12 +37,16 @@ def option_probabilities(top: Mapping[str, float], options: Sequence[str]) -> di
 
 
 def choice_answer(text: str, top: Mapping[str, float] | None, options: Sequence[str]) -> dict[str, object]:
-    """A choice item's value, `{"choice", "probabilities"}`, from the generated text and the
-    top log-probabilities of its token; `InvalidOutput` when either is not usable."""
+    """A choice item's value, `{"choice", "probabilities"}`, from the generated text (an
+    option, or the first token of one) and the top log-probabilities of its first token;
+    `InvalidOutput` when either is not usable."""
     picked = text.strip()
-    if picked not in options or not top:
+    begun = [option for option in options if picked and option.startswith(picked)]
+    if not begun or not top:
         raise InvalidOutput(f"expected one of {list(options)} with log-probabilities, got {picked!r}")
-    return {"choice": picked, "probabilities": option_probabilities(top, options)}
+    probabilities = option_probabilities(top, options)
+    choice = picked if picked in options else max(begun, key=probabilities.__getitem__)
+    return {"choice": choice, "probabilities": probabilities}
 
 
 # A JSON answer's tokens and their log-probabilities, as the backends return them.

@@ -11,6 +11,7 @@ requests only for long comments. A server without these endpoints gets prompts u
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any, Awaitable, Callable
 
 from .base import Prompt
@@ -36,7 +37,7 @@ class ContextGuard:
 
     async def fit(self, prompt: Prompt, max_tokens: int) -> tuple[Prompt, bool]:
         limit = self.max_length - max_tokens
-        size = len(prompt.instructions.encode()) + len(prompt.comment.encode()) + TEMPLATE_TOKENS
+        size = sum(len(part.encode()) for part in (prompt.instructions, prompt.comment, prompt.question)) + TEMPLATE_TOKENS
         if size <= limit or not self.available:
             return prompt, False
         try:
@@ -55,7 +56,7 @@ class ContextGuard:
         keep = min(len(comment), limit - (count - len(comment)))
         while keep > 0:
             text = (await self._call("/detokenize", {"tokens": comment[:keep]}))["prompt"]
-            shorter = Prompt(prompt.instructions, text)
+            shorter = replace(prompt, comment=text)
             count, _ = await self._count(shorter)
             if count <= limit:
                 return shorter, True

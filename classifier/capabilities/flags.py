@@ -1,0 +1,101 @@
+"""Deciding before detailing: whether a comment holds anything of a capability's kind.
+
+Most comments hold no alert, no recommendation and no trend. Asked for the details straight
+away, a small model invents some (a high-severity alert for "Lunch was cold"), and a list it
+wrote used to win over its own `false`. So every such capability first asks which one word
+describes the comment best, among words for what it looks for ("harassment", "danger", ...)
+and words for ordinary comments ("praise", "complaint", ...), answered in one token under a
+choice grammar. The probability of the first kind, read from that token's log-probabilities
+(and mapped through the capability's calibration), is compared with the capability's
+threshold. Only the comments that pass are asked for the details, under a schema whose list
+cannot be empty: the flag and the list always agree.
+
+Why words and not yes/no: asked "does the comment report something that needs an alert?",
+the 1.5B model answered "Yes" to "The food was great" (probability .63); sorting the same
+comments among words separated them (docs/eval-results.md, section 9).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from pydantic import BaseModel
+
+from ..calibration import FlagCalibration
+from ..llm.base import ItemResult, JSONSchema, Prompt, in_batches
+from ..llm.schema import answer_token_bound, schema_for
+from .base import RunContext
+
+# The threshold a capability gets when no calibration names it: even odds on the raw probability.
+DEFAULT_FLAG = FlagCalibration(0.5, source="default: no calibration for this capability")
+
+
+@dataclass(frozen=True)
+class Sorting:
+    """A capability's one-word decision: words for what it looks for, words for everything else.
+    Their first tokens should differ between the two groups (a shared one is split between them)."""
+
+    found: tuple[str, ...]
+    other: tuple[str, ...]
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        return self.other + self.found
+
+    def probability(self, probabilities: Mapping[str, float]) -> float:
+        return sum(probabilities[word] for word in self.found)
+
+
+# Ordinary comments, as every capability's decision offers them beside its own words.
+ORDINARY = ("praise", "complaint", "request", "question", "description", "opinion")
+ALERT_WORDS = Sorting(("harassment", "violence", "threat", "danger", "discrimination", "bullying", "fraud", "crisis"),
+                      ORDINARY)
+RECOMMENDATION_WORDS = Sorting(("request", "suggestion", "wish"),
+                               ("complaint", "praise", "question", "problem", "fact", "experience"))
+TREND_WORDS = Sorting(("decline", "improvement", "change"), ORDINARY)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One comment's answer to a capability's question."""
+
+    passed: bool
+    probability: float  # of the words for what the capability looks for, calibrated where it has a map
+
+
+async def decide(ctx: RunContext, capability: str, sorting: Sorting,
+                 prompts: Sequence[Prompt]) -> list[Decision | ItemResult]:
+    """Per prompt, the decision, or the failed `ItemResult` when the backend could not answer."""
+    flag = flag_calibration(ctx.settings.flags, capability)
+    answers = await in_batches(lambda part: ctx.processor.process_choice(part, sorting.words), prompts,
+                               ctx.settings.batch_size)
+    return [Decision(*flag.decide(sorting.probability(answer.value["probabilities"]))) if answer.ok else answer
+            for answer in answers]
+
+
+def flag_calibration(flags: Mapping[str, FlagCalibration], capability: str) -> FlagCalibration:
+    return flags.get(capability, DEFAULT_FLAG)
+
+
+@dataclass(frozen=True)
+class Details:
+    """How a capability asks for the details of a comment that passed: its output model's
+    schema without the flag, the list required to hold at least one item."""
+
+    flag: str  # has_alerts
+    items: str  # alerts
+    schema: JSONSchema
+    max_tokens: int
+
+    @classmethod
+    def of(cls, output: type[BaseModel]) -> "Details":
+        full = schema_for(output)
+        flag = next(name for name, f in output.model_fields.items() if f.annotation is bool)
+        items = next(name for name in full["properties"] if name != flag)
+        schema = {**full, "properties": {items: {**full["properties"][items], "minItems": 1}}, "required": [items]}
+        return cls(flag, items, schema, answer_token_bound(schema))
+
+    def wire(self, decision: Decision, answer: dict[str, Any] | None) -> dict[str, Any]:
+        """The prototype's shape plus the decision's probability, on the value and on each item."""
+        listed = [{**item, "probability": round(decision.probability, 4)} for item in (answer or {}).get(self.items, [])]
+        return {self.flag: bool(listed), "probability": round(decision.probability, 4), self.items: listed}
