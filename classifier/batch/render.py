@@ -4,7 +4,8 @@ Written to a temporary file and renamed into place, so a reader never sees half 
 In json and jsonl each object is the service's result for one text (the wire shape of
 `POST /classify`) plus `row`, the data row it came from. csv and xlsx are the spreadsheet
 of `classifier.report.table`: the input's columns, then one column per taxonomy leaf, the
-paths, the polarity per stem, and alerts, recommendations and trends as text.
+paths, the polarity per stem, and alerts, recommendations and trends as text, every cell
+neutralised against formula injection (`classifier.report.cells`).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from openpyxl import Workbook
 from openpyxl.styles import Font
 
 from ..files import atomic_open
+from ..report.cells import append_xlsx_row, csv_row
 from ..report.table import table
 from ..taxonomy import Taxonomy
 
@@ -51,17 +53,17 @@ def render(
     if output_format == "csv":
         with atomic_open(path, newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(header)
-            writer.writerows(cells)
+            writer.writerow(csv_row(header))
+            writer.writerows(csv_row(row) for row in cells)
         return
     book = Workbook()
     sheet = book.active
     sheet.title = "comments"
-    sheet.append(header)
+    append_xlsx_row(sheet, header)
     for cell in sheet[1]:
         cell.font = Font(bold=True)
     for row in cells:
-        sheet.append(row)
+        append_xlsx_row(sheet, row)
     sheet.freeze_panes = "B2"
     with atomic_open(path, "wb") as handle:
         book.save(handle)

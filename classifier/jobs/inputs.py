@@ -50,11 +50,17 @@ def kind_of(path: Path, filename: str) -> str:
         text = ""
     if text.lstrip().startswith("{"):
         return "jsonl"
-    first = text.splitlines()[0] if text.splitlines() else ""
+    first = text.split("\n", 1)[0].rstrip("\r")
     if first and any(sep in first for sep in ",;\t|") and "\x00" not in text:
         return "csv"
     raise BadInput([_error(f"{filename} is neither JSONL (one JSON request per line) nor CSV (a header row, then "
                            "one comment per row); upload one of those")])
+
+
+def json_lines(text: str) -> list[str]:
+    """JSONL's lines: split on "\n" alone (and a "\r" before it), never on the other line
+    breaks `str.splitlines` knows (U+2028, \x85, \x0b, ...), which JSON strings may hold."""
+    return [line.removesuffix("\r") for line in text.split("\n")]
 
 
 def read_requests(path: Path, filename: str, metadata: Mapping[str, str], check: Check) -> list[Line]:
@@ -78,13 +84,16 @@ def _jsonl(path: Path, metadata: Mapping[str, str], check: Check) -> tuple[list[
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         return [], [_error(f"the file is not UTF-8 ({exc.reason} at byte {exc.start})")]
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(json_lines(text), start=1):
         if not raw.strip():
             continue
         try:
             entry = json.loads(raw)
         except json.JSONDecodeError as exc:
             errors.append(_error(f"line {number} is not JSON ({exc.msg}); each line is one request object", number))
+            continue
+        except RecursionError:
+            errors.append(_error(f"line {number} is nested too deeply to read; send a flat request object", number))
             continue
         problem = _request_problem(entry, seen)
         if problem is None:
