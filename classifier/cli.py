@@ -17,6 +17,7 @@ from .hierarchy import STRATEGIES
 from .llm.embedded import DEFAULT_LLM, EMBEDDED
 from .llm.errors import ProcessorError
 from .llm.pool import BACKENDS, ProcessorPool
+from .llm.server import redacted
 from .settings import ClassifierSettings, EngineSettings, ServerSettings, Settings
 from .taxonomy import Taxonomy, TaxonomyError, load_taxonomy
 
@@ -229,5 +230,5 @@ def describe(settings: Settings, model: str) -> str:
     if engine.backend == "local":
         where = f" (GPUs {','.join(map(str, engine.gpu_list))})" if engine.gpu_list else " (CPU)"
     elif engine.backend == "vllm-server":
-        where = f" ({', '.join(engine.server_urls)})"
+        where = f" ({', '.join(map(redacted, engine.server_urls))})"
     return f"backend {engine.backend}{where}, model {model}"

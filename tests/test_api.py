@@ -187,7 +187,7 @@ async def test_ready_is_503_when_the_backend_does_not_answer_and_health_never_pr
         response = await client.get("/ready")
         assert response.status_code == 503
         assert response.json()["status"] == "unavailable"
-        assert response.json()["detail"] == {"error": "ConnectionError: refused"}
+        assert response.json()["detail"] == {"error": "the backend's health check failed; the server log says why"}
         health = await client.get("/health")
         assert health.status_code == 200 and health.json()["status"] == "healthy"
         assert health.json()["processor_loaded"] is False

@@ -132,6 +132,20 @@ def test_bad_input_fails_the_batch_naming_the_line(server: ServerProcess, name: 
     assert httpx.get(f"{server.url}/health").status_code == 200, "the server stays up"
 
 
+def test_bad_input_that_used_to_answer_500_is_a_4xx_that_says_what_to_fix(server: ServerProcess) -> None:
+    headers = {"Authorization": "Bearer alice"}
+    uploaded = client(server).files.create(file=("in.jsonl", jsonl([request("a", "x")])), purpose="batch")
+    window = httpx.post(f"{server.url}/v1/batches", headers=headers, json={
+        "input_file_id": uploaded.id, "endpoint": "/v1/classify", "completion_window": 24})
+    assert window.status_code == 422 and "completion_window 24" in window.text
+    nul = httpx.post(f"{server.url}/classify", headers=headers, json={"texts": ["x"], "config_path": "a\x00b"})
+    assert 400 <= nul.status_code < 500 and "NUL" in nul.text
+    query = httpx.get(f"{server.url}/v1/batches", headers=headers, params={"limit": "many"})
+    assert query.status_code == 422 and "limit" in query.text and "Content-Type" not in query.text
+    form = httpx.post(f"{server.url}/v1/files", headers=headers, data={"purpose": "batch"})
+    assert form.status_code == 422 and "file" in form.text and "Content-Type" not in form.text, "not a 415"
+
+
 def test_requests_the_api_refuses_at_once(server: ServerProcess) -> None:
     api = client(server)
     uploaded = api.files.create(file=("in.jsonl", jsonl([request("a", "x")])), purpose="batch")

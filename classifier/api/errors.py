@@ -44,7 +44,10 @@ def _where(loc: tuple[Any, ...]) -> str:
 def describe_validation(request: Request, exc: RequestValidationError) -> tuple[int, str]:
     """Status and one message for a request FastAPI could not turn into its model."""
     content_type = request.headers.get("content-type")
-    if not _is_json(content_type):
+    # The body as a whole could not be read as the route's JSON model (form fields and query
+    # parameters are named one by one below, whatever the content type).
+    unread_body = any(tuple(e["loc"]) == ("body",) for e in exc.errors())
+    if unread_body and not _is_json(content_type):
         return 415, f"send the body as JSON with the header Content-Type: application/json (got {content_type or 'none'})"
     errors = exc.errors()
     invalid = next((e for e in errors if e["type"] == "json_invalid"), None)
@@ -55,7 +58,8 @@ def describe_validation(request: Request, exc: RequestValidationError) -> tuple[
         return 422, f"the body is empty; send e.g. {EXAMPLE_JSON}"
     listed = "; ".join(f"{_where(tuple(e['loc']))}: {e['msg']}" for e in errors[:MAX_LISTED_ERRORS])
     more = f" (and {len(errors) - MAX_LISTED_ERRORS} more)" if len(errors) > MAX_LISTED_ERRORS else ""
-    return 422, f"{listed}{more}; expected e.g. {EXAMPLE_JSON}"
+    example = f"; expected e.g. {EXAMPLE_JSON}" if _is_json(content_type) else ""
+    return 422, f"{listed}{more}{example}"
 
 
 async def _validation(request: Request, exc: Exception) -> JSONBody:

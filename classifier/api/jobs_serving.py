@@ -35,9 +35,9 @@ UNIT_SECONDS = {"h": 3600, "m": 60, "s": 1}
 MAX_LIST = 100
 
 
-def _window_seconds(window: str) -> int:
+def _window_seconds(window: object) -> int:
     """OpenAI's "24h"; minutes and seconds ("30m", "90s") work too."""
-    match = WINDOW.match(window or "")
+    match = WINDOW.match(window) if isinstance(window, str) else None
     seconds = int(match.group(1)) * UNIT_SECONDS[match.group(2)] if match else 0
     if not 1 <= seconds <= 30 * 24 * 3600:
         raise HTTPException(422, f"completion_window {window!r}: give a duration up to 30 days like \"24h\"")

@@ -5,6 +5,7 @@ which answer.
 """
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
@@ -22,6 +23,7 @@ from .metrics import Metrics
 from .protocol import ClassifyRequest, check_limits
 
 SERVICE_NAME = "LLM topic classifier"
+logger = logging.getLogger(__name__)
 PROCESSING_TIMES_KEPT = 1000  # /stats averages over the last this many requests
 ENDPOINTS = {
     "POST /classify": "classify texts (also POST /v1/classify)",
@@ -104,6 +106,9 @@ class Serving:
         else same file name) and never opened: a client must not make the server read files."""
         if request.config_path is None:
             return request.taxonomy
+        if "\x00" in request.config_path:
+            raise UnknownTaxonomy("config_path holds a NUL character; give the path of a taxonomy the server loaded "
+                                  "at start, or name it with \"taxonomy\" (see GET /capabilities)")
         wanted = Path(request.config_path)
         sources = {name: tree.source for name, tree in self.service.taxonomies.items() if tree.source is not None}
         match = next((n for n, src in sources.items() if src == wanted.resolve()), None) or next(
@@ -152,9 +157,10 @@ class Serving:
     async def _backend_health(self, *, probe: bool) -> Health:
         try:
             return await self.processor.health(probe=probe)
-        except Exception as exc:  # noqa: BLE001 - a broken backend is an answer here, not a crash
+        except Exception:  # noqa: BLE001 - a broken backend is an answer here, not a crash
+            logger.exception("the backend's health check failed")
             return Health(ok=False, backend=self.processor.backend, model=self.processor.model,
-                          detail={"error": f"{type(exc).__name__}: {exc}"})
+                          detail={"error": "the backend's health check failed; the server log says why"})
 
     def root(self) -> dict[str, Any]:
         return {"service": SERVICE_NAME, "version": _version(), "endpoints": ENDPOINTS}

@@ -55,9 +55,10 @@ async def run_capabilities(ctx: RunContext, wanted: Sequence[Sequence[str]]) -> 
 
 async def _run_one(name: str, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
     """Run one capability; if it fails as a whole (a backend gone, a bug), every text it
-    covered gets the error and the other capabilities' results are kept."""
+    covered gets an error that says so without internals (the log has the traceback) and
+    the other capabilities' results are kept."""
     try:
         return await CAPABILITIES[name].run(ctx, indices)
-    except Exception as exc:  # noqa: BLE001 - the failure becomes per-item errors
+    except Exception:  # noqa: BLE001 - the failure becomes per-item errors
         logger.exception("capability %s failed for %d texts", name, len(indices))
-        return {i: Outcome(errors=[f"{name}: {type(exc).__name__}: {exc}"]) for i in indices}
+        return {i: Outcome(errors=[f"{name}: failed on the server's side; its log says why"]) for i in indices}

@@ -115,6 +115,19 @@ class _Server:
     healthy: bool = True
     probe: asyncio.Task[None] | None = field(default=None, repr=False)
 
+    @property
+    def name(self) -> str:
+        """The URL as messages, logs and /health show it: without a user or password in it."""
+        return redacted(self.url)
+
+
+def redacted(url: str) -> str:
+    """`http://user:secret@host:8000/v1` -> `http://***@host:8000/v1`; other URLs unchanged."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
 
 def _describe(exc: BaseException) -> str:
     """The innermost cause of a connection error, which says more than "Connection error."."""
@@ -219,19 +232,19 @@ class VLLMServerProcessor:
         except httpx.HTTPError as exc:
             raise RequestFailed(f"{path} failed ({_describe(exc)})") from exc
         if response.status_code in (404, 405):
-            raise TokenizerUnavailable(f"the server at {server.url} has no {path} (HTTP {response.status_code})")
+            raise TokenizerUnavailable(f"the server at {server.name} has no {path} (HTTP {response.status_code})")
         if response.status_code != 200:
             raise RequestFailed(f"{path} answered HTTP {response.status_code}: {response.text[:200]}")
         return response.json()
 
     def _check_model(self, server: _Server, models: list[str]) -> None:
         if not models:
-            raise ModelNotFound(f"the server at {server.url} serves no model")
+            raise ModelNotFound(f"the server at {server.name} serves no model")
         if not self.model:
             self.model = models[0]
         if self.model not in models:
             raise ModelNotFound(
-                f"the server at {server.url} does not serve model {self.model!r}; "
+                f"the server at {server.name} does not serve model {self.model!r}; "
                 f"it serves: {', '.join(models)}"
             )
 
@@ -242,22 +255,22 @@ class VLLMServerProcessor:
                 page = await server.client.models.list(timeout=self._probe_timeout)
         except TimeoutError:
             raise BackendUnavailable(
-                f"the server at {server.url} did not answer GET /models within "
+                f"the server at {server.name} did not answer GET /models within "
                 f"{self._probe_timeout:g} s; {START_HINT}"
             ) from None
         except openai.AuthenticationError as exc:
             raise BackendUnavailable(
-                f"the server at {server.url} refused the API key ({_status_message(exc)}); "
+                f"the server at {server.name} refused the API key ({_status_message(exc)}); "
                 "give the key it was started with (--vllm-api-key)"
             ) from exc
         except openai.APIStatusError as exc:
             raise BackendUnavailable(
-                f"the server at {server.url} answered GET /models with "
+                f"the server at {server.name} answered GET /models with "
                 f"{_status_message(exc)}; {START_HINT}"
             ) from exc
         except openai.APIError as exc:
             raise BackendUnavailable(
-                f"cannot reach the server at {server.url} ({_describe(exc)}); {START_HINT}"
+                f"cannot reach the server at {server.name} ({_describe(exc)}); {START_HINT}"
             ) from exc
         return [model.id for model in page.data]
 
@@ -328,12 +341,12 @@ class VLLMServerProcessor:
                 try:
                     return await self._attempt(server, request, parse)
                 except RequestFailed as exc:
-                    error, asked = f"server {server.url}: {exc}", exc.retry_after
+                    error, asked = f"server {server.name}: {exc}", exc.retry_after
                 except InvalidOutput as exc:
-                    error, asked = f"server {server.url}: {exc}", None
+                    error, asked = f"server {server.name}: {exc}", None
                 except ProcessorError as exc:
                     self.usage.errors += 1
-                    return ItemResult.failure(f"server {server.url}: {exc}")
+                    return ItemResult.failure(f"server {server.name}: {exc}")
             wait = self._wait(attempt, asked)
             if loop.time() + wait >= deadline:  # no attempt starts past the deadline
                 break
@@ -454,7 +467,7 @@ class VLLMServerProcessor:
             model=self.model,
             detail={
                 "servers": [
-                    {"url": s.url, "healthy": s.healthy, "answers": answer, "in_flight": s.in_flight}
+                    {"url": s.name, "healthy": s.healthy, "answers": answer, "in_flight": s.in_flight}
                     for s, answer in zip(self._servers, answers)
                 ]
             },
