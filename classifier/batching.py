@@ -9,7 +9,9 @@ over every text that wants it). Results are split back per request.
 
 Admission is bounded: texts admitted and not yet answered may not pass
 `max_queued_texts`; a request that would pass it gets `Overloaded` (HTTP 503 with
-Retry-After), so a burst costs clients a retry, never the server its memory.
+Retry-After), so a burst costs clients a retry, never the server its memory. Job lines
+(`background`) may hold at most `JOB_SHARE` of that bound, so live requests always find
+room beside a running job.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from .taxonomy import Taxonomy
 
 logger = logging.getLogger(__name__)
 MAX_RETRY_AFTER = 60
+JOB_SHARE = 0.5  # of max_queued_texts that job lines may hold at once
 
 
 class Overloaded(RuntimeError):
@@ -39,6 +42,7 @@ class Overloaded(RuntimeError):
 class _Request:
     jobs: Sequence[Job]
     future: asyncio.Future[list[dict[str, Any]]]
+    background: bool = False
 
 
 @dataclass
@@ -67,6 +71,7 @@ class RequestBatcher:
         self.window = window
         self.max_queued_texts = max_queued_texts
         self.queued_texts = 0  # admitted, not yet answered
+        self.background_texts = 0  # of which job lines'
         self.stats = BatchStats()
         self._windows: dict[str, _Window] = {}
         self._running: dict[asyncio.Task[None], list[_Request]] = {}
@@ -79,27 +84,38 @@ class RequestBatcher:
         capabilities: Sequence[str] | None = None,
         project_name: str | None = None,
         taxonomy: str | None = None,
+        *,
+        background: bool = False,
     ) -> dict[str, Any]:
-        """`ClassificationService.classify`, with the jobs run together with other requests'."""
-        return await self.service.classify(texts, capabilities, project_name, taxonomy, run=self._enqueue)
+        """`ClassificationService.classify`, with the jobs run together with other requests'.
+        `background`: a job's line, admitted only within `JOB_SHARE` of the queue bound."""
 
-    async def _enqueue(self, jobs: Sequence[Job], taxonomy: Taxonomy) -> list[dict[str, Any]]:
-        self._admit(len(jobs))
+        async def enqueue(jobs: Sequence[Job], tree: Taxonomy) -> list[dict[str, Any]]:
+            return await self._enqueue(jobs, tree, background)
+
+        return await self.service.classify(texts, capabilities, project_name, taxonomy, run=enqueue)
+
+    async def _enqueue(self, jobs: Sequence[Job], taxonomy: Taxonomy, background: bool) -> list[dict[str, Any]]:
+        self._admit(len(jobs), background)
         future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
         window = self._windows.get(taxonomy.name)
         if window is None:
             window = self._windows[taxonomy.name] = _Window(taxonomy)
             window.timer = asyncio.get_running_loop().call_later(self.window, self._flush, taxonomy.name)
-        window.requests.append(_Request(jobs, future))
+        window.requests.append(_Request(jobs, future, background))
         return await future
 
     @property
     def closing(self) -> bool:
         return self._closing
 
-    def _admit(self, count: int) -> None:
+    def _admit(self, count: int, background: bool) -> None:
         if self._closing:
             raise Overloaded("the server is shutting down; retry on another instance", retry_after=1)
+        job_bound = max(1, int(self.max_queued_texts * JOB_SHARE))
+        if background and self.background_texts and self.background_texts + count > job_bound:
+            raise Overloaded(f"job lines hold {self.background_texts} of the {job_bound} queued texts jobs may "
+                             "hold", retry_after=self._retry_after())
         if self.queued_texts + count > self.max_queued_texts:
             raise Overloaded(
                 f"{self.queued_texts} texts are queued and this request adds {count}; the bound is "
@@ -107,6 +123,7 @@ class RequestBatcher:
                 retry_after=self._retry_after(),
             )
         self.queued_texts += count
+        self.background_texts += count if background else 0
 
     def _retry_after(self) -> int:
         """Seconds until the queue has room, guessed from the last batch's speed."""
@@ -150,6 +167,7 @@ class RequestBatcher:
 
     def _settle(self, request: _Request, outcome: list[dict[str, Any]] | Exception) -> None:
         self.queued_texts -= len(request.jobs)
+        self.background_texts -= len(request.jobs) if request.background else 0
         if request.future.done():  # the client went away and its wait was cancelled
             return
         if isinstance(outcome, Exception):

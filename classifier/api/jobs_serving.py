@@ -171,7 +171,7 @@ class JobsServing:
             raise LineFailed(422, str(exc.errors()[0]["msg"])) from None
         while True:
             try:
-                return await self.serving.classify(request)
+                return await self.serving.classify(request, background=True)
             except Overloaded as exc:
                 if self.serving.batcher.closing:
                     raise Abandon() from None  # the chunk goes back to the queue, whole

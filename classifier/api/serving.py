@@ -85,10 +85,12 @@ class Serving:
     def processor(self) -> Processor:
         return self.service.processor
 
-    async def classify(self, request: ClassifyRequest) -> dict[str, Any]:
+    async def classify(self, request: ClassifyRequest, *, background: bool = False) -> dict[str, Any]:
+        """One request's answer; `background` for a job's line (see `RequestBatcher`)."""
         check_limits(request, self.limits)
         taxonomy = self.taxonomy_for(request)
-        body = await self.batcher.classify(request.texts, request.capabilities, request.project_name, taxonomy)
+        body = await self.batcher.classify(request.texts, request.capabilities, request.project_name, taxonomy,
+                                           background=background)
         if request.summary:
             body["summary"] = summarize(body["results"], self.service.taxonomy(taxonomy)).as_dict()
         counters = self.counters

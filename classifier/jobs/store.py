@@ -21,69 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import (
-    Column, Float, Integer, MetaData, String, Table, Text, and_, create_engine, event, func, insert, or_, select,
-    update,
-)  # fmt: skip
+from sqlalchemy import Column, and_, create_engine, event, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
-SCHEMA_VERSION = 1
-TERMINAL = ("completed", "failed", "expired", "cancelled")
-# The timestamp column of each state, as OpenAI's batch object names them.
-STATE_TIMES = {"in_progress": "in_progress_at", "finalizing": "finalizing_at", "completed": "completed_at",
-               "failed": "failed_at", "expired": "expired_at", "cancelling": "cancelling_at",
-               "cancelled": "cancelled_at"}  # fmt: skip
+from .tables import SCHEMA_VERSION, STATE_TIMES, TERMINAL, batches, chunks, files, lines, meta, metadata, turns
 
-metadata = MetaData()
-meta = Table("job_schema", metadata, Column("version", Integer, primary_key=True))
-files = Table(
-    "job_files", metadata,
-    Column("id", String(64), primary_key=True),
-    Column("owner", String(32), nullable=False, index=True),
-    Column("filename", Text, nullable=False),
-    Column("purpose", String(32), nullable=False),
-    Column("bytes", Integer, nullable=False),
-    Column("created_at", Integer, nullable=False),
-)  # fmt: skip
-batches = Table(
-    "job_batches", metadata,
-    Column("id", String(64), primary_key=True),
-    Column("owner", String(32), nullable=False, index=True),
-    Column("status", String(16), nullable=False, index=True),
-    Column("endpoint", String(64), nullable=False),
-    Column("input_file_id", String(64), nullable=False),
-    Column("output_file_id", String(64)),
-    Column("error_file_id", String(64)),
-    Column("completion_window", String(16), nullable=False),
-    Column("metadata", Text, nullable=False),
-    Column("errors", Text),
-    Column("created_at", Integer, nullable=False),
-    Column("expires_at", Integer, nullable=False),
-    *(Column(name, Integer) for name in STATE_TIMES.values()),
-    Column("total", Integer, nullable=False, default=0),
-    Column("completed", Integer, nullable=False, default=0),
-    Column("failed", Integer, nullable=False, default=0),
-    Column("webhook_attempts", Text, nullable=False, default="[]"),
-)  # fmt: skip
-lines = Table(
-    "job_lines", metadata,
-    Column("batch_id", String(64), primary_key=True),
-    Column("line_no", Integer, primary_key=True),
-    Column("chunk_no", Integer, nullable=False),
-    Column("custom_id", Text, nullable=False),
-    Column("body", Text, nullable=False),
-    Column("output", Text),  # the output file's line, once done
-    Column("error", Text),  # the error file's line, if it failed
-)  # fmt: skip
-chunks = Table(
-    "job_chunks", metadata,
-    Column("batch_id", String(64), primary_key=True),
-    Column("chunk_no", Integer, primary_key=True),
-    Column("state", String(16), nullable=False, index=True),  # pending | running | done
-    Column("lease_owner", String(64)),
-    Column("lease_until", Float),
-    Column("done_by", String(64)),  # the worker that committed it
-)  # fmt: skip
 
 
 def new_id(prefix: str) -> str:
@@ -119,6 +63,7 @@ class JobStore:
         self.postgres = self.engine.dialect.name == "postgresql"
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin_immediate)
         self.migrate()
 
     def migrate(self) -> None:
@@ -240,7 +185,8 @@ class JobStore:
         """For /metrics: batches by status, chunks running, lines done and failed."""
         with self.engine.connect() as db:
             by_status = dict(db.execute(select(batches.c.status, func.count()).group_by(batches.c.status)).all())
-            running = db.scalar(select(func.count()).select_from(chunks).where(chunks.c.state == "running")) or 0
+            running = db.scalar(select(func.count()).select_from(chunks.join(batches, batches.c.id == chunks.c.batch_id))
+                                .where(chunks.c.state == "running", batches.c.status.not_in(TERMINAL))) or 0
             done, failed = db.execute(select(func.coalesce(func.sum(batches.c.completed), 0),
                                              func.coalesce(func.sum(batches.c.failed), 0))).one()
         return {"queued": by_status.get("in_progress", 0), "running_chunks": running, "lines_done": done,
@@ -255,13 +201,16 @@ class JobStore:
     # ----------------------------------------------------------------- the worker's side
 
     def claim(self, worker: str, lease_seconds: float) -> Claim | None:
-        """Take the oldest free chunk of an in-progress batch (pending, or whose lease ran out)."""
+        """Take a free chunk (pending, or whose lease ran out) of an in-progress batch: of the
+        owner served longest ago (round-robin across API keys), its oldest batch's first."""
         now = time.time()
         free = or_(chunks.c.state == "pending", and_(chunks.c.state == "running", chunks.c.lease_until < now))
         query = (select(chunks.c.batch_id, chunks.c.chunk_no, batches.c.owner)
                  .join(batches, batches.c.id == chunks.c.batch_id)
+                 .outerjoin(turns, turns.c.owner == batches.c.owner)
                  .where(batches.c.status == "in_progress", free)
-                 .order_by(batches.c.created_at, chunks.c.chunk_no).limit(1))  # fmt: skip
+                 .order_by(func.coalesce(turns.c.served_at, 0.0), batches.c.created_at, chunks.c.chunk_no)
+                 .limit(1))  # fmt: skip
         if self.postgres:
             query = query.with_for_update(of=chunks, skip_locked=True)
         with self.engine.begin() as db:
@@ -273,6 +222,9 @@ class JobStore:
                                .values(state="running", lease_owner=worker, lease_until=now + lease_seconds)).rowcount
             if not taken:  # another worker was faster
                 return None
+            served = (postgresql_insert if self.postgres else sqlite_insert)(turns).values(owner=found.owner,
+                                                                                         served_at=now)
+            db.execute(served.on_conflict_do_update(index_elements=[turns.c.owner], set_={"served_at": now}))
             rows = db.execute(select(lines.c.line_no, lines.c.custom_id, lines.c.body)
                               .where(lines.c.batch_id == found.batch_id, lines.c.chunk_no == found.chunk_no)
                               .order_by(lines.c.line_no)).all()
@@ -388,11 +340,20 @@ def _same(column: Column, value: Any) -> Any:
 
 
 def _sqlite_pragmas(connection: Any, record: Any) -> None:
-    """WAL lets readers work beside a writer; a busy timeout makes writers wait, not fail."""
+    """WAL lets readers work beside a writer; a busy timeout makes writers wait, not fail.
+    The driver's own BEGIN is turned off: `_sqlite_begin_immediate` says when to begin."""
+    connection.isolation_level = None
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    """Every transaction takes SQLite's write lock when it begins, not at its first write: two
+    workers on one file then wait for each other (busy timeout) instead of one failing to
+    upgrade a read lock (SQLITE_BUSY) halfway through claiming or completing a chunk."""
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def file_object(row: Any) -> dict[str, Any]:
