@@ -177,17 +177,19 @@ def _one_word(words: Sequence[str], about: str) -> str:
     return f"Which one word describes {about} best: {', '.join(words)}? Answer with that word only."
 
 
-def sorting_prompt(words: Sequence[str], comment: str) -> Prompt:
+def sorting_prompt(words: Sequence[str], comment: str, hint: str = "") -> Prompt:
     """A whole-comment capability's decision: which of `words` describes the comment best
     (asked after the comment: a small model follows it far better there)."""
-    return Prompt("You sort feedback comments by what they are.", comment, _one_word(words, "this comment"))
+    return Prompt(" ".join(filter(None, ("You sort feedback comments by what they are.", hint))), comment,
+                  _one_word(words, "this comment"))
 
 
 def stem_sorting_prompt(words: Sequence[str], taxonomy: Taxonomy, stem: NodePath, comment: str, *,
-                        max_definitions: int) -> Prompt:
+                        max_definitions: int, hint: str = "") -> Prompt:
     """A stem capability's decision: which of `words` describes what the comment says about the stem."""
-    return Prompt(f"You sort what feedback comments say about one topic.\n\n{_stem_topic(taxonomy, stem, max_definitions)}",
-                  comment, _one_word(words, "what this comment says about the topic"))
+    opening = " ".join(filter(None, ("You sort what feedback comments say about one topic.", hint)))
+    return Prompt(f"{opening}\n\n{_stem_topic(taxonomy, stem, max_definitions)}", comment,
+                  _one_word(words, "what this comment says about the topic"))
 
 
 # What each capability looks for, and what it must not take for one, in its details prompt.

@@ -6,7 +6,7 @@ They read their instructions from the environment the worker inherits:
 ...), what that start does: `ready` (answer every batch with an echo that also reports the
 batch's size), `crash` (ready, then die on the first batch), `fail` (refuse to start),
 `slow` (never get ready, after starting a grandchild process whose pid goes to
-`FAKE_ENGINE_STATE.child`). Starts past the plan repeat its last entry.
+`FAKE_ENGINE_STATE.child`), `hang` (ready, then never answer a batch). Starts past the plan repeat its last entry.
 """
 from __future__ import annotations
 
@@ -48,6 +48,8 @@ def main(conn: Connection, config: _EngineConfig) -> None:
             return
         if what == "crash":
             os._exit(9)
+        if what == "hang":
+            time.sleep(600)
         size = sum(len(job.prompts) for job in jobs)
         conn.send(("done", [[_Generated(text=json.dumps({"echo": p.comment, "batch": size}), prompt_tokens=1,
                                         completion_tokens=1) for p in job.prompts] for job in jobs]))

@@ -99,6 +99,25 @@ async def test_crashed_engine_restarts_up_to_the_limit_then_stays_down(plan) -> 
         await proc.close()
 
 
+async def test_a_hung_engine_fails_its_batch_after_the_deadline_then_is_replaced(plan) -> None:
+    plan("hang", "ready")
+    proc = processor(call_timeout=2)
+    await proc.start()
+    [worker] = proc._workers
+    hung = worker.process
+    try:
+        began = time.monotonic()
+        answers = await asyncio.wait_for(proc.process_with_schema(prompts("a", "b"), ECHO_SCHEMA), timeout=30)
+        assert time.monotonic() - began < 20
+        assert all(not r.ok and "did not answer within 2 s and is taken for hung" in r.error for r in answers)
+        await wait_until(lambda: not worker.restarting and worker.problem() is None)
+        assert not hung.is_alive(), "the hung engine is gone"
+        [again] = await proc.process_with_schema(prompts("after"), ECHO_SCHEMA)
+        assert again.value["echo"] == "after", "the replacement serves"
+    finally:
+        await proc.close()
+
+
 async def test_close_during_a_restart_returns_at_once_and_leaves_no_process(plan) -> None:
     starts = plan("crash", "slow")
     proc = processor()

@@ -37,6 +37,7 @@ class Sorting:
 
     found: tuple[str, ...]
     other: tuple[str, ...]
+    hint: str = ""  # a sentence for the instructions, where the words alone mislead the model
 
     @property
     def words(self) -> tuple[str, ...]:
@@ -48,8 +49,12 @@ class Sorting:
 
 # Ordinary comments, as every capability's decision offers them beside its own words.
 ORDINARY = ("praise", "complaint", "request", "question", "description", "opinion")
+# "description" drew plainly told incidents ("the driver stroked my legs") away from the
+# alert words; the hint brought them back (docs/eval-results.md, section 9).
 ALERT_WORDS = Sorting(("harassment", "violence", "threat", "danger", "discrimination", "bullying", "fraud", "crisis"),
-                      ORDINARY)
+                      ("praise", "complaint", "request", "question", "opinion"),
+                      "Someone touched, groped, followed, stared at, hurt, threatened or insulted is harassment, "
+                      "violence or a threat, however plainly it is told.")
 RECOMMENDATION_WORDS = Sorting(("request", "suggestion", "wish"),
                                ("complaint", "praise", "question", "problem", "fact", "experience"))
 TREND_WORDS = Sorting(("decline", "improvement", "change"), ORDINARY)

@@ -91,7 +91,8 @@ class FlaggedStemCapability(Capability):
         definitions = ctx.settings.max_stem_definitions
         pairs = [(i, stem) for i in indices for stem in complete_stems(ctx, i)]
         decisions = await decide(ctx, self.name, self.sorting, [
-            stem_sorting_prompt(self.sorting.words, ctx.taxonomy, stem, ctx.texts[i], max_definitions=definitions)
+            stem_sorting_prompt(self.sorting.words, ctx.taxonomy, stem, ctx.texts[i], max_definitions=definitions,
+                                hint=self.sorting.hint)
             for i, stem in pairs])
         outcomes = {i: Outcome(value={}) for i in indices}
         passed: list[tuple[int, str, NodePath, Decision]] = []

@@ -30,7 +30,7 @@ class TextCapability(Capability):
 
     async def run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
         decisions = await decide(ctx, self.name, self.sorting,
-                                 [prompts.sorting_prompt(self.sorting.words, ctx.texts[i]) for i in indices])
+                                 [prompts.sorting_prompt(self.sorting.words, ctx.texts[i], self.sorting.hint) for i in indices])
         outcomes = {i: Outcome() for i in indices}
         passed: list[tuple[int, Decision]] = []
         for i, decision in zip(indices, decisions):

@@ -43,6 +43,9 @@ from .schema import parse_output
 START_TIMEOUT_S = 900.0  # engine start, model load included; ~15-50 s on CPU
 START_POLL_S = 0.5  # how often a start checks for its engine's answer, a timeout and close()
 STOP_TIMEOUT_S = 30.0  # a clean stop waits for the batch in flight
+# The longest one batch pass may take before the engine is taken for hung: a full batch of
+# long answers on the CPU engine takes minutes, a hung engine forever.
+CALL_TIMEOUT_S = 1800.0
 MAX_RESTARTS = 3  # failed restarts in a row before a crashed worker is left down
 
 
@@ -223,8 +226,8 @@ class _Worker:
     """
 
     def __init__(self, config: _EngineConfig, main: WorkerMain = _worker_main,
-                 start_timeout: float = START_TIMEOUT_S) -> None:
-        self.config, self.main, self.start_timeout = config, main, start_timeout
+                 start_timeout: float = START_TIMEOUT_S, call_timeout: float = CALL_TIMEOUT_S) -> None:
+        self.config, self.main, self.start_timeout, self.call_timeout = config, main, start_timeout, call_timeout
         self.name = config.name
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vllm-worker")
         self.process: multiprocessing.process.BaseProcess | None = None
@@ -277,6 +280,11 @@ class _Worker:
             raise BackendUnavailable(problem or f"{self.name} is not started")
         try:
             self.conn.send(jobs)
+            if not self.conn.poll(self.call_timeout):
+                # Hung: failing the batch frees its callers and their queue slots; the engine
+                # is then replaced like one that died (`crashed`), and a job's chunk is released.
+                self._failure = f"{self.name} did not answer within {self.call_timeout:g} s and is taken for hung"
+                raise BackendUnavailable(self._failure)
             _, results = self.conn.recv()
         except (EOFError, OSError):
             self._failure = f"{self.name} exited unexpectedly ({self._exit()})"
@@ -468,11 +476,11 @@ class LocalVLLMProcessor:
     backend = "local"
 
     def __init__(self, settings: EngineSettings, *, worker_main: WorkerMain = _worker_main,
-                 start_timeout: float = START_TIMEOUT_S) -> None:
+                 start_timeout: float = START_TIMEOUT_S, call_timeout: float = CALL_TIMEOUT_S) -> None:
         """`worker_main` and `start_timeout` exist so tests can run the process handling
         around a stand-in engine in seconds."""
         self.settings = settings
-        self._worker_main, self._start_timeout = worker_main, start_timeout
+        self._worker_main, self._start_timeout, self._call_timeout = worker_main, start_timeout, call_timeout
         self.model = model_name(settings.llm)
         self.usage = Usage()
         self._workers: list[_Worker] = []
@@ -485,7 +493,8 @@ class LocalVLLMProcessor:
         loop = asyncio.get_running_loop()
         model = resolve_llm(self.settings.llm, self.settings.cache_dir)
         gpus: list[int | None] = list(self.settings.gpu_list) or [None]
-        workers = [_Worker(self._engine_config(k, model, gpu), self._worker_main, self._start_timeout)
+        workers = [_Worker(self._engine_config(k, model, gpu), self._worker_main, self._start_timeout,
+                           self._call_timeout)
                    for k, gpu in enumerate(gpus)]
         self._workers = workers
         # Last resort if close() is never awaited: stop the workers when this object is
