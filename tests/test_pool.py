@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+from classifier.llm import pool
+
 from classifier.llm.errors import BackendUnavailable, ConfigurationError
 from classifier.llm.pool import ProcessorPool
 from classifier.llm.server import VLLMServerProcessor
@@ -27,7 +29,25 @@ def test_gpu_memory_is_empty_without_nvml(monkeypatch: pytest.MonkeyPatch) -> No
         raise pynvml.NVMLError(pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
 
     monkeypatch.setattr(pynvml, "nvmlInit", no_driver)
+    pool._nvml.cache_clear()
     assert ProcessorPool(EngineSettings()).gpu_memory() == []
+    pool._nvml.cache_clear()
+
+
+def test_nvml_is_initialised_once_not_per_health_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    import pynvml
+
+    inits: list[int] = []
+    monkeypatch.setattr(pynvml, "nvmlInit", lambda: inits.append(1))
+    monkeypatch.setattr(pynvml, "nvmlDeviceGetCount", lambda: 0)
+    monkeypatch.setattr(pynvml, "nvmlShutdown", lambda: pytest.fail("NVML shut down after a call"))
+    pool._nvml.cache_clear()
+    try:
+        for _ in range(3):
+            assert ProcessorPool.gpu_memory() == []
+        assert inits == [1]
+    finally:
+        pool._nvml.cache_clear()
 
 
 async def test_server_backend_that_cannot_be_reached_fails_start_and_leaves_no_processor() -> None:

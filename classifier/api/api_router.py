@@ -1,6 +1,7 @@
 """The HTTP routes: each reads the request, calls `Serving`, and answers. Nothing else."""
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -72,5 +73,5 @@ async def stats(serving: ServingDep) -> Response:
 
 @router.get("/metrics")
 async def metrics(serving: ServingDep) -> Response:
-    """Prometheus text format."""
-    return Response(serving.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus text format (rendered off the event loop: the jobs' counts are database queries)."""
+    return Response(await asyncio.to_thread(serving.metrics.render), media_type=CONTENT_TYPE_LATEST)

@@ -5,6 +5,7 @@ which answer.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import Counter, deque
@@ -135,7 +136,7 @@ class Serving:
         probe every second costs nothing and never counts against a server."""
         health = await self._backend_health(probe=False)
         default = self.service.taxonomies[self.service.default_taxonomy].source
-        gpus = self.backend.gpu_memory()
+        gpus = await asyncio.to_thread(self.backend.gpu_memory)  # NVML calls block
         return {
             "status": "healthy",
             "processor_loaded": health.ok,

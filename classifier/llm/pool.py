@@ -7,6 +7,8 @@ the OpenAI client.
 """
 from __future__ import annotations
 
+import functools
+
 from typing import Any, Protocol
 
 from ..settings import EngineSettings
@@ -76,11 +78,8 @@ class ProcessorPool:
         Every GPU the driver sees, in NVML's order, not only the pool's: /health shows the
         machine. Which GPUs the engines use is `gpu_count` and --gpu-list, in CUDA's order.
         """
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-        except Exception:  # no package, no driver, no GPU: all mean "nothing to report"
+        pynvml = _nvml()
+        if pynvml is None:
             return []
         try:
             gpus = []
@@ -99,5 +98,15 @@ class ProcessorPool:
             return gpus
         except Exception:
             return []
-        finally:
-            pynvml.nvmlShutdown()
+
+
+@functools.cache
+def _nvml() -> Any:
+    """NVML, initialised once for the process (not per /health call); None without it."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no package, no driver, no GPU: all mean "nothing to report"
+        return None
+    return pynvml
