@@ -146,6 +146,13 @@ def _is_loopback(host: str) -> bool:
 @option("--max-text-chars", type=click.IntRange(1), default=ServerSettings.max_text_chars, help="Characters per text.")
 @option("--max-queued-texts", type=click.IntRange(1), default=ServerSettings.max_queued_texts,
         help="Texts admitted and not yet answered; past it requests get 503 with Retry-After.")
+@option("--max-body-mb", type=click.FloatRange(0.001), default=ServerSettings.max_body_bytes / 2**20,
+        help="Largest request body in MiB (uploads excepted); past it 413.")
+@option("--max-upload-mb", type=click.FloatRange(0.001), default=ServerSettings.max_upload_bytes / 2**20,
+        help="Largest file uploaded to /v1/files in MiB; past it 413.")
+@option("--max-bodies-in-flight-mb", type=click.FloatRange(0.001),
+        default=ServerSettings.max_bodies_in_flight_bytes / 2**20,
+        help="Request bodies being received at once, all together, in MiB; past it 503 with Retry-After.")
 @option("--max-connections", type=click.IntRange(1), default=ServerSettings.max_connections,
         help="Connections and requests served at once; past it the server answers 503.")
 @option("--drain-timeout", type=click.FloatRange(0), default=ServerSettings.drain_timeout,
@@ -183,6 +190,8 @@ def main(**options: Any) -> None:
         max_texts=options["max_texts"], max_text_chars=options["max_text_chars"],
         max_queued_texts=options["max_queued_texts"], api_keys=tuple(dict.fromkeys(keys)),
         max_connections=options["max_connections"], drain_timeout=options["drain_timeout"],
+        max_body_bytes=int(options["max_body_mb"] * 2**20), max_upload_bytes=int(options["max_upload_mb"] * 2**20),
+        max_bodies_in_flight_bytes=int(options["max_bodies_in_flight_mb"] * 2**20),
     )  # fmt: skip
     jobs = JobSettings(
         enabled=not options["no_jobs"], data_dir=options["data_dir"], database_url=options["database_url"],

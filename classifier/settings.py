@@ -77,6 +77,9 @@ class ServerSettings:
     max_texts: int = 1000  # texts per request
     max_text_chars: int = 10_000  # characters per text
     max_queued_texts: int = 20_000  # texts admitted and not yet answered; past it: 503
+    max_body_bytes: int = 16 << 20  # one request body (not an upload); past it: 413
+    max_upload_bytes: int = 1 << 30  # one uploaded file (POST /v1/files); past it: 413
+    max_bodies_in_flight_bytes: int = 256 << 20  # request bodies being received, all together; past it: 503
     api_keys: tuple[str, ...] = ()  # when set, every route but /health and /ready needs `Authorization: Bearer KEY`
     max_connections: int = 512  # concurrent connections and requests; past it uvicorn answers 503
     drain_timeout: float = 120.0  # seconds SIGTERM waits for work in flight before failing what is left

@@ -99,7 +99,7 @@ TOO_LONG = "x" * 101
         (json.dumps({"texts": ["a"]}), {"content-type": "text/plain"}, 415,
          "Content-Type: application/json (got text/plain)"),
         ("texts=a", {"content-type": "application/x-www-form-urlencoded"}, 415, "Content-Type: application/json"),
-        ("x" * 5000, {"content-length": "99999999"}, 413, "the limit is"),
+        ("x" * 5000, {"content-length": "99999999"}, 413, "the request body limit is"),
     ],
 )
 async def test_bad_input_gets_a_4xx_that_says_what_to_fix_and_the_server_stays_up(content, headers, status, says):
@@ -119,7 +119,36 @@ async def test_a_body_streamed_past_the_limit_is_refused():
 
     async with running(max_texts=1, max_text_chars=10) as (client, _):
         response = await client.post("/classify", content=chunks(), headers={"content-type": "application/json"})
-        assert response.status_code == 413 and "the limit is" in response.json()["detail"]
+        assert response.status_code == 413 and "the request body limit is" in response.json()["detail"]
+
+
+async def test_each_limit_a_body_hits_is_named():
+    async with running(max_body_bytes=1000, max_upload_bytes=2000, max_bodies_in_flight_bytes=10**6) as (client, _):
+        big = await client.post("/classify", json={"texts": ["x" * 1500]})
+        assert big.status_code == 413 and "the request body limit is 1000 (--max-body-mb)" in big.json()["detail"]
+        upload = await client.post("/v1/files", headers={"content-length": "5000"}, content=b"x" * 5000)
+        assert upload.status_code == 413 and "the upload limit is 2000 (--max-upload-mb)" in upload.json()["detail"]
+
+
+async def test_bodies_in_flight_are_bounded_all_together():
+    gate = asyncio.Event()
+
+    async def slow_body():
+        yield b'{"texts": ["' + b"x" * 600
+        await gate.wait()
+        yield b'"]}'
+
+    async with running(max_body_bytes=10_000, max_bodies_in_flight_bytes=1000) as (client, _):
+        first = asyncio.create_task(client.post("/classify", content=slow_body(),
+                                                headers={"content-type": "application/json"}))
+        await asyncio.sleep(0.1)
+        second = await client.post("/classify", content=b'{"texts": ["' + b"y" * 600 + b'"]}',
+                                   headers={"content-type": "application/json"})
+        assert second.status_code == 503 and "--max-bodies-in-flight-mb" in second.json()["detail"]
+        assert second.headers["retry-after"] == "1"
+        gate.set()
+        assert (await first).status_code == 200
+        assert (await client.post("/classify", json={"texts": ["Great content"]})).status_code == 200, "released"
 
 
 async def test_health_capabilities_stats_metrics_and_docs():

@@ -125,7 +125,10 @@ def create_app(
     if settings.jobs is not None:
         app.include_router(jobs_router)
     errors.install(app)
-    app.add_middleware(BodyLimit, max_bytes=limits.max_texts * limits.max_text_chars * JSON_BYTES_PER_CHAR + BODY_OVERHEAD)
+    # The request limit, but never more than the largest request the text limits admit.
+    largest = limits.max_texts * limits.max_text_chars * JSON_BYTES_PER_CHAR + BODY_OVERHEAD
+    app.add_middleware(BodyLimit, max_bytes=min(limits.max_body_bytes, largest),
+                       max_upload_bytes=limits.max_upload_bytes, max_in_flight=limits.max_bodies_in_flight_bytes)
     if limits.api_keys:
         app.add_middleware(BearerAuth, api_keys=limits.api_keys)
     app.add_middleware(RequestMetrics, metrics=metrics, routes=frozenset(r.path for r in app.routes))  # outermost

@@ -16,6 +16,7 @@ from .metrics import Metrics
 from .protocol import JSONBody, error_body
 
 OPEN_PATHS = frozenset({"/health", "/ready"})
+UPLOAD_PATH = "/v1/files"
 
 
 class RequestMetrics:
@@ -74,29 +75,49 @@ class BearerAuth:
 
 
 class BodyLimit:
-    """Refuses bodies over `max_bytes` with 413, by Content-Length or while they stream in."""
+    """Bounds request bodies, by Content-Length or while they stream in: one body to
+    `max_bytes` (uploads to `/v1/files`: `max_upload_bytes`), else 413 naming the limit; and
+    the bytes of all bodies being received at once to `max_in_flight`, else 503 with
+    Retry-After, so many slow large bodies cannot add up to the server's memory."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, max_upload_bytes: int, max_in_flight: int) -> None:
+        self.app, self.max_bytes, self.max_upload_bytes, self.max_in_flight = app, max_bytes, max_upload_bytes, max_in_flight
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        upload = scope["path"] == UPLOAD_PATH
+        limit = self.max_upload_bytes if upload else self.max_bytes
         length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            response = JSONBody(error_body(413, self._message(int(length))), status_code=413)
+        if length is not None and length.isdigit() and int(length) > limit:
+            response = JSONBody(error_body(413, self._message(int(length), limit, upload)), status_code=413)
             return await response(scope, receive, send)
         seen = 0
 
         async def counted() -> Message:
             nonlocal seen
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
-                raise HTTPException(413, self._message(seen))  # FastAPI re-raises it as the answer
+            size = len(message.get("body", b""))
+            seen += size
+            self.in_flight += size
+            if seen > limit:
+                raise HTTPException(413, self._message(seen, limit, upload))  # FastAPI re-raises it as the answer
+            if self.in_flight > self.max_in_flight:
+                raise HTTPException(503, f"the server is receiving {self.in_flight} bytes of request bodies, past its "
+                                         f"bound of {self.max_in_flight} (--max-bodies-in-flight-mb); retry shortly",
+                                    headers={"Retry-After": "1"})
             return message
 
-        await self.app(scope, counted, send)
+        try:
+            await self.app(scope, counted, send)
+        finally:
+            self.in_flight -= seen
 
-    def _message(self, size: int) -> str:
-        return f"the body has {size} bytes or more; the limit is {self.max_bytes}: send fewer or shorter texts"
+    @staticmethod
+    def _message(size: int, limit: int, upload: bool) -> str:
+        if upload:
+            return (f"the upload has {size} bytes or more; the upload limit is {limit} (--max-upload-mb): split the "
+                    "file into several batches")
+        return (f"the body has {size} bytes or more; the request body limit is {limit} (--max-body-mb): send fewer "
+                "or shorter texts, or upload a file as a batch job")
