@@ -26,6 +26,7 @@ from fastapi import FastAPI
 
 from classifier.api import create_app
 from classifier.cli import USER_ERRORS, build_settings, describe, engine_options, load_taxonomies, option
+from classifier.jobs.webhooks import secret_bytes
 from classifier.llm.pool import ProcessorPool
 from classifier.settings import JobSettings, ServerSettings, Settings
 
@@ -193,6 +194,11 @@ def main(**options: Any) -> None:
         max_body_bytes=int(options["max_body_mb"] * 2**20), max_upload_bytes=int(options["max_upload_mb"] * 2**20),
         max_bodies_in_flight_bytes=int(options["max_bodies_in_flight_mb"] * 2**20),
     )  # fmt: skip
+    if options["webhook_secret"]:
+        try:
+            secret_bytes(options["webhook_secret"])
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--webhook-secret") from None
     jobs = JobSettings(
         enabled=not options["no_jobs"], data_dir=options["data_dir"], database_url=options["database_url"],
         chunk_size=options["job_chunk_size"], lease_seconds=options["job_lease"],

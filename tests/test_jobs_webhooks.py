@@ -16,6 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import openai
 import pytest
 
+from classifier.jobs.webhooks import WebhookRefused, check_url, secret_bytes
+
 from .fault_server import FaultServer, schema_answer
 from .jobs_support import api, finished, requests_file, wait
 from .server_process import ServerProcess
@@ -97,3 +99,35 @@ def test_a_webhook_off_the_allow_list_is_refused_at_creation(server: ServerProce
                                   metadata={"webhook_url": url})
         assert "webhook_url" in str(refused.value)
     assert not [b for b in client.batches.list().data if b.metadata.get("webhook_url", "").startswith("http://10.")]
+
+
+def test_a_batch_that_fails_at_creation_sends_batch_failed(server: ServerProcess) -> None:
+    receiver = Receiver([])
+    try:
+        client = api(server)
+        uploaded = client.files.create(file=("in.jsonl", b'{"custom_id": "a"}\n'), purpose="batch")
+        batch = client.batches.create(input_file_id=uploaded.id, endpoint="/v1/classify", completion_window="24h",
+                                      metadata={"webhook_url": receiver.url})
+        assert batch.status == "failed"
+        wait(server, batch.id, lambda b: len(b.model_extra["webhook_attempts"]) >= 1)
+    finally:
+        receiver.close()
+    [(headers, body)] = receiver.received
+    assert json.loads(body)["type"] == "batch.failed" and verified(headers, body)
+    assert headers["webhook-id"] == f"msg_{batch.id}_failed"
+
+
+def test_webhook_urls_the_allow_list_names_by_host_any_case_or_host_and_port() -> None:
+    allowed = ("Hooks.Example.org", "127.0.0.1:8123")
+    check_url("https://HOOKS.example.ORG/x", allowed)
+    check_url("http://127.0.0.1:8123/x", allowed)
+    for url, says in (("http://127.0.0.1:8124/x", "port 8124"), ("http://127.0.0.1:99999/x", "invalid port"),
+                      ("http://127.0.0.1:abc/x", "invalid port")):
+        with pytest.raises(WebhookRefused, match=says):
+            check_url(url, allowed)
+
+
+def test_a_whsec_secret_that_is_not_base64_is_refused() -> None:
+    with pytest.raises(ValueError, match="must be base64"):
+        secret_bytes("whsec_not base64!")
+    assert secret_bytes("whsec_" + base64.b64encode(SECRET).decode()) == SECRET and secret_bytes("raw") == b"raw"

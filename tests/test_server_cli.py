@@ -51,6 +51,7 @@ def test_serves_prints_where_and_exits_0_on_sigterm(fake_llm, tmp_path):
         (["--vllm-server-url", "http://127.0.0.1:9/v1"], "cannot reach the server at http://127.0.0.1:9/v1"),
         (["--max-texts", "50", "--max-queued-texts", "10"], "exceeds the queue bound"),
         (["--api-key", ""], "an API key is empty"),
+        (["--webhook-secret", "whsec_not base64!"], "a whsec_ secret must be base64"),
         (["--host", "0.0.0.0"], "no --api-key is set: anyone who can reach it could classify and read every job"),
     ],
 )

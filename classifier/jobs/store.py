@@ -26,6 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
+from . import outbox
 from .tables import SCHEMA_VERSION, STATE_TIMES, TERMINAL, batches, chunks, files, lines, meta, metadata, turns
 
 
@@ -131,6 +132,9 @@ class JobStore:
             row |= {"status": "in_progress", "in_progress_at": now}
         with self.engine.begin() as db:
             db.execute(insert(batches).values(**row))
+            if errors:  # failed at creation: its notice goes out like any other end's
+                outbox.enqueue(db, batch_object(db.execute(select(batches).where(batches.c.id == batch_id))
+                                                .mappings().one()))
             if not errors and requests:
                 db.execute(insert(lines), [
                     {"batch_id": batch_id, "line_no": r.line_no, "chunk_no": k // chunk_size, "custom_id": r.custom_id,
@@ -306,7 +310,8 @@ class JobStore:
                                            metadata=json.dumps(meta_data))).rowcount)
 
     def finish(self, batch_id: str, final: str) -> dict:
-        """Write the output and error files from the lines done, and set the final status."""
+        """Write the output and error files from the lines done, set the final status and
+        queue the batch's webhook notice (`outbox`)."""
         with self.engine.connect() as db:
             owner = db.scalar(select(batches.c.owner).where(batches.c.id == batch_id))
             rows = db.execute(select(lines.c.output, lines.c.error).where(lines.c.batch_id == batch_id)
@@ -327,7 +332,9 @@ class JobStore:
             meta_data.pop("_final", None)
             db.execute(update(batches).where(batches.c.id == batch_id)
                        .values(status=final, metadata=json.dumps(meta_data), **ids, **{STATE_TIMES[final]: int(time.time())}))
-        return self.get_batch(None, batch_id) or {}
+            ended = batch_object(db.execute(select(batches).where(batches.c.id == batch_id)).mappings().one())
+            outbox.enqueue(db, ended)  # in the same transaction: the end and its notice, or neither
+        return ended
 
 
 def _held(claim: Claim, worker: str) -> Iterable[Any]:

@@ -67,3 +67,15 @@ turns = Table(
     Column("owner", String(32), primary_key=True),
     Column("served_at", Float, nullable=False),
 )  # fmt: skip
+# Webhook notices waiting to be delivered (`outbox`): written with the batch's end, sent by any worker.
+webhooks = Table(
+    "job_webhooks", metadata,
+    Column("id", String(128), primary_key=True),  # the webhook-id, the same on every attempt
+    Column("batch_id", String(64), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_at", Float, nullable=False),
+    Column("state", String(16), nullable=False, index=True),  # pending | delivered | given_up
+    Column("lease_until", Float),
+)  # fmt: skip

@@ -1,4 +1,5 @@
 """Notices when a batch ends, signed the Standard Webhooks way, to allow-listed hosts only.
+The notices wait in the outbox (`outbox`) until sent; here is one attempt at sending one.
 
 The signature is `v1,` + base64(HMAC-SHA256(secret, f"{webhook-id}.{webhook-timestamp}.{body}")),
 sent in `webhook-signature` beside `webhook-id` and `webhook-timestamp`; a secret written
@@ -6,22 +7,21 @@ sent in `webhook-signature` beside `webhook-id` and `webhook-timestamp`; a secre
 """
 from __future__ import annotations
 
-import asyncio
 import base64
+import binascii
 import hashlib
 import hmac
 import json
 import logging
 import time
-import uuid
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
+from .outbox import Notice
+
 logger = logging.getLogger(__name__)
-EVENTS = {"completed": "batch.completed", "failed": "batch.failed", "expired": "batch.expired",
-          "cancelled": "batch.cancelled"}  # fmt: skip
 TIMEOUT_S = 10.0
 
 
@@ -30,18 +30,35 @@ class WebhookRefused(ValueError):
 
 
 def check_url(url: str, allowed: tuple[str, ...]) -> None:
-    """Refuse a URL whose host is not on --webhook-allow (none is, by default)."""
+    """Refuse a URL whose host is not on --webhook-allow (none is, by default). An entry is
+    a host (any port) or host:port; host names compare case-insensitively."""
     parts = urlsplit(url)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise WebhookRefused(f"metadata.webhook_url {url!r} has an invalid port") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise WebhookRefused(f"metadata.webhook_url {url!r} is not an http(s) URL")
-    if parts.hostname not in allowed:
+    host = parts.hostname.lower()
+    entries = {entry.lower() for entry in allowed}
+    if host not in entries and f"{host}:{port}" not in entries:
         listed = ", ".join(allowed) or "none"
-        raise WebhookRefused(f"metadata.webhook_url host {parts.hostname!r} is not allowed (allowed: {listed}); "
-                             "the server's operator adds hosts with --webhook-allow HOST")
+        raise WebhookRefused(f"metadata.webhook_url host {parts.hostname!r} (port {port}) is not allowed (allowed: "
+                             f"{listed}); the server's operator adds hosts with --webhook-allow HOST or HOST:PORT")
 
 
 def secret_bytes(secret: str) -> bytes:
-    return base64.b64decode(secret.removeprefix("whsec_")) if secret.startswith("whsec_") else secret.encode()
+    """The signing key: `whsec_<base64>` decoded as the convention says, any other string as
+    its bytes. `ValueError` for a whsec_ secret that is not base64."""
+    if not secret.startswith("whsec_"):
+        return secret.encode()
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (ValueError, binascii.Error):
+        raise ValueError("a whsec_ secret must be base64 after the prefix (Standard Webhooks)") from None
+    if not key:
+        raise ValueError("the whsec_ secret is empty after the prefix")
+    return key
 
 
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
@@ -49,30 +66,17 @@ def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-async def deliver(url: str, batch: dict[str, Any], secret: str | None, *, attempts: int, backoff: float,
-                  record: Callable[[dict[str, Any]], Any]) -> bool:
-    """POST the batch's event until a 2xx, at most `attempts` times with doubling waits;
-    `record(attempt)` is called after each try. True once delivered."""
-    message_id = f"msg_{uuid.uuid4().hex}"
-    event = {"type": EVENTS[batch["status"]], "timestamp": int(time.time()), "data": batch}
-    body = json.dumps(event).encode()
-    async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:
-        for attempt in range(1, attempts + 1):
-            timestamp = int(time.time())
-            headers = {"content-type": "application/json", "webhook-id": message_id,
-                       "webhook-timestamp": str(timestamp)}  # fmt: skip
-            if secret:
-                headers["webhook-signature"] = sign(secret, message_id, timestamp, body)
-            try:
-                response = await client.post(url, content=body, headers=headers)
-                outcome: dict[str, Any] = {"status_code": response.status_code}
-                ok = 200 <= response.status_code < 300
-            except httpx.HTTPError as exc:
-                outcome, ok = {"error": f"{type(exc).__name__}: {exc}"}, False
-            await record({"attempt": attempt, "at": timestamp, "event": event["type"], **outcome})
-            if ok:
-                return True
-            if attempt < attempts:
-                await asyncio.sleep(backoff * 2 ** (attempt - 1))
-    logger.warning("webhook for %s to %s not delivered after %d attempts", batch["id"], url, attempts)
-    return False
+async def send(client: httpx.AsyncClient, notice: Notice, secret: str | None) -> tuple[bool, dict[str, Any]]:
+    """One attempt: POST the notice, signed; whether it was delivered (a 2xx), and what to record."""
+    timestamp = int(time.time())
+    headers = {"content-type": "application/json", "webhook-id": notice.id, "webhook-timestamp": str(timestamp)}
+    if secret:
+        headers["webhook-signature"] = sign(secret, notice.id, timestamp, notice.body)
+    event = json.loads(notice.body)["type"]
+    try:
+        response = await client.post(notice.url, content=notice.body, headers=headers)
+        outcome: dict[str, Any] = {"status_code": response.status_code}
+        ok = 200 <= response.status_code < 300
+    except httpx.HTTPError as exc:
+        outcome, ok = {"error": f"{type(exc).__name__}: {exc}"}, False
+    return ok, {"attempt": notice.attempt, "at": timestamp, "event": event, **outcome}

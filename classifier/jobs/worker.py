@@ -3,7 +3,8 @@
 Lines of a chunk go through the same classify path as `POST /classify` (the request
 batcher), all at once, so a job's lines share engine batches with each other and with
 live traffic. The lease is renewed while a chunk runs; a chunk whose lease was lost (this
-worker stalled past it and another took over) is discarded, never written twice.
+worker stalled past it and another took over) is discarded, never written twice. Beside
+the chunks, each worker sends the webhook notices waiting in the outbox.
 """
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
+import httpx
+
 from ..settings import JobSettings
 from .store import Claim, JobStore, Line
-from .webhooks import deliver
+from . import outbox
+from .webhooks import TIMEOUT_S, send
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +50,18 @@ class JobWorker:
         self.store, self.classify, self.settings, self.observe_chunk = store, classify, settings, observe_chunk
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stopping = asyncio.Event()
-        self._webhooks: set[asyncio.Task[bool]] = set()
 
     async def run(self) -> None:
-        """Work until `stop()`: close what is finished, else take the next chunk, else wait."""
+        """Work until `stop()`: close what is finished, else take the next chunk, else wait;
+        the outbox's notices are sent beside, by their own loop."""
+        notices = asyncio.create_task(self._send_notices())
+        try:
+            await self._work_chunks()
+        finally:
+            notices.cancel()
+            await asyncio.gather(notices, return_exceptions=True)
+
+    async def _work_chunks(self) -> None:
         while not self._stopping.is_set():
             try:
                 await self._finish_batches()
@@ -67,10 +79,9 @@ class JobWorker:
                 pass
 
     async def stop(self) -> None:
-        """Take no new chunk; the caller cancels `run` if the chunk in hand takes too long."""
+        """Take no new chunk and send no new notice; the caller cancels `run` if the chunk in
+        hand takes too long (a notice cut short is sent again by whoever looks next)."""
         self._stopping.set()
-        if self._webhooks:
-            await asyncio.wait(self._webhooks, timeout=5)
 
     async def _work(self, claim: Claim) -> None:
         started = time.perf_counter()
@@ -116,19 +127,27 @@ class JobWorker:
                 continue
             batch = await asyncio.to_thread(self.store.finish, batch_id, final)
             logger.info("batch %s %s: %s", batch_id, final, batch["request_counts"])
-            self.notify(batch)
 
-    def notify(self, batch: dict[str, Any]) -> None:
-        """Send the batch's webhook in the background, if it asked for one."""
-        url = batch["metadata"].get("webhook_url")
-        if not url:
-            return
-
-        async def record(attempt: dict[str, Any]) -> None:
-            await asyncio.to_thread(self.store.record_webhook, batch["id"], attempt)
-
-        task = asyncio.create_task(deliver(url, batch, self.settings.webhook_secret,
-                                           attempts=self.settings.webhook_attempts,
-                                           backoff=self.settings.webhook_backoff, record=record))
-        self._webhooks.add(task)
-        task.add_done_callback(self._webhooks.discard)
+    async def _send_notices(self) -> None:
+        """Send what the outbox holds, one attempt at a time, until stopped."""
+        settings = self.settings
+        async with httpx.AsyncClient(timeout=TIMEOUT_S) as client:
+            while not self._stopping.is_set():
+                try:
+                    notice = await asyncio.to_thread(outbox.take, self.store.engine)
+                    if notice is not None:
+                        delivered, attempt = await send(client, notice, settings.webhook_secret)
+                        await asyncio.to_thread(self.store.record_webhook, notice.batch_id, attempt)
+                        state = await asyncio.to_thread(outbox.settle, self.store.engine, notice, delivered,
+                                                        attempts=settings.webhook_attempts,
+                                                        backoff=settings.webhook_backoff)
+                        if state == "given_up":
+                            logger.warning("webhook %s to %s given up after %d attempts", notice.id, notice.url,
+                                           notice.attempt)
+                        continue
+                except Exception:  # a database hiccup must not end the loop; the lease frees the notice
+                    logger.exception("job worker %s: webhook loop retrying after an error", self.id)
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), settings.poll_seconds)
+                except TimeoutError:
+                    pass
