@@ -176,6 +176,8 @@ def _is_loopback(host: str) -> bool:
         help="Seconds before a webhook's second attempt; doubling after.")
 @option("--max-queued-lines", type=click.IntRange(1), default=JobSettings.max_queued_lines,
         help="Job lines one API key may have waiting; past it new batches get 429.")
+@option("--retention-days", type=click.FloatRange(0.001), default=JobSettings.retention_days,
+        help="Ended batches (lines, outputs) and uploaded files are deleted after this many days.")
 def main(**options: Any) -> None:
     """Serve the classifier over HTTP, and work classification jobs."""
     if options["jobs_only"] and options["no_jobs"]:
@@ -204,7 +206,7 @@ def main(**options: Any) -> None:
         chunk_size=options["job_chunk_size"], lease_seconds=options["job_lease"],
         webhook_secret=options["webhook_secret"], webhook_allow=tuple(options["webhook_allow"]),
         webhook_attempts=options["webhook_attempts"], webhook_backoff=options["webhook_backoff"],
-        max_queued_lines=options["max_queued_lines"],
+        max_queued_lines=options["max_queued_lines"], retention_days=options["retention_days"],
     )  # fmt: skip
     settings = replace(build_settings(options, server), jobs=jobs)
     try:

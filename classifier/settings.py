@@ -100,6 +100,7 @@ class JobSettings:
     webhook_attempts: int = 5
     webhook_backoff: float = 2.0  # seconds before the second attempt, doubling after
     max_queued_lines: int = 1_000_000  # per API key: lines waiting in its batches; past it 429
+    retention_days: float = 30.0  # ended batches and old files are deleted after this long
 
     @property
     def url(self) -> str:

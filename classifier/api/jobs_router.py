@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, File, Form, Query, Request, UploadFile
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, Response
 
 from .jobs_serving import JobsServing
 from .protocol import JSONBody
@@ -30,7 +30,7 @@ OwnerDep = Annotated[str, Depends(_owner)]
 async def upload(jobs: JobsDep, owner: OwnerDep, file: Annotated[UploadFile, File()],
                  purpose: Annotated[str, Form()] = "batch") -> Response:
     """Upload a batch input: JSONL requests or a CSV of comments."""
-    return JSONBody(await jobs.upload(owner, file.filename or "upload", purpose, await file.read()))
+    return JSONBody(await jobs.upload(owner, file.filename or "upload", purpose, file.file))
 
 
 @router.get("/files")
@@ -46,7 +46,7 @@ async def file(file_id: str, jobs: JobsDep, owner: OwnerDep) -> Response:
 @router.get("/files/{file_id}/content")
 async def content(file_id: str, jobs: JobsDep, owner: OwnerDep) -> Response:
     """The file's bytes: an input as uploaded, or a batch's output or error JSONL."""
-    return Response(await jobs.content(owner, file_id), media_type="application/octet-stream")
+    return FileResponse(await jobs.content(owner, file_id), media_type="application/octet-stream")
 
 
 @router.delete("/files/{file_id}")

@@ -7,9 +7,11 @@ once with the line and what to fix, and the worker later runs them through `Serv
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
 
 from fastapi import HTTPException
 from pydantic import ValidationError
@@ -18,6 +20,7 @@ from ..batching import Overloaded
 from ..capabilities import UnknownCapability, resolve
 from ..jobs.inputs import BadInput, read_requests
 from ..jobs.store import JobStore
+from ..jobs.tables import TERMINAL
 from ..jobs.webhooks import WebhookRefused, check_url
 from ..jobs.worker import Abandon, LineFailed
 from ..report import summarize
@@ -50,12 +53,15 @@ class JobsServing:
 
     # ----------------------------------------------------------------- files
 
-    async def upload(self, owner: str, filename: str, purpose: str, content: bytes) -> dict[str, Any]:
+    async def upload(self, owner: str, filename: str, purpose: str, content: BinaryIO) -> dict[str, Any]:
+        """Store an upload, copied from the request's spooled file a piece at a time."""
         if purpose != "batch":
             raise HTTPException(422, f"purpose {purpose!r}: upload batch input with purpose \"batch\"")
-        if not content:
+        stored = await asyncio.to_thread(self.store.add_file, owner, filename, purpose, content)
+        if not stored["bytes"]:
+            await asyncio.to_thread(self.store.delete_file, owner, stored["id"])
             raise HTTPException(422, f"{filename} is empty: upload a JSONL file of requests or a CSV of comments")
-        return await asyncio.to_thread(self.store.add_file, owner, filename, purpose, content)
+        return stored
 
     async def file(self, owner: str, file_id: str) -> dict[str, Any]:
         found = await asyncio.to_thread(self.store.get_file, owner, file_id)
@@ -63,9 +69,10 @@ class JobsServing:
             raise HTTPException(404, f"no file {file_id!r}")
         return found
 
-    async def content(self, owner: str, file_id: str) -> bytes:
+    async def content(self, owner: str, file_id: str) -> Path:
+        """Where the file's bytes are, to be streamed from disk."""
         await self.file(owner, file_id)
-        return await asyncio.to_thread(self.store.file_path(file_id).read_bytes)
+        return self.store.file_path(file_id)
 
     async def files(self, owner: str) -> dict[str, Any]:
         return {"object": "list", "data": await asyncio.to_thread(self.store.list_files, owner)}
@@ -137,25 +144,47 @@ class JobsServing:
         return await asyncio.to_thread(self.store.cancel, owner, batch_id) or batch
 
     async def summary(self, owner: str, batch_id: str) -> dict[str, Any]:
-        batch, bodies, results = await self._results(owner, batch_id)
-        return {"batch_id": batch_id, "status": batch["status"], "request_counts": batch["request_counts"],
-                **summarize(results, self._taxonomy(bodies)).as_dict()}  # fmt: skip
+        batch = await self.batch(owner, batch_id)
+
+        def make() -> str:
+            bodies, results = self._results(batch_id)
+            return json.dumps(summarize(results, self._taxonomy(bodies)).as_dict())
+
+        counted = json.loads(await asyncio.to_thread(self._once, batch, "summary.json", make))
+        return {"batch_id": batch_id, "status": batch["status"], "request_counts": batch["request_counts"], **counted}
 
     async def report(self, owner: str, batch_id: str) -> str:
-        batch, bodies, results = await self._results(owner, batch_id)
-        taxonomy = self._taxonomy(bodies)
-        capabilities = list(dict.fromkeys(c for body in bodies for c in body["batch_info"]["capabilities_executed"]))
-        began, ended = batch["in_progress_at"], batch["completed_at"] or batch["cancelled_at"] or batch["expired_at"]
-        run = RunInfo(taxonomy.name, self.serving.processor.model, capabilities,
-                      float(ended - began) if began and ended and ended > began else None)
-        return await asyncio.to_thread(render_report, results, taxonomy, run)
-
-    async def _results(self, owner: str, batch_id: str) -> tuple[dict[str, Any], list[dict], list[dict]]:
-        """The batch, the /classify bodies of its lines done, and their per-text results."""
         batch = await self.batch(owner, batch_id)
-        lines = await asyncio.to_thread(self.store.results, batch_id)
-        bodies = [line["response"]["body"] for line in lines]
-        return batch, bodies, [result for body in bodies for result in body["results"]]
+
+        def make() -> str:
+            bodies, results = self._results(batch_id)
+            taxonomy = self._taxonomy(bodies)
+            capabilities = list(dict.fromkeys(c for body in bodies for c in body["batch_info"]["capabilities_executed"]))
+            began, ended = batch["in_progress_at"], batch["completed_at"] or batch["cancelled_at"] or batch["expired_at"]
+            run = RunInfo(taxonomy.name, self.serving.processor.model, capabilities,
+                          float(ended - began) if began and ended and ended > began else None)
+            return render_report(results, taxonomy, run)
+
+        return await asyncio.to_thread(self._once, batch, "report.html", make)
+
+    def _once(self, batch: dict[str, Any], name: str, make: Callable[[], str]) -> str:
+        """`make()`, computed once for a batch that ended and kept beside its files (every GET of a
+        big batch's summary used to re-read all its lines); each time for a batch still running."""
+        if batch["status"] not in TERMINAL:
+            return make()
+        path = self.store.derived_path(batch["id"], name)
+        if path.exists():
+            return path.read_text(encoding="utf-8")
+        text = make()
+        partial = path.with_suffix(".partial")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)
+        return text
+
+    def _results(self, batch_id: str) -> tuple[list[dict], list[dict]]:
+        """The /classify bodies of the batch's lines done, and their per-text results."""
+        bodies = [line["response"]["body"] for line in self.store.results(batch_id)]
+        return bodies, [result for body in bodies for result in body["results"]]
 
     def _taxonomy(self, bodies: list[dict[str, Any]]) -> Taxonomy:
         """The taxonomy the batch's lines ran against (its first line's; the default before any ran)."""

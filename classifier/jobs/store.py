@@ -19,7 +19,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, BinaryIO, Iterable, Iterator, Sequence
 
 from sqlalchemy import Column, and_, create_engine, event, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -29,6 +29,9 @@ from sqlalchemy.engine import Engine
 from . import outbox
 from .tables import SCHEMA_VERSION, STATE_TIMES, TERMINAL, batches, chunks, files, lines, meta, metadata, turns
 
+
+
+COPY_BYTES = 1 << 20  # how much of a file is held in memory at once while it is stored
 
 
 def new_id(prefix: str) -> str:
@@ -85,11 +88,31 @@ class JobStore:
     def file_path(self, file_id: str) -> Path:
         return self.data_dir / "files" / file_id
 
-    def add_file(self, owner: str, filename: str, purpose: str, content: bytes, file_id: str | None = None) -> dict:
+    def derived_path(self, batch_id: str, name: str) -> Path:
+        """Where something made once from an ended batch is kept (its summary, its report)."""
+        folder = self.data_dir / "derived"
+        folder.mkdir(exist_ok=True)
+        return folder / f"{batch_id}.{name}"
+
+    def add_file(self, owner: str, filename: str, purpose: str, content: bytes | BinaryIO | Iterable[bytes],
+                 file_id: str | None = None) -> dict:
+        """Store a file from bytes, a readable file or pieces, copied to disk a piece at a time
+        (an upload or an output never has to fit in memory)."""
         file_id = file_id or new_id("file-")
         path = self.file_path(file_id)
-        path.write_bytes(content)
-        row = {"id": file_id, "owner": owner, "filename": filename, "purpose": purpose, "bytes": len(content),
+        pieces: Iterable[bytes]
+        if isinstance(content, bytes):
+            pieces = (content,)
+        elif hasattr(content, "read"):
+            pieces = iter(lambda: content.read(COPY_BYTES), b"")
+        else:
+            pieces = content
+        partial = path.with_suffix(".partial")
+        with partial.open("wb") as handle:
+            for piece in pieces:
+                handle.write(piece)
+        partial.replace(path)
+        row = {"id": file_id, "owner": owner, "filename": filename, "purpose": purpose, "bytes": path.stat().st_size,
                "created_at": int(time.time())}  # fmt: skip
         with self.engine.begin() as db:
             db.execute(insert(files).values(**row))
@@ -266,6 +289,14 @@ class JobStore:
                        .values(completed=batches.c.completed + len(outputs) - failed, failed=batches.c.failed + failed))
         return True
 
+    def _lines(self, batch_id: str, column: Column) -> Iterator[bytes]:
+        """One column's lines of a batch, in input order, read from the database in pieces."""
+        with self.engine.connect() as db:
+            rows = db.execution_options(stream_results=True, yield_per=1000).execute(
+                select(column).where(lines.c.batch_id == batch_id, column.is_not(None)).order_by(lines.c.line_no))
+            for (line,) in rows:
+                yield (line + "\n").encode()
+
     def to_finish(self, lease_seconds: float) -> list[tuple[str, str]]:
         """Batches some worker should close now, with the status they end in: in progress with
         every chunk done (completed), past their window (expired), cancelling with no chunk
@@ -314,19 +345,18 @@ class JobStore:
         queue the batch's webhook notice (`outbox`)."""
         with self.engine.connect() as db:
             owner = db.scalar(select(batches.c.owner).where(batches.c.id == batch_id))
-            rows = db.execute(select(lines.c.output, lines.c.error).where(lines.c.batch_id == batch_id)
-                              .order_by(lines.c.line_no)).all()
-        outputs = [row.output for row in rows if row.output is not None]
-        errors = [row.error for row in rows if row.error is not None]
         ids: dict[str, str | None] = {"output_file_id": None, "error_file_id": None}
-        for key, content, suffix in (("output_file_id", outputs, "output"), ("error_file_id", errors, "errors")):
-            if content:
-                file_id = f"file-{batch_id}-{suffix}"
-                with self.engine.begin() as db:  # a redo after a crash replaces what it wrote
-                    db.execute(files.delete().where(files.c.id == file_id))
-                self.add_file(owner, f"{batch_id}_{suffix}.jsonl", "batch_output",
-                              "".join(line + "\n" for line in content).encode(), file_id)
+        for key, column, suffix in (("output_file_id", lines.c.output, "output"), ("error_file_id", lines.c.error,
+                                                                                 "errors")):
+            file_id = f"file-{batch_id}-{suffix}"
+            with self.engine.begin() as db:  # a redo after a crash replaces what it wrote
+                db.execute(files.delete().where(files.c.id == file_id))
+            stored = self.add_file(owner, f"{batch_id}_{suffix}.jsonl", "batch_output", self._lines(batch_id, column),
+                                   file_id)
+            if stored["bytes"]:
                 ids[key] = file_id
+            else:  # no line of this kind: no file
+                self.delete_file(owner, file_id)
         with self.engine.begin() as db:
             meta_data = json.loads(db.scalar(select(batches.c.metadata).where(batches.c.id == batch_id)))
             meta_data.pop("_final", None)

@@ -23,9 +23,11 @@ import httpx
 from ..settings import JobSettings
 from .store import Claim, JobStore, Line
 from . import outbox
+from .retention import purge
 from .webhooks import TIMEOUT_S, send
 
 logger = logging.getLogger(__name__)
+PURGE_EVERY_S = 3600.0  # how often a worker deletes what is past the retention
 
 
 @dataclass
@@ -62,9 +64,13 @@ class JobWorker:
             await asyncio.gather(notices, return_exceptions=True)
 
     async def _work_chunks(self) -> None:
+        purged = 0.0
         while not self._stopping.is_set():
             try:
                 await self._finish_batches()
+                if time.monotonic() - purged > PURGE_EVERY_S:
+                    await asyncio.to_thread(purge, self.store, self.settings.retention_days)
+                    purged = time.monotonic()
                 claim = await asyncio.to_thread(self.store.claim, self.id, self.settings.lease_seconds)
                 if claim is not None:
                     await self._work(claim)
