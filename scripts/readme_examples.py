@@ -24,8 +24,9 @@ RESTAURANTS = DEFAULT_CONFIG.with_name("restaurants.json")
 REQUESTS = [
     {"texts": ["The trainer rushed the last module", "Lunch was cold"]},
     {"texts": ["Please send the slides before the session"], "capabilities": ["recommendations"]},
-    {"texts": ["The fire exit was locked during the whole training"], "capabilities": ["alerts"]},
+    {"texts": ["Lunch was cold", "The fire exit was locked during the whole training"], "capabilities": ["alerts"]},
     {"texts": ["Sessions keep getting longer every month"], "capabilities": ["trend"]},
+    {"texts": ["The steak was overpriced"], "taxonomy": "restaurants", "capabilities": ["stem_polarity"]},
     {"texts": ["The trainer rushed the last module"], "capabilities": ["stem_polarity"]},
     {"texts": ["Fewer slides, more exercises please"], "capabilities": ["stem_recommendations"]},
     {"texts": ["The coffee gets worse every session"], "capabilities": ["stem_trend"]},
@@ -33,7 +34,7 @@ REQUESTS = [
      "capabilities": ["classification", "recommendations", "alerts", "trend", "stem_polarity",
                       "stem_recommendations", "stem_trend"]},
     # Ordinary comments and real ones side by side: what alerts and recommendations must tell apart.
-    {"texts": ["Lunch was cold", "My manager keeps making comments about my accent and I dread coming to work",
+    {"texts": ["My manager keeps making comments about my accent and I dread coming to work",
                "We will go back every time we are in the City."], "capabilities": ["alerts", "recommendations"]},
 ]
 

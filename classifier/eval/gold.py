@@ -34,7 +34,15 @@ def semeval_name(label: str) -> str:
 
 # Review sentences are ordinary comments: no alert, no trend, except these, read and judged
 # one by one among the sentences the model flagged (docs/eval-results.md, section 9).
-JUDGED_ORDINARY: dict[str, dict[str, bool]] = {}
+JUDGED_ORDINARY: dict[str, dict[str, bool]] = {
+    # "After dinner the manager grabbed my boyfriend, asked him: Where are you from...maybe you
+    # dont know how things work in America...": a guest grabbed and told off for his origin.
+    "1660047:3": {"alerts": True},
+    # "During the course of the past 3 months, the chef and staff changed and it was not for the better."
+    "494850:1": {"trend": True},
+    # "Our experience did not ever get any better." (over repeated visits)
+    "CLF#3:16": {"trend": True},
+}
 
 
 def load_semeval(path: Path) -> list[Example]:
