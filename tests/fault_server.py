@@ -104,12 +104,14 @@ class FaultServer:
         self.requests = 0  # chat completions received
         self.model_requests = 0  # GET /v1/models received
         self.tokenize_requests = 0  # POST /tokenize received
+        self.max_tokenize_concurrency = 0  # the most /tokenize requests in flight at once
         self.max_model_len = 1_000_000  # what /tokenize reports
         self._ids: dict[str, int] = {}
         self._vocabulary: list[str] = []
         self.bodies: list[dict[str, Any]] = []
         self.max_concurrency = 0
         self._in_flight = 0
+        self._tokenizing = 0
         self._script: deque[str] = deque()
         self._rates: dict[str, float] = {}
         self._random = random.Random(0)
@@ -170,11 +172,17 @@ class FaultServer:
             """vLLM's endpoint with a stand-in tokenizer: a token per 4 characters, 10 per message."""
             body = await request.json()
             self.tokenize_requests += 1
-            if "messages" in body:
-                count = sum(10 + len(self._tokens(m["content"])) for m in body["messages"])
-                return JSONResponse({"count": count, "max_model_len": self.max_model_len, "tokens": []})
-            tokens = self._tokens(body["prompt"])
-            return JSONResponse({"count": len(tokens), "max_model_len": self.max_model_len, "tokens": tokens})
+            self._tokenizing += 1
+            self.max_tokenize_concurrency = max(self.max_tokenize_concurrency, self._tokenizing)
+            try:
+                await asyncio.sleep(self.delay)
+                if "messages" in body:
+                    count = sum(10 + len(self._tokens(m["content"])) for m in body["messages"])
+                    return JSONResponse({"count": count, "max_model_len": self.max_model_len, "tokens": []})
+                tokens = self._tokens(body["prompt"])
+                return JSONResponse({"count": len(tokens), "max_model_len": self.max_model_len, "tokens": tokens})
+            finally:
+                self._tokenizing -= 1
 
         @app.post("/detokenize")
         async def detokenize(request: Request) -> JSONResponse:

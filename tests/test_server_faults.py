@@ -245,17 +245,18 @@ async def test_failing_server_is_ejected_then_readmitted(server: FaultServer, se
         server.down = True
         results = await proc.process_with_schema(prompts(*map(str, range(20))), ECHO_SCHEMA)
         assert all(r.ok for r in results)  # each failure was retried on the other server
-        assert server.requests == 3  # ejected after three failures in a row
-        probes = server.model_requests
-        await wait_until(lambda: server.model_requests >= probes + 2)  # probed in the background
-        assert (await proc.health()).detail["servers"][0]["healthy"] is False
+        items = sum(body["messages"][-1]["content"] != "ping" for body in server.bodies)
+        assert items == 3  # ejected after three failures in a row
+        # Back up, listing the model, but its completions still fail (the probe's "ping" among them):
+        server.down, server.per_comment["ping"] = False, "503"
+        probes = server.requests
+        await wait_until(lambda: server.requests >= probes + 2)  # probed in the background: one-token completions
+        health = await proc.health()
+        assert health.detail["servers"][0]["answers"] is True and health.detail["servers"][0]["healthy"] is False
+        assert health.ok, "the other server answers; /ready does not re-admit a server that only lists its model"
 
-        server.down = False  # no health() call from here: only the background probe re-admits
-        deadline = time.monotonic() + 5
-        while server.requests == 3:
-            assert time.monotonic() < deadline, "the recovered server was not taken back"
-            await proc.process_with_schema(prompts("again"), ECHO_SCHEMA)
-            await asyncio.sleep(0.01)
+        del server.per_comment["ping"]  # completions work again: the background probe re-admits it
+        await wait_until(lambda: proc._servers[0].healthy)
         before = server.requests
         await proc.process_with_schema(prompts(*map(str, range(20))), ECHO_SCHEMA)
     assert server.requests - before >= 8  # it gets its share again
@@ -329,6 +330,16 @@ async def test_batch_size_bounds_what_one_call_carries_to_the_servers(server: Fa
                                            batch_size=4)
     assert [r.value for r in results] == [{"echo": str(k)} for k in range(10)]
     assert server.max_concurrency == 4, "at most one chunk of 4 in flight, though 16 slots were free"
+
+
+async def test_tokenizer_requests_share_the_max_concurrent_slots(server: FaultServer) -> None:
+    server.delay = 0.05
+    long = "word " * 400
+    async with processor(server.url, max_length=600, max_concurrent=2) as proc:
+        results = await proc.process_with_schema(prompts(*(f"{k} {long}" for k in range(8))), ECHO_SCHEMA,
+                                                 max_tokens=100)
+    assert all(r.ok and r.truncated for r in results)
+    assert server.tokenize_requests >= 8 and server.max_tokenize_concurrency <= 2
 
 
 async def test_a_comment_too_long_for_the_context_is_shortened_and_flagged(server: FaultServer) -> None:

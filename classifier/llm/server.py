@@ -225,12 +225,14 @@ class VLLMServerProcessor:
         self._guard = ContextGuard(self._tokenizer_post, self.model, self._settings.max_length)
 
     async def _tokenizer_post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST to a healthy server's root (`/tokenize`, `/detokenize`): they all serve one model."""
-        server = self._pick()
-        try:
-            response = await server.http.post(path, json=body)
-        except httpx.HTTPError as exc:
-            raise RequestFailed(f"{path} failed ({_describe(exc)})") from exc
+        """POST to a healthy server's root (`/tokenize`, `/detokenize`): they all serve one model.
+        Within the same `--max-concurrent` slots as completions: long comments cannot flood a server."""
+        async with self._slots:
+            server = self._pick()
+            try:
+                response = await server.http.post(path, json=body)
+            except httpx.HTTPError as exc:
+                raise RequestFailed(f"{path} failed ({_describe(exc)})") from exc
         if response.status_code in (404, 405):
             raise TokenizerUnavailable(f"the server at {server.name} has no {path} (HTTP {response.status_code})")
         if response.status_code != 200:
@@ -434,13 +436,23 @@ class VLLMServerProcessor:
             server.probe = None
 
     async def _probe_until_back(self, server: _Server) -> None:
-        """Re-admit an ejected server once GET /models lists our model again."""
+        """Re-admit an ejected server once it completes a one-token request again (listing our
+        model is not enough: a server whose engine died still lists it)."""
         delay = self._retry_backoff
         while not server.healthy:
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-            if await self._serves_model(server):
+            if await self._completes(server):
                 self._answered(server)
             delay = min(self._max_backoff, delay * 2)
+
+    async def _completes(self, server: _Server) -> bool:
+        try:
+            async with asyncio.timeout(self._probe_timeout):
+                await server.client.chat.completions.create(
+                    model=self.model, messages=[{"role": "user", "content": "ping"}], max_tokens=1)
+        except (TimeoutError, openai.APIError):
+            return False
+        return True
 
     async def _serves_model(self, server: _Server) -> bool:
         try:
@@ -449,15 +461,13 @@ class VLLMServerProcessor:
             return False
 
     async def health(self, *, probe: bool = True) -> Health:
-        """With `probe`, asks every server for its models now: a server that serves ours is
-        re-admitted, but a failed probe never ejects one (only requests do). Without, it
-        reports the balancer's view and sends nothing."""
+        """With `probe`, asks every server for its models now; ready if one serves ours and is
+        not ejected. It never changes routing: only requests eject a server, and only the
+        background probe's completed request re-admits it. Without `probe`, it reports the
+        balancer's view and sends nothing."""
         if probe:
             answers = await asyncio.gather(*(self._serves_model(s) for s in self._servers))
-            for server, serves in zip(self._servers, answers):
-                if serves:
-                    self._answered(server)
-            ok = any(answers)
+            ok = any(serves and s.healthy for s, serves in zip(self._servers, answers))
         else:
             answers = [s.healthy for s in self._servers]
             ok = any(answers)
