@@ -11,7 +11,7 @@ threshold. Only the comments that pass are asked for the details, under a schema
 cannot be empty: the flag and the list always agree.
 
 Why words and not yes/no: asked "does the comment report something that needs an alert?",
-the 1.5B model answered "Yes" to "The food was great" (probability .63); sorting the same
+the 1.5B model answered "Yes" to "The food was great" (probability .59); sorting the same
 comments among words separated them (docs/eval-results.md, section 9).
 """
 from __future__ import annotations
