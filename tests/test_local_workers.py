@@ -135,6 +135,19 @@ async def test_close_during_a_restart_returns_at_once_and_leaves_no_process(plan
     assert not replacement.is_alive() and gone(grandchild)
 
 
+async def test_a_spawn_that_fails_is_reported_and_close_still_works(plan, monkeypatch) -> None:
+    plan("ready")
+
+    def refuse(self) -> None:
+        raise RuntimeError("spawn refused (an engine built outside if __name__ == '__main__')")
+
+    monkeypatch.setattr("multiprocessing.context.SpawnProcess.start", refuse)
+    proc = processor()
+    with pytest.raises(BackendUnavailable, match="engine start failed: RuntimeError..spawn refused"):
+        await proc.start()
+    await proc.close()  # used to raise AssertionError: can only join a started process
+
+
 async def test_a_start_that_times_out_kills_what_it_started(plan) -> None:
     starts = plan("slow")
     proc = processor(start_timeout=3)

@@ -341,8 +341,9 @@ class _Worker:
     @staticmethod
     def _end(process: multiprocessing.process.BaseProcess | None, grace: float) -> None:
         """Wait `grace` seconds for a clean exit, then terminate, then kill; whatever the
-        engine process started itself (compile or tokenizer helpers) goes with it."""
-        if process is None:
+        engine process started itself (compile or tokenizer helpers) goes with it. A process
+        whose spawn failed (no pid) has nothing to end."""
+        if process is None or process.pid is None:
             return
         process.join(grace)
         children: list[psutil.Process] = []
