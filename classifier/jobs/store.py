@@ -1,4 +1,4 @@
-"""The jobs' durable state: files, batches, their lines and the chunks workers claim.
+"""The jobs' durable state: batches, their lines and the chunks workers claim (files: `file_store`).
 
 SQLAlchemy Core over SQLite (the default, a file in the data folder) or PostgreSQL
 (`--database-url`), so one code path serves one process or many. File contents live on
@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from sqlalchemy import Column, and_, create_engine, event, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -27,15 +26,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
 from . import outbox
+from .file_store import FileStore, new_id
 from .tables import SCHEMA_VERSION, STATE_TIMES, TERMINAL, batches, chunks, files, lines, meta, metadata, turns
 
-
-
-COPY_BYTES = 1 << 20  # how much of a file is held in memory at once while it is stored
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}{uuid.uuid4().hex}"
 
 
 @dataclass(frozen=True)
@@ -57,7 +50,7 @@ class Claim:
     lines: tuple[Line, ...]
 
 
-class JobStore:
+class JobStore(FileStore):
     def __init__(self, url: str, data_dir: Path) -> None:
         self.data_dir = data_dir
         (data_dir / "files").mkdir(parents=True, exist_ok=True)
@@ -82,58 +75,6 @@ class JobStore:
 
     def close(self) -> None:
         self.engine.dispose()
-
-    # ----------------------------------------------------------------- files
-
-    def file_path(self, file_id: str) -> Path:
-        return self.data_dir / "files" / file_id
-
-    def derived_path(self, batch_id: str, name: str) -> Path:
-        """Where something made once from an ended batch is kept (its summary, its report)."""
-        folder = self.data_dir / "derived"
-        folder.mkdir(exist_ok=True)
-        return folder / f"{batch_id}.{name}"
-
-    def add_file(self, owner: str, filename: str, purpose: str, content: bytes | BinaryIO | Iterable[bytes],
-                 file_id: str | None = None) -> dict:
-        """Store a file from bytes, a readable file or pieces, copied to disk a piece at a time
-        (an upload or an output never has to fit in memory)."""
-        file_id = file_id or new_id("file-")
-        path = self.file_path(file_id)
-        pieces: Iterable[bytes]
-        if isinstance(content, bytes):
-            pieces = (content,)
-        elif hasattr(content, "read"):
-            pieces = iter(lambda: content.read(COPY_BYTES), b"")
-        else:
-            pieces = content
-        partial = path.with_suffix(".partial")
-        with partial.open("wb") as handle:
-            for piece in pieces:
-                handle.write(piece)
-        partial.replace(path)
-        row = {"id": file_id, "owner": owner, "filename": filename, "purpose": purpose, "bytes": path.stat().st_size,
-               "created_at": int(time.time())}  # fmt: skip
-        with self.engine.begin() as db:
-            db.execute(insert(files).values(**row))
-        return file_object(row)
-
-    def get_file(self, owner: str, file_id: str) -> dict | None:
-        with self.engine.connect() as db:
-            row = db.execute(select(files).where(files.c.id == file_id, files.c.owner == owner)).mappings().first()
-        return file_object(row) if row else None
-
-    def list_files(self, owner: str) -> list[dict]:
-        with self.engine.connect() as db:
-            rows = db.execute(select(files).where(files.c.owner == owner).order_by(files.c.created_at)).mappings()
-            return [file_object(row) for row in rows]
-
-    def delete_file(self, owner: str, file_id: str) -> bool:
-        with self.engine.begin() as db:
-            gone = db.execute(files.delete().where(files.c.id == file_id, files.c.owner == owner)).rowcount
-        if gone:
-            self.file_path(file_id).unlink(missing_ok=True)
-        return bool(gone)
 
     # ----------------------------------------------------------------- batches
 
@@ -391,12 +332,6 @@ def _sqlite_begin_immediate(connection: Any) -> None:
     workers on one file then wait for each other (busy timeout) instead of one failing to
     upgrade a read lock (SQLITE_BUSY) halfway through claiming or completing a chunk."""
     connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-
-def file_object(row: Any) -> dict[str, Any]:
-    """OpenAI's file object."""
-    return {"id": row["id"], "object": "file", "bytes": row["bytes"], "created_at": row["created_at"],
-            "filename": row["filename"], "purpose": row["purpose"], "status": "processed"}  # fmt: skip
 
 
 def batch_object(row: Any) -> dict[str, Any]:
