@@ -17,14 +17,14 @@ comments among words separated them (docs/eval-results.md, section 9).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from pydantic import BaseModel
 
 from ..calibration import FlagCalibration
 from ..llm.base import ItemResult, JSONSchema, Prompt, in_batches
 from ..llm.schema import answer_token_bound, schema_for
-from .base import RunContext
+from .base import RunContext, ask, validated
 
 # The threshold a capability gets when no calibration names it: even odds on the raw probability.
 DEFAULT_FLAG = FlagCalibration(0.5, source="default: no calibration for this capability")
@@ -78,6 +78,39 @@ async def decide(ctx: RunContext, capability: str, sorting: Sorting,
             for answer in answers]
 
 
+@dataclass(frozen=True)
+class Ruling:
+    """One item's decision and, past the threshold, its checked details. A failed decision has
+    no `decision` and its failure as `answer`; one below the threshold has no `answer`."""
+
+    decision: Decision | None
+    answer: ItemResult | None
+
+
+async def decide_then_detail(ctx: RunContext, capability: str, sorting: Sorting, details: "Details",
+                             output: type[BaseModel], questions: Sequence[Prompt],
+                             detail_prompt: Callable[[int], Prompt]) -> list[Ruling]:
+    """Per question, its ruling: decided in one token, then the details asked only of the items
+    that passed (`detail_prompt(k)` for the k-th question), checked against `output`."""
+    decisions = await decide(ctx, capability, sorting, questions)
+    passed = [k for k, d in enumerate(decisions) if isinstance(d, Decision) and d.passed]
+    answers = dict(zip(passed, await ask(ctx, [detail_prompt(k) for k in passed], details.schema,
+                                         details.max_tokens)))
+    rulings = []
+    for k, decision in enumerate(decisions):
+        if not isinstance(decision, Decision):
+            rulings.append(Ruling(None, decision))
+        elif k not in answers:
+            rulings.append(Ruling(decision, None))
+        else:
+            answer = answers[k]
+            if answer.ok:
+                answer = validated(output, ItemResult(value={details.flag: True, **answer.value},
+                                                      truncated=answer.truncated))
+            rulings.append(Ruling(decision, answer))
+    return rulings
+
+
 def flag_calibration(flags: Mapping[str, FlagCalibration], capability: str) -> FlagCalibration:
     return flags.get(capability, DEFAULT_FLAG)
 
@@ -102,5 +135,6 @@ class Details:
 
     def wire(self, decision: Decision, answer: dict[str, Any] | None) -> dict[str, Any]:
         """The prototype's shape plus the decision's probability, on the value and on each item."""
-        listed = [{**item, "probability": round(decision.probability, 4)} for item in (answer or {}).get(self.items, [])]
-        return {self.flag: bool(listed), "probability": round(decision.probability, 4), self.items: listed}
+        probability = round(decision.probability, 4)
+        listed = [{**item, "probability": probability} for item in (answer or {}).get(self.items, [])]
+        return {self.flag: bool(listed), "probability": probability, self.items: listed}

@@ -14,13 +14,13 @@ from ..prompts import (
     stem_sorting_prompt, stems_prompt,
 )  # fmt: skip
 from ..hierarchy import reported
-from ..llm.base import ItemResult
+from ..llm.base import ItemResult, Prompt
 from ..llm.probabilities import value_probability
 from ..llm.schema import answer_token_bound
 from ..outputs import POLARITIES, StemPolarity, StemRecommendations, Trends
 from ..taxonomy import NodePath, format_path
-from .base import Capability, Outcome, RunContext, StemCapability, ask, complete_stems, validated
-from .flags import RECOMMENDATION_WORDS, TREND_WORDS, Decision, Details, Sorting, decide
+from .base import Capability, Outcome, RunContext, StemCapability, ask, complete_stems
+from .flags import RECOMMENDATION_WORDS, TREND_WORDS, Decision, Details, Sorting, decide_then_detail
 
 
 class StemPolarityCapability(StemCapability):
@@ -90,28 +90,22 @@ class FlaggedStemCapability(Capability):
     async def run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
         definitions = ctx.settings.max_stem_definitions
         pairs = [(i, stem) for i in indices for stem in complete_stems(ctx, i)]
-        decisions = await decide(ctx, self.name, self.sorting, [
-            stem_sorting_prompt(self.sorting.words, ctx.taxonomy, stem, ctx.texts[i], max_definitions=definitions,
-                                hint=self.sorting.hint)
-            for i, stem in pairs])
+        questions = [stem_sorting_prompt(self.sorting.words, ctx.taxonomy, stem, ctx.texts[i],
+                                         max_definitions=definitions, hint=self.sorting.hint) for i, stem in pairs]
+
+        def detail_prompt(k: int) -> Prompt:
+            i, stem = pairs[k]
+            return stem_prompt(self.task, ctx.taxonomy, stem, ctx.texts[i], max_definitions=definitions)
+
+        rulings = await decide_then_detail(ctx, self.name, self.sorting, self.details, self.output, questions,
+                                           detail_prompt)
         outcomes = {i: Outcome(value={}) for i in indices}
-        passed: list[tuple[int, str, NodePath, Decision]] = []
-        for (i, stem), decision in zip(pairs, decisions):
+        for (i, stem), ruling in zip(pairs, rulings):
             name = format_path(None, stem)
-            if not isinstance(decision, Decision):
-                outcomes[i].note(self.name, decision, f"{name} decision")
-            elif decision.passed:
-                passed.append((i, name, stem, decision))
-            else:
-                outcomes[i].value[name] = self._wire(decision, None)
-        answers = await ask(ctx, [stem_prompt(self.task, ctx.taxonomy, stem, ctx.texts[i], max_definitions=definitions)
-                                  for i, _, stem, _ in passed], self.details.schema, self.max_tokens)
-        for (i, name, _, decision), answer in zip(passed, answers):
-            if answer.ok:
-                answer = validated(self.output, ItemResult(value={self.details.flag: True, **answer.value},
-                                                           truncated=answer.truncated))
-            if outcomes[i].note(self.name, answer, name):
-                outcomes[i].value[name] = self._wire(decision, answer.value)
+            if ruling.answer is None:
+                outcomes[i].value[name] = self._wire(ruling.decision, None)
+            elif outcomes[i].note(self.name, ruling.answer, f"{name} decision" if ruling.decision is None else name):
+                outcomes[i].value[name] = self._wire(ruling.decision, ruling.answer.value)
         return outcomes
 
     def _wire(self, decision: Decision, answer: dict[str, Any] | None) -> Any:

@@ -10,10 +10,9 @@ from typing import Any
 from pydantic import BaseModel
 
 from .. import prompts
-from ..llm.base import ItemResult
 from ..outputs import Alerts, Recommendations, Trends
-from .base import Capability, Outcome, RunContext, ask, validated
-from .flags import ALERT_WORDS, RECOMMENDATION_WORDS, TREND_WORDS, Decision, Details, Sorting, decide
+from .base import Capability, Outcome, RunContext
+from .flags import ALERT_WORDS, RECOMMENDATION_WORDS, TREND_WORDS, Details, Sorting, decide_then_detail
 
 
 class TextCapability(Capability):
@@ -29,25 +28,15 @@ class TextCapability(Capability):
         return {name: False if f.annotation is bool else [] for name, f in self.output.model_fields.items()}
 
     async def run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
-        decisions = await decide(ctx, self.name, self.sorting,
-                                 [prompts.sorting_prompt(self.sorting.words, ctx.texts[i], self.sorting.hint) for i in indices])
+        questions = [prompts.sorting_prompt(self.sorting.words, ctx.texts[i], self.sorting.hint) for i in indices]
+        rulings = await decide_then_detail(ctx, self.name, self.sorting, self.details, self.output, questions,
+                                           lambda k: prompts.text_prompt(self.task, ctx.texts[indices[k]]))
         outcomes = {i: Outcome() for i in indices}
-        passed: list[tuple[int, Decision]] = []
-        for i, decision in zip(indices, decisions):
-            if not isinstance(decision, Decision):
-                outcomes[i].note(self.name, decision, "decision")
-            elif decision.passed:
-                passed.append((i, decision))
-            else:
-                outcomes[i].value = self.details.wire(decision, None)
-        answers = await ask(ctx, [prompts.text_prompt(self.task, ctx.texts[i]) for i, _ in passed],
-                            self.details.schema, self.max_tokens)
-        for (i, decision), answer in zip(passed, answers):
-            if answer.ok:
-                answer = validated(self.output, ItemResult(value={self.details.flag: True, **answer.value},
-                                                           truncated=answer.truncated))
-            if outcomes[i].note(self.name, answer, "details"):
-                outcomes[i].value = self.details.wire(decision, answer.value)
+        for i, ruling in zip(indices, rulings):
+            if ruling.answer is None:
+                outcomes[i].value = self.details.wire(ruling.decision, None)
+            elif outcomes[i].note(self.name, ruling.answer, "decision" if ruling.decision is None else "details"):
+                outcomes[i].value = self.details.wire(ruling.decision, ruling.answer.value)
         return outcomes
 
 
