@@ -11,7 +11,8 @@ piecewise-linear function, applied here without the fitting library.
 
 The capabilities that first decide whether a comment holds anything of their kind (an
 alert, a recommendation, a trend) have a section of their own: per capability, a map of the
-model's probability of "yes" and the threshold chosen for it on labelled data.
+probability the model gave the capability's own words and the threshold chosen for it on
+labelled data.
 """
 from __future__ import annotations
 
@@ -112,7 +113,7 @@ def fit_calibration(pairs: Iterable[tuple[NodePath, float, bool]], source: str =
 
 
 def fit_flag(observed: Sequence[tuple[float, bool]], min_probability: float, source: str = "") -> FlagCalibration:
-    """A capability's decision fitted on (probability of "yes", did the comment hold one)."""
+    """A capability's decision fitted on (probability of its words, did the comment hold one)."""
     return FlagCalibration(min_probability, _isotonic(observed), source)
 
 

@@ -52,7 +52,7 @@ class ClassifierSettings:
     min_probability: float = 0.4
     calibration: Calibration | None = None  # per-level maps of the model's probabilities (select, score, flat)
     # Per capability that decides before detailing (alerts, recommendations, trend and the stem
-    # ones): the map of its "yes" probability and its threshold (`capabilities.flags`).
+    # ones): the map of its words' probability and its threshold (`capabilities.flags`).
     flags: Mapping[str, FlagCalibration] = field(default_factory=dict)
     require_excerpt: bool = False  # per_node: accept only answers quoting the comment
     max_stem_definitions: int = 0  # stems: how many path nodes' definitions go in (0 = all)

@@ -71,7 +71,7 @@ class Decision:
 async def decide(ctx: RunContext, capability: str, sorting: Sorting,
                  prompts: Sequence[Prompt]) -> list[Decision | ItemResult]:
     """Per prompt, the decision, or the failed `ItemResult` when the backend could not answer."""
-    flag = flag_calibration(ctx.settings.flags, capability)
+    flag = ctx.settings.flags.get(capability, DEFAULT_FLAG)
     answers = await in_batches(lambda part: ctx.processor.process_choice(part, sorting.words), prompts,
                                ctx.settings.batch_size)
     return [Decision(*flag.decide(sorting.probability(answer.value["probabilities"]))) if answer.ok else answer
@@ -109,10 +109,6 @@ async def decide_then_detail(ctx: RunContext, capability: str, sorting: Sorting,
                                                       truncated=answer.truncated))
             rulings.append(Ruling(decision, answer))
     return rulings
-
-
-def flag_calibration(flags: Mapping[str, FlagCalibration], capability: str) -> FlagCalibration:
-    return flags.get(capability, DEFAULT_FLAG)
 
 
 @dataclass(frozen=True)
