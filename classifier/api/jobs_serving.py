@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from ..batching import Overloaded
 from ..capabilities import UnknownCapability, resolve
+from ..files import atomic_open
 from ..jobs.inputs import BadInput, read_requests
 from ..jobs.store import JobStore
 from ..jobs.tables import TERMINAL
@@ -176,9 +177,8 @@ class JobsServing:
         if path.exists():
             return path.read_text(encoding="utf-8")
         text = make()
-        partial = path.with_suffix(".partial")
-        partial.write_text(text, encoding="utf-8")
-        partial.replace(path)
+        with atomic_open(path) as handle:
+            handle.write(text)
         return text
 
     def _results(self, batch_id: str) -> tuple[list[dict], list[dict]]:

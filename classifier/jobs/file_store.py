@@ -11,6 +11,7 @@ from typing import Any, BinaryIO, Iterable
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 
+from ..files import atomic_open
 from .tables import files
 
 COPY_BYTES = 1 << 20  # how much of a file is held in memory at once while it is stored
@@ -46,11 +47,9 @@ class FileStore:
             pieces = iter(lambda: content.read(COPY_BYTES), b"")
         else:
             pieces = content
-        partial = path.with_suffix(".partial")
-        with partial.open("wb") as handle:
+        with atomic_open(path, "wb") as handle:
             for piece in pieces:
                 handle.write(piece)
-        partial.replace(path)
         row = {"id": file_id, "owner": owner, "filename": filename, "purpose": purpose, "bytes": path.stat().st_size,
                "created_at": int(time.time())}  # fmt: skip
         with self.engine.begin() as db:
