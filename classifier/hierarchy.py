@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from .calibration import accepted_children, decide
 from .outputs import NodeRelevance
@@ -34,6 +34,9 @@ from .llm.probabilities import TOP_LOGPROBS, listed_probabilities, value_probabi
 from .prompts import NONE_OF_THESE, flat_prompt, relevance_prompt, score_prompt, select_prompt
 from .settings import ClassifierSettings
 from .taxonomy import NodePath, Taxonomy, format_path
+
+if TYPE_CHECKING:
+    from .gold.knowledge import Guidance
 
 STRATEGIES = ("select", "per_node", "score", "flat")
 MAX_OPTIONS = TOP_LOGPROBS - 1  # the engines return this many alternatives; one is "none of these"
@@ -85,19 +88,23 @@ def reported(probability: float | None) -> dict[str, Any]:
             "probability": None if probability is None else round(probability, 4)}
 
 
-def node_result(probability: float | None, reasoning: str = "", excerpt: str = "") -> dict[str, Any]:
-    """An accepted node with the keys every strategy reports."""
-    return {"is_relevant": True, **reported(probability), "reasoning": reasoning, "excerpt": excerpt}
+def node_result(probability: float | None, reasoning: str = "", excerpt: str = "", source: str = "llm",
+                ) -> dict[str, Any]:
+    """An accepted node with the keys every strategy reports; `source` says what decided it:
+    the LLM, or the classifier learned from the taxonomy's gold (`gold.knowledge`)."""
+    return {"is_relevant": True, **reported(probability), "reasoning": reasoning, "excerpt": excerpt,
+            "source": source}
 
 
 class HierarchicalClassifier:
     """Classifies texts into a taxonomy through any `Processor`."""
 
-    def __init__(self, processor: Processor, settings: ClassifierSettings) -> None:
+    def __init__(self, processor: Processor, settings: ClassifierSettings, guidance: Guidance | None = None) -> None:
         if settings.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {settings.strategy!r}; choose one of {STRATEGIES}")
         self.processor = processor
         self.settings = settings
+        self.guidance = guidance  # what the taxonomy's gold says of these texts (the select walk reads it)
 
     async def classify(self, texts: Sequence[str], taxonomy: Taxonomy) -> list[TextClassification]:
         """One `TextClassification` per text, in order."""
@@ -136,12 +143,32 @@ class HierarchicalClassifier:
         texts: Sequence[str],
         results: list[TextClassification],
     ) -> list[tuple[NodePath, int]]:
-        """One batched call for every text on `path`; returns the (child, text) pairs chosen."""
-        s = self.settings
+        """The children of `path` chosen for every text standing on it: those the learned
+        classifier decides alone (with a guidance), then one batched call per set of children
+        left to the LLM."""
         children = [c.name for c in taxonomy.node(path).children]
+        accepted, asked = [], defaultdict(list)
+        for i in indices:
+            known, left = self.guidance.split(i, path, children) if self.guidance else ([], children)
+            for child, probability in known[: self.settings.max_paths]:
+                results[i].accepted.append(child)
+                results[i].node_results[child] = node_result(probability, source="learned")
+                accepted.append((child, i))
+            if left:
+                asked[tuple(left)].append(i)
+        for found in await asyncio.gather(*(self._ask_select(taxonomy, path, list(options), group, texts, results)
+                                            for options, group in asked.items())):
+            accepted.extend(found)
+        return accepted
+
+    async def _ask_select(self, taxonomy: Taxonomy, path: NodePath, children: list[str], indices: list[int],
+                          texts: Sequence[str], results: list[TextClassification]) -> list[tuple[NodePath, int]]:
+        """One batched call asking every text in `indices` which of `children` of `path` it is about."""
+        s = self.settings
         schema = select_schema(children, max_paths=s.max_paths, reasoning=s.reasoning)
         prompts = [
-            select_prompt(taxonomy, path, texts[i], max_paths=s.max_paths, reasoning=s.reasoning, few_shot=s.few_shot)
+            select_prompt(taxonomy, path, texts[i], max_paths=s.max_paths, reasoning=s.reasoning, few_shot=s.few_shot,
+                          only=children, labelled=self.guidance.labelled(i, path, children) if self.guidance else ())
             for i in indices
         ]
         answers = await self._process(prompts, schema, answer_token_bound(schema))
@@ -262,7 +289,8 @@ class HierarchicalClassifier:
             for i, answer in zip(indices, child_answers):
                 if self._record(results[i], child, answer) and self._relevant(answer.value, texts[i]):
                     results[i].accepted.append(child)
-                    results[i].node_results[child] = {**answer.value, "probability": self._relevance(child, answer)}
+                    results[i].node_results[child] = {**answer.value, "probability": self._relevance(child, answer),
+                                                      "source": "llm"}
                     accepted.append((child, i))
         return accepted
 

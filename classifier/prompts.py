@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -70,15 +71,31 @@ def keyword_examples(children: Sequence[Node], *, reasoning: bool) -> str:
     return "\n".join(lines)
 
 
+LABELLED_CHARS = 300  # a labelled comment shown as an example is cut here
+
+
+def labelled_context(labelled: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """Comments people labelled, each with the answer it got at this node, as worked examples
+    for one comment (the nearest to it first); empty when there are none."""
+    if not labelled:
+        return ""
+    lines = [f"- {json.dumps(text[:LABELLED_CHARS], ensure_ascii=False)} -> "
+             f"{json.dumps({'topics': list(topics) or [NONE_OF_THESE]}, ensure_ascii=False)}" for text, topics in labelled]
+    return "Comments like this one that people labelled, with the right answers:\n" + "\n".join(lines)
+
+
 def select_prompt(
-    taxonomy: Taxonomy, path: NodePath, comment: str, *, max_paths: int, reasoning: bool, few_shot: bool = False
+    taxonomy: Taxonomy, path: NodePath, comment: str, *, max_paths: int, reasoning: bool, few_shot: bool = False,
+    only: Sequence[str] | None = None, labelled: Sequence[tuple[str, Sequence[str]]] = (),
 ) -> Prompt:
-    """Ask which children of the node at `path` the comment is about (the `select` walk)."""
-    node = taxonomy.node(path)
-    topics = "\n".join(describe_node(c) for c in node.children)
-    examples = keyword_examples(node.children, reasoning=reasoning) if few_shot else ""
-    return _select_instructions(taxonomy, path, topics, comment, max_paths=max_paths, reasoning=reasoning,
-                                examples=examples)
+    """Ask which children of the node at `path` the comment is about (the `select` walk):
+    all of them, or `only` these; `labelled` comments like it go before it as examples."""
+    children = [c for c in taxonomy.node(path).children if only is None or c.name in only]
+    topics = "\n".join(describe_node(c) for c in children)
+    examples = keyword_examples(children, reasoning=reasoning) if few_shot else ""
+    prompt = _select_instructions(taxonomy, path, topics, comment, max_paths=max_paths, reasoning=reasoning,
+                                  examples=examples)
+    return replace(prompt, context=labelled_context(labelled))
 
 
 def flat_prompt(taxonomy: Taxonomy, comment: str, *, max_paths: int, reasoning: bool) -> Prompt:

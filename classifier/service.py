@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Sequence
 
 from .capabilities import CAPABILITIES, DEFAULT_CAPABILITIES, resolve, run_capabilities
 from .capabilities.base import RunContext
 from .llm.base import Processor
 from .settings import ClassifierSettings
 from .taxonomy import Taxonomy
+
+if TYPE_CHECKING:
+    from .gold.knowledge import Knowledge
 
 
 EMPTY_TEXT = "empty text"
@@ -43,6 +46,7 @@ class ClassificationService:
         taxonomies: Mapping[str, Taxonomy],
         settings: ClassifierSettings,
         default_taxonomy: str | None = None,
+        knowledge: Mapping[str, Knowledge] | None = None,
     ) -> None:
         if not taxonomies:
             raise ValueError("the service needs at least one taxonomy")
@@ -50,6 +54,8 @@ class ClassificationService:
         self.taxonomies = dict(taxonomies)
         self.settings = settings
         self.default_taxonomy = default_taxonomy or next(iter(self.taxonomies))
+        # Per taxonomy name, what its gold gives the walk; replaced whole when it is retrained.
+        self.knowledge: dict[str, Knowledge] = dict(knowledge or {})
 
     def taxonomy(self, name: str | None) -> Taxonomy:
         """The named taxonomy (the default when None); `UnknownTaxonomy` lists the loaded ones."""
@@ -107,6 +113,7 @@ class ClassificationService:
             taxonomy=taxonomy,
             processor=self.processor,
             settings=self.settings,
+            knowledge=self.knowledge.get(taxonomy.name),
         )
         outcomes = await run_capabilities(ctx, [j.capabilities for j in jobs])
         results = []

@@ -65,6 +65,12 @@ class ClassifierSettings:
     reasoning: bool = False
     few_shot: bool = False  # select: show example answers built from the children's keywords
     batch_size: int = 256  # most prompts sent in one processor call
+    # Where the taxonomy has gold (labelled comments, `classifier.gold`), the select walk reads it:
+    # how many of the nearest labelled comments each LLM question shows as examples, and who
+    # decides a node: "cascade" (the learned classifier where it is sure, the LLM elsewhere),
+    # "learned" (the learned classifier alone) or "llm" (the LLM, with the examples).
+    examples: int = 8
+    route: str = "cascade"
 
 
 @dataclass(frozen=True)

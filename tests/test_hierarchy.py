@@ -68,7 +68,8 @@ async def test_select_walks_several_paths_and_stops_at_leaves_and_none():
     # Content is a leaf and "none" stops text 2: nothing more is asked.
     assert [len(c.prompts) for c in proc.calls] == [3, 1, 1]
     assert found[0].node_results[("Delivery", "Pace")] == {  # no token log-probabilities from this processor
-        "is_relevant": True, "confidence": 3, "probability": None, "reasoning": "scripted", "excerpt": ""}
+        "is_relevant": True, "confidence": 3, "probability": None, "reasoning": "scripted", "excerpt": "",
+            "source": "llm"}
 
 
 async def test_equal_texts_get_separate_results_in_input_order():
@@ -147,7 +148,7 @@ async def test_per_node_policies(settings, answer, accepted):
     assert (("Content",) in found[0].accepted) == accepted
     if accepted:
         assert found[0].node_results[("Content",)] == {"is_relevant": True, "reasoning": "r", **answer,
-                                                       "probability": None}
+                                                       "probability": None, "source": "llm"}
 
 
 def test_unknown_strategy_is_refused():
@@ -177,7 +178,7 @@ async def test_score_node_results_carry_probability_and_the_confidence_made_from
     [result] = await walker(ScriptedProcessor(scored), strategy="score", min_probability=0.3).classify(
         ["The trainer rushed and the lunch was cold"], training())
     assert result.node_results[("Delivery",)] == {
-        "is_relevant": True, "confidence": 4, "probability": 0.6, "reasoning": "", "excerpt": ""}
+        "is_relevant": True, "confidence": 4, "probability": 0.6, "reasoning": "", "excerpt": "", "source": "llm"}
     assert result.node_results[("Delivery", "Pace")]["confidence"] == 5
     assert result.node_results[("Logistics", "Venue")]["confidence"] == 2
 
@@ -255,7 +256,7 @@ async def test_select_reads_each_picks_probability_and_applies_the_threshold(min
         ["The trainer rushed"], training())
     assert result.accepted == expected
     assert result.node_results[("Delivery",)] == {
-        "is_relevant": True, "confidence": 5, "probability": 0.8, "reasoning": "", "excerpt": ""}
+        "is_relevant": True, "confidence": 5, "probability": 0.8, "reasoning": "", "excerpt": "", "source": "llm"}
     assert result.node_results[("Delivery", "Pace")]["probability"] == 0.9
 
 
@@ -266,7 +267,7 @@ def per_node_with_tokens(prompt, schema):
 async def test_per_node_reports_the_probability_of_its_yes():
     [result] = await walker(ScriptedProcessor(per_node_with_tokens), strategy="per_node").classify(["x"], training())
     assert result.node_results[("Content",)] == {
-        "is_relevant": True, "confidence": 4, "reasoning": "r", "excerpt": "", "probability": 0.7}
+        "is_relevant": True, "confidence": 4, "reasoning": "r", "excerpt": "", "probability": 0.7, "source": "llm"}
 
 
 @pytest.mark.parametrize(("strategy", "answer"), [
@@ -278,6 +279,6 @@ async def test_node_results_have_the_same_keys_under_every_strategy(strategy, an
         ["The trainer rushed and the lunch was cold"], training())
     assert result.node_results, "something was accepted"
     for node in result.node_results.values():
-        assert set(node) == {"is_relevant", "confidence", "probability", "reasoning", "excerpt"}
+        assert set(node) == {"is_relevant", "confidence", "probability", "reasoning", "excerpt", "source"}
         assert node["is_relevant"] is True and node["confidence"] in range(1, 6)
         assert node["probability"] is None or 0.0 <= node["probability"] <= 1.0

@@ -203,7 +203,7 @@ async def test_walks_give_probabilities_and_accept_by_the_threshold(processor: L
     for result in loose:
         assert not result.errors, result.errors
         for node in result.node_results.values():
-            assert set(node) == {"is_relevant", "confidence", "probability", "reasoning", "excerpt"}
+            assert set(node) == {"is_relevant", "confidence", "probability", "reasoning", "excerpt", "source"}
             assert 0.0 <= node["probability"] <= 1.0 and node["confidence"] == min(5, 1 + int(node["probability"] * 5))
     if strategy != "select":  # select names what it likes; the one-letter forms score every child
         assert all(len([p for p in r.accepted if len(p) == 1]) == 2 for r in loose), "no threshold: max_paths pass"

@@ -78,7 +78,7 @@ async def test_every_capability_has_the_exact_wire_shape():
             "classification_paths": ["Training feedback>Delivery", "Training feedback>Delivery>Pace",
                                      "Training feedback>Logistics", "Training feedback>Logistics>Catering"],
             "node_results": {name: {"is_relevant": True, "confidence": 3, "probability": None, "reasoning": "scripted",
-                                    "excerpt": ""} for name in ("Delivery", "Pace", "Logistics", "Catering")},
+                                    "excerpt": "", "source": "llm"} for name in ("Delivery", "Pace", "Logistics", "Catering")},
         },
         "recommendations": {"has_recommendations": True, "probability": 0.9,
                             "recommendations": [decided(RECOMMENDATION, 0.9)]},

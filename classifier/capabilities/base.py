@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from pydantic import BaseModel, ValidationError
 
@@ -19,6 +19,9 @@ from ..llm.schema import answer_token_bound, schema_for
 from ..prompts import stem_prompt
 from ..settings import ClassifierSettings
 from ..taxonomy import NodePath, Taxonomy, format_path
+
+if TYPE_CHECKING:
+    from ..gold.knowledge import Knowledge
 
 
 @dataclass
@@ -47,6 +50,7 @@ class RunContext:
     processor: Processor
     settings: ClassifierSettings
     classifications: dict[int, TextClassification] = field(default_factory=dict)
+    knowledge: Knowledge | None = None  # the taxonomy's gold, where it has some
 
 
 class Capability(ABC):

@@ -16,8 +16,11 @@ class Classification(Capability):
         return {"classification_paths": [], "node_results": {}}
 
     async def run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
-        walker = HierarchicalClassifier(ctx.processor, ctx.settings)
-        found = await walker.classify([ctx.texts[i] for i in indices], ctx.taxonomy)
+        texts = [ctx.texts[i] for i in indices]
+        s, knowledge = ctx.settings, ctx.knowledge
+        guided = knowledge is not None and s.strategy == "select"  # the other walks do not read gold
+        guidance = await knowledge.guide(texts, examples=s.examples, route=s.route) if guided else None
+        found = await HierarchicalClassifier(ctx.processor, s, guidance).classify(texts, ctx.taxonomy)
         outcomes = {}
         for i, result in zip(indices, found):
             ctx.classifications[i] = result

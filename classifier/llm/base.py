@@ -20,16 +20,22 @@ class Prompt:
     comments and rendered first; `comment` is the text being classified, rendered last.
     A `question`, where given, follows the quoted comment in the same message: a small
     model answers a question it has just read far better than one asked before the
-    comment. Backends that must shorten a prompt only ever shorten `comment`.
+    comment. A `context`, where given, comes before the comment in its message: what is
+    known about this comment alone (labelled comments like it), so it never splits the
+    shared prefix. Backends that must shorten a prompt only ever shorten `comment`.
     """
 
     instructions: str
     comment: str
     question: str = ""
+    context: str = ""
 
     def messages(self) -> list[dict[str, str]]:
-        """OpenAI-style chat messages: the shared part as system, the comment (then the question) as user."""
+        """OpenAI-style chat messages: the shared part as system; the context, the comment (then
+        the question) as user."""
         user = f'Comment: "{self.comment}"\n\n{self.question}' if self.question else self.comment
+        if self.context:
+            user = f"{self.context}\n\nThe comment to analyse:\n{user}"
         return [
             {"role": "system", "content": self.instructions},
             {"role": "user", "content": user},

