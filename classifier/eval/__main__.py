@@ -36,7 +36,9 @@ from .calibrate import (
 )  # fmt: skip
 from .chart import render_chart, render_reliability
 from .flags import FLAGGED, fit_flags, flag_lines, flag_section, redecided
+from ..gold.knowledge import Knowledge
 from .gold import LOADERS, PARTS, Example, excluding, part, sample
+from .learning import draw_gold, gold_knowledge, gold_options
 from .report import Report, build_report, format_table
 
 
@@ -68,6 +70,7 @@ from .report import Report, build_report, format_table
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Report JSON.")
 @click.option("--chart", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="PNG of F1 per level and calls per text (default: --out with .png).")
+@gold_options
 @engine_options
 def main(
     data: tuple[Path, ...], kind: tuple[str, ...], size: tuple[int, ...], seed: int, exclude_sample: int, exclude_seed: int, min_node_observations: int,
@@ -75,6 +78,7 @@ def main(
     out: Path | None, chart: Path | None, **options: Any,
 ) -> None:
     settings = build_settings(options)
+    gold = {key: options.pop(key) for key in ("gold_path", "gold_kind", "gold_size", "gold_seed", "sure_precision")}
     try:
         names = resolve(c.strip() for c in capabilities.split(",") if c.strip())
     except UnknownCapability as exc:
@@ -82,7 +86,7 @@ def main(
     flagged = [name for name in names if name in FLAGGED]
     if fit_path and flagged:  # fit the decisions on raw probabilities; no text passes, no details are asked
         undecided = {name: FlagCalibration(math.inf) for name in flagged}
-        return _fit_flags(data, kind, size, seed, exclude_sample, exclude_seed, part_name, fit_path, names, flagged,
+        return _fit_flags(data, kind, size, seed, exclude_sample, exclude_seed, part_name, gold, fit_path, names, flagged,
                           replace(settings.classifier, flags=undecided), settings.engine, options["config"], label, out)
     calibrating = fit_path or check_path
     if calibrating and settings.classifier.strategy not in PROBABILITY_STRATEGIES:
@@ -98,7 +102,7 @@ def main(
     label = label or settings.classifier.strategy + (" (every node scored)" if calibrating else "")
     run_settings = exhaustive(settings.classifier) if calibrating else settings.classifier
     report, run, examples, taxonomy, meta = _run(data, kind, size, seed, exclude_sample, exclude_seed, part_name,
-                                                 names, run_settings, engine, config, label)
+                                                 gold, names, run_settings, engine, config, label)
     if calibrating:
         report["calibration"] = _calibration(examples, run.predictions, taxonomy, settings.classifier,
                                              fit_path or check_path, checked, meta, min_node_observations)
@@ -111,10 +115,12 @@ def main(
 
 def _run(
     data: Sequence[Path], kind: Sequence[str], size: Sequence[int], seed: int, exclude_sample: int, exclude_seed: int,
-    part_name: str, names: list[str], settings: ClassifierSettings, engine: EngineSettings, config: Path, label: str,
+    part_name: str, gold: dict[str, Any], names: list[str], settings: ClassifierSettings, engine: EngineSettings,
+    config: Path, label: str,
 ) -> tuple[Report, harness.Run, list[Example], Taxonomy, dict[str, Any]]:
     """Load and sample the data (each file on its own), check it against the taxonomy, run it
-    through the service: the report, the run, the examples in order, the taxonomy, the meta."""
+    through the service (with `gold`'s draw as the taxonomy's gold): the report, the run, the examples in order,
+    the taxonomy, the meta."""
     if len(kind) not in (1, len(data)) or len(size) not in (1, len(data)):
         raise click.UsageError("give --kind and --sample once, or once per --data")
     files = [(path, kind[k % len(kind)], size[k % len(size)]) for k, path in enumerate(data)]
@@ -122,8 +128,9 @@ def _run(
         taxonomy = load_taxonomy(config)
     except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
-    examples = [e for path, loader, n in files
-                for e in part(sample(excluding(LOADERS[loader](path), exclude_sample, exclude_seed), n, seed), part_name)]
+    sampled = [(loader, sample(excluding(LOADERS[loader](path), exclude_sample, exclude_seed), n, seed))
+               for path, loader, n in files]
+    examples = [e for _, drawn in sampled for e in part(drawn, part_name)]
     if not examples:
         raise click.BadParameter("the files hold no labelled rows", param_hint="--data")
     unknown = sorted({format_path(None, s) for e in examples for s in e.stems if not taxonomy.is_complete_stem(s)})
@@ -141,8 +148,14 @@ def _run(
         "capabilities": names,
         "settings": settings_record(settings, engine),
     }
+    knowledge = None
+    if gold["gold_path"]:
+        drawn_gold = draw_gold(gold["gold_path"], gold["gold_kind"] or kind[0], gold["gold_size"], gold["gold_seed"],
+                               [e for _, drawn in sampled for e in drawn])
+        knowledge, meta["gold"] = gold_knowledge(drawn_gold, taxonomy, settings, gold["sure_precision"])
+        meta["gold"].update(path=str(gold["gold_path"]), seed=gold["gold_seed"])
     try:
-        report, run = asyncio.run(_evaluate(engine, settings, taxonomy, examples, names, meta))
+        report, run = asyncio.run(_evaluate(engine, settings, taxonomy, examples, names, meta, knowledge))
     except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
     return report, run, examples, taxonomy, meta
@@ -158,12 +171,12 @@ def _write(report: Report, out: Path | None) -> None:
 
 def _fit_flags(
     data: Sequence[Path], kind: Sequence[str], size: Sequence[int], seed: int, exclude_sample: int, exclude_seed: int,
-    part_name: str, path: Path, names: list[str], flagged: list[str], settings: ClassifierSettings,
+    part_name: str, gold: dict[str, Any], path: Path, names: list[str], flagged: list[str], settings: ClassifierSettings,
     engine: EngineSettings, config: Path, label: str | None, out: Path | None,
 ) -> None:
     """Fit the decisions of the `flagged` capabilities on this run and write them into `path`
     (its other sections, if the file exists, are kept)."""
-    report, run, examples, _, meta = _run(data, kind, size, seed, exclude_sample, exclude_seed, part_name, names,
+    report, run, examples, _, meta = _run(data, kind, size, seed, exclude_sample, exclude_seed, part_name, gold, names,
                                           settings, engine, config, label or "decisions, raw probabilities")
     source = (f"{', '.join(f'{Path(d).name} sample {n}' for d, n in zip(data, size * len(data)))} seed {seed} "
               f"part {part_name}, model {meta.get('model', '?')}")
@@ -230,14 +243,15 @@ def _calibration(
 
 async def _evaluate(
     engine: EngineSettings, settings: ClassifierSettings, taxonomy: Taxonomy, examples: list[Example],
-    names: list[str], meta: dict[str, Any],
+    names: list[str], meta: dict[str, Any], knowledge: Knowledge | None = None,
 ) -> tuple[Report, harness.Run]:
     """Start the backend, run the sample through the service once, close the backend."""
     pool = ProcessorPool(engine)
     await pool.start()
     try:
         processor = pool.processor
-        service = ClassificationService(processor, {taxonomy.name: taxonomy}, settings)
+        service = ClassificationService(processor, {taxonomy.name: taxonomy}, settings,
+                                        knowledge={taxonomy.name: knowledge} if knowledge else None)
         reader: CounterReader = (
             server_reader(engine.server_urls) if engine.backend == "vllm-server" else usage_reader(processor.usage)
         )

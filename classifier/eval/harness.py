@@ -29,6 +29,7 @@ class Prediction:
     classified: bool = True  # the result carries a classification (else only an error)
     probabilities: dict[NodePath, float] = field(default_factory=dict)  # accepted nodes, where the strategy gives them
     flags: dict[str, FlagAnswer] = field(default_factory=dict)  # alerts, recommendations, trend, where asked
+    sources: dict[NodePath, str] = field(default_factory=dict)  # accepted nodes: what decided each (llm, learned)
 
     @property
     def stems(self) -> frozenset[NodePath]:
@@ -51,6 +52,8 @@ def read_prediction(result: dict[str, Any], taxonomy: Taxonomy) -> Prediction:
     answers = classification.get("node_results", {}) if classification else {}
     probabilities = {path: answers[key]["probability"] for path, key in node_keys(paths).items()
                      if answers.get(key, {}).get("probability") is not None}
+    sources = {path: answers[key]["source"] for path, key in node_keys(paths).items()
+               if answers.get(key, {}).get("source")}
     polarities = result.get("stem_polarity", {})
     polarity = {
         stem: polarities.get(format_path(None, stem), {}).get("polarity")
@@ -58,7 +61,7 @@ def read_prediction(result: dict[str, Any], taxonomy: Taxonomy) -> Prediction:
         if taxonomy.is_complete_stem(stem)
     }
     return Prediction(paths, polarity, result.get("error"), bool(result.get("truncated")), classification is not None,
-                      probabilities, read_flags(result))
+                      probabilities, read_flags(result), sources)
 
 
 PROGRESS_CHUNK = 16  # texts per service call; all calls run at once, so the engine batches them together

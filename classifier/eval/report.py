@@ -13,6 +13,7 @@ from ..taxonomy import Taxonomy, format_path
 from .flags import flag_lines, flag_section
 from .gold import Example
 from .harness import Run
+from .learning import decided_shares
 from .metrics import (
     PathSet, exact_path_accuracy, hierarchical_scores, level_scores, majority_stems, polarity_accuracy,
 )  # fmt: skip
@@ -51,6 +52,7 @@ def build_report(examples: Sequence[Example], run: Run, taxonomy: Taxonomy, meta
             "seconds": run.seconds,
             "usage": asdict(run.usage),
         },
+        "decided": decided_shares([p.sources for p in predictions]),
         "error_share": sum(p.error is not None for p in predictions) / n,
         "truncation_share": sum(p.truncated for p in predictions) / n,
         "prefix_cache": (
@@ -103,6 +105,10 @@ def format_table(report: Report) -> str:
         f"completion tokens/text {cost['completion_tokens_per_text']:.1f}, texts/s {cost['texts_per_second']:.2f} "
         f"({cost['seconds']:.1f} s)"
     )
+    if report.get("gold"):
+        gold, decided = report["gold"], report.get("decided") or {}
+        lines.append(f"gold {gold['size']} comments, route {gold['route']}, {gold['examples']} examples per question; "
+                     f"accepted nodes decided by " + ", ".join(f"{k} {v:.0%}" for k, v in decided.items()))
     lines.append(f"errors {report['error_share']:.1%} of texts, truncations {report['truncation_share']:.1%}")
     if report.get("calibration"):
         lines.extend(_calibration_lines(report["calibration"]))

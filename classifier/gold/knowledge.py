@@ -16,10 +16,9 @@ from typing import Sequence
 import numpy as np
 
 from ..taxonomy import NodePath, Taxonomy
+from . import ROUTES
 from .embedder import Embedder
-from .learned import LearnedModel
-
-ROUTES = ("llm", "learned", "cascade")
+from .learned import SURE_PRECISION, LearnedModel, train
 
 
 def normalized(text: str) -> str:
@@ -80,18 +79,33 @@ class Guidance:
 
     def split(self, i: int, path: NodePath, children: Sequence[str]) -> tuple[list[tuple[NodePath, float]], list[str]]:
         """At `path` for comment i: the children the learned classifier accepts alone, with
-        their probabilities, and the children left to the LLM (all of them without a model)."""
+        their probabilities, and the candidates left to the LLM. The learned route decides
+        every node; the cascade decides a node's children alone only when it is sure of each
+        (and has a model for each), else the LLM chooses among those it is not sure are wrong."""
         if self.rows is None or self.model is None:
             return [], list(children)
-        row, accepted, left = self.rows[i], [], []
+        row, accepted, candidates, unsure = self.rows[i], [], [], False
         for name in children:
             child = path + (name,)
             p, levels = row.get(child), self.model.thresholds(child)
             if self.route == "learned":
                 if p is not None and p >= levels.accept:
                     accepted.append((child, p))
-            elif p is not None and p >= levels.sure_yes:
+                continue
+            if p is not None and p >= levels.sure_yes:
                 accepted.append((child, p))
             elif p is None or p > levels.sure_no:
-                left.append(name)
-        return accepted, left
+                unsure = True
+            if p is None or p > levels.sure_no:
+                candidates.append(name)
+        return ([], candidates) if unsure else (sorted(accepted, key=lambda pair: -pair[1]), [])
+
+
+def build_knowledge(taxonomy: Taxonomy, texts: Sequence[str], stems: Sequence[frozenset[NodePath]],
+                    embedder: Embedder, version: str, *, learn: bool = True,
+                    precision: float = SURE_PRECISION) -> Knowledge:
+    """Embed the gold and (with `learn`) train the learned model on it: what a taxonomy's gold
+    gives the walk. Blocking (seconds for thousands of comments): call it in a thread."""
+    vectors = embedder.embed(texts)
+    model = train(vectors, stems, taxonomy, version, precision) if learn and texts else None
+    return Knowledge(taxonomy, list(texts), list(stems), vectors, embedder, model)

@@ -25,6 +25,7 @@ from ..taxonomy import NodePath, Taxonomy
 
 MIN_EXAMPLES = 3  # fewest positives and negatives a node needs for a model of its own
 FOLDS = 5
+SURE_PRECISION = 0.95  # how often the learned classifier's lone decisions were right on held-back gold
 GRID = np.round(np.arange(0.02, 1.0, 0.02), 2)
 
 
@@ -93,11 +94,14 @@ def fit_levels(predicted: Sequence[dict[NodePath, float]], stems: Sequence[froze
                precision: float) -> dict[int, LevelThresholds]:
     """Per level, from held-back predictions: the best-F1 threshold, the lowest threshold whose
     acceptances are right at least `precision` of the time, and the highest whose rejections
-    are right at least `precision` of the time (none where no threshold reaches it)."""
+    are right at least `precision` of the time (none where no threshold reaches it). A node is
+    judged only on comments whose gold passes through its parent: the walk asks about a node
+    only there, and elsewhere its easy negatives would make any threshold look sure."""
     by_level: dict[int, list[tuple[float, int]]] = defaultdict(list)
     for row, gold in zip(predicted, stems):
         for path, p in row.items():
-            by_level[len(path)].append((p, int(any(stem[: len(path)] == path for stem in gold))))
+            if any(stem[: len(path) - 1] == path[:-1] for stem in gold):
+                by_level[len(path)].append((p, int(any(stem[: len(path)] == path for stem in gold))))
     levels = {}
     for level, pairs in by_level.items():
         p, y = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
@@ -111,7 +115,7 @@ def fit_levels(predicted: Sequence[dict[NodePath, float]], stems: Sequence[froze
 
 
 def train(vectors: np.ndarray, stems: Sequence[frozenset[NodePath]], taxonomy: Taxonomy, taxonomy_version: str,
-          precision: float = 0.95) -> LearnedModel:
+          precision: float = SURE_PRECISION) -> LearnedModel:
     """Models on all the gold, thresholds fitted on out-of-fold predictions of it."""
     levels = fit_levels(out_of_fold(vectors, stems, taxonomy), stems, precision) if len(stems) >= 2 * FOLDS else {}
     return LearnedModel(taxonomy_version, fit_nodes(vectors, stems, taxonomy), levels, gold_count=len(stems))
