@@ -178,6 +178,8 @@ def _is_loopback(host: str) -> bool:
         help="Job lines one API key may have waiting; past it new batches get 429.")
 @option("--retention-days", type=click.FloatRange(0.001), default=JobSettings.retention_days,
         help="Ended batches (lines, outputs) and uploaded files are deleted after this many days.")
+@option("--retrain-after", type=click.IntRange(1), default=JobSettings.retrain_after,
+        help="Gold labels (POST /v1/labels) added or changed before the learned classifier is retrained.")
 def main(**options: Any) -> None:
     """Serve the classifier over HTTP, and work classification jobs."""
     if options["jobs_only"] and options["no_jobs"]:
@@ -207,6 +209,7 @@ def main(**options: Any) -> None:
         webhook_secret=options["webhook_secret"], webhook_allow=tuple(options["webhook_allow"]),
         webhook_attempts=options["webhook_attempts"], webhook_backoff=options["webhook_backoff"],
         max_queued_lines=options["max_queued_lines"], retention_days=options["retention_days"],
+        retrain_after=options["retrain_after"],
     )  # fmt: skip
     settings = replace(build_settings(options, server), jobs=jobs)
     try:

@@ -14,6 +14,9 @@ from typing import Any, AsyncIterator, Mapping
 from fastapi import FastAPI
 
 from ..batching import RequestBatcher
+from ..gold.embedder import Embedder
+from ..gold.store import GoldStore
+from ..gold.training import Learning
 from ..jobs.store import JobStore
 from ..jobs.worker import JobWorker
 from ..llm.base import Processor
@@ -23,6 +26,8 @@ from ..taxonomy import Taxonomy
 from . import errors
 from .api_router import router
 from .jobs_router import router as jobs_router
+from .labels_router import router as labels_router
+from .labels_serving import LabelsServing
 from .jobs_serving import JobsServing
 from .metrics import Metrics
 from .middleware import BearerAuth, BodyLimit, RequestMetrics
@@ -63,6 +68,11 @@ async def _jobs(app: FastAPI, settings: Settings, metrics: Metrics) -> AsyncIter
     store = await asyncio.to_thread(JobStore, settings.jobs.url, settings.jobs.data_dir)
     app.state.jobs = jobs = JobsServing(store, app.state.serving, settings.jobs)
     metrics.watch_jobs(store)
+    learning = Learning(GoldStore(store.engine), app.state.serving.service.taxonomies,
+                        app.state.serving.service.knowledge, Embedder(settings.engine.cache_dir),
+                        settings.jobs.data_dir / "learned", settings.jobs.retrain_after)
+    app.state.labels = LabelsServing(learning.store, app.state.serving.service, learning)
+    loading = asyncio.create_task(learning.start())  # the gold is read while the server already answers
     worker, running = None, None
     if settings.jobs.enabled:
         worker = JobWorker(store, jobs.classify_line, settings.jobs, metrics.chunk_latency.observe)
@@ -76,6 +86,9 @@ async def _jobs(app: FastAPI, settings: Settings, metrics: Metrics) -> AsyncIter
                 await asyncio.wait_for(running, settings.server.drain_timeout)
             except TimeoutError:
                 pass  # wait_for cancelled it: its chunk was given back
+        loading.cancel()
+        await asyncio.gather(loading, return_exceptions=True)
+        await learning.close()
         await asyncio.to_thread(store.close)
 
 
@@ -124,6 +137,7 @@ def create_app(
     app.include_router(router)
     if settings.jobs is not None:
         app.include_router(jobs_router)
+        app.include_router(labels_router)
     errors.install(app)
     # The request limit, but never more than the largest request the text limits admit.
     largest = limits.max_texts * limits.max_text_chars * JSON_BYTES_PER_CHAR + BODY_OVERHEAD

@@ -68,7 +68,7 @@ class JobStore(FileStore):
         metadata.create_all(self.engine)
         with self.engine.begin() as db:
             found = db.scalar(select(func.max(meta.c.version)))
-            if found is None:
+            if found is None or found < SCHEMA_VERSION:  # create_all added the new tables
                 db.execute(insert(meta).values(version=SCHEMA_VERSION))
             elif found > SCHEMA_VERSION:
                 raise RuntimeError(f"the jobs database has schema {found}; this version knows {SCHEMA_VERSION}: upgrade")

@@ -1,0 +1,154 @@
+"""`python -m classifier.gold`: a taxonomy's labelled comments (gold) in the jobs database.
+
+    .venv/bin/python -m classifier.gold import labels.csv --config configs/restaurants.json
+    .venv/bin/python -m classifier.gold import export.json --kind label-studio --config configs/restaurants.json
+    .venv/bin/python -m classifier.gold list --config configs/restaurants.json
+    .venv/bin/python -m classifier.gold train --config configs/restaurants.json
+    .venv/bin/python -m classifier.gold label-config --config configs/restaurants.json > config.xml
+    .venv/bin/python -m classifier.gold tasks output.jsonl --config configs/restaurants.json --out tasks.json
+
+The database is the server's (`--data-dir`, or `--database-url` for PostgreSQL), so a
+server started on it finds the gold and the model trained here.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..cli import stack
+from ..eval.gold import LOADERS
+from ..jobs.store import JobStore
+from ..settings import DEFAULT_CACHE_DIR, JobSettings
+from ..taxonomy import Taxonomy, TaxonomyError, load_taxonomy
+from .embedder import Embedder, EmbedderMissing
+from .label_studio import LabelStudioError, labelling_config, read_export, tasks_from_results
+from .labels import Label, LabelError, read_csv, to_wire
+from .store import GoldStore, usable
+from .training import load_saved, model_path, train_saved
+
+IMPORT_KINDS = ("paths", "label-studio", *sorted(LOADERS))
+CLI_OWNER = "cli"
+
+where = stack(
+    click.option("--config", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                 help="The taxonomy file the labels belong to."),
+    click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=JobSettings.data_dir,
+                 envvar="CLASSIFIER_DATA_DIR", show_default=True, help="The server's --data-dir."),
+    click.option("--database-url", default=None, envvar="CLASSIFIER_DATABASE_URL", help="The server's --database-url."),
+)
+
+
+def _open(config: Path, data_dir: Path, database_url: str | None) -> tuple[Taxonomy, GoldStore]:
+    try:
+        taxonomy = load_taxonomy(config)
+    except TaxonomyError as exc:
+        raise click.ClickException(str(exc)) from None
+    jobs = JobSettings(data_dir=data_dir, database_url=database_url)
+    return taxonomy, GoldStore(JobStore(jobs.url, data_dir).engine)
+
+
+@click.group()
+def main() -> None:
+    """Labelled comments per taxonomy: import, list, delete, train, Label Studio."""
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--kind", type=click.Choice(IMPORT_KINDS), default="paths", show_default=True,
+              help="paths: a CSV of text and |-joined > paths; label-studio: its JSON export; others: the eval files.")
+@where
+def import_(file: Path, kind: str, **where_: Any) -> None:
+    """Store FILE's labels as gold (a text labelled before gets the new label)."""
+    taxonomy, store = _open(**where_)
+    try:
+        labels = _read(file, kind, taxonomy)
+        added, replaced = store.put(taxonomy.name, labels, source="label_studio" if kind == "label-studio" else "import",
+                                    owner=CLI_OWNER)
+    except (LabelError, LabelStudioError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"taxonomy {taxonomy.name}: {added} labels added, {replaced} replaced")
+
+
+def _read(file: Path, kind: str, taxonomy: Taxonomy) -> list[Label]:
+    if kind == "paths":
+        return read_csv(file, taxonomy)
+    if kind == "label-studio":
+        return read_export(json.loads(file.read_text(encoding="utf-8")), taxonomy)
+    examples = LOADERS[kind](file)
+    labels = [Label(e.text, e.stems, dict(e.polarity)) for e in examples]
+    missing = sorted({">".join(s) for l in labels for s in l.stems if not taxonomy.is_complete_stem(s)})
+    if missing:
+        raise LabelError(f"label path {missing[0]!r} is not a complete stem of taxonomy {taxonomy.name!r}")
+    return labels
+
+
+@main.command("list")
+@click.option("--limit", default=20, show_default=True)
+@where
+def list_(limit: int, **where_: Any) -> None:
+    """How many labels the taxonomy has, and the first LIMIT as JSON lines."""
+    taxonomy, store = _open(**where_)
+    stored = store.labels(taxonomy.name)
+    click.echo(f"taxonomy {taxonomy.name}: {len(stored)} labels", err=True)
+    for item in stored[:limit]:
+        click.echo(json.dumps({**to_wire(item.label, taxonomy), "source": item.source}, ensure_ascii=False))
+
+
+@main.command()
+@click.argument("label_id")
+@where
+def delete(label_id: str, **where_: Any) -> None:
+    """Delete one label by its id (as `list` shows it)."""
+    taxonomy, store = _open(**where_)
+    if not store.delete(taxonomy.name, label_id):
+        raise click.ClickException(f"no label {label_id!r} in taxonomy {taxonomy.name!r}")
+    click.echo(f"deleted {label_id}")
+
+
+@main.command()
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE_DIR)
+@where
+def train(cache_dir: Path, **where_: Any) -> None:
+    """Train the taxonomy's learned classifier on its gold now (a server reads it at start)."""
+    taxonomy, store = _open(**where_)
+    labels = usable(store.labels(taxonomy.name), taxonomy)
+    if not labels:
+        raise click.ClickException(f"taxonomy {taxonomy.name!r} has no labels: import some first")
+    path = model_path(where_["data_dir"] / "learned", taxonomy)
+    saved = load_saved(path, taxonomy)
+    try:
+        knowledge, _ = train_saved(labels, taxonomy, Embedder(cache_dir), path, saved.vectors if saved else {})
+    except EmbedderMissing as exc:
+        raise click.ClickException(str(exc)) from None
+    modelled = len(knowledge.model.models) if knowledge.model else 0
+    click.echo(f"taxonomy {taxonomy.name}: trained on {len(labels)} labels, {modelled} nodes modelled: {path}")
+
+
+@main.command("label-config")
+@click.option("--config", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def label_config(config: Path) -> None:
+    """Label Studio's labelling config for the taxonomy (a Taxonomy control over the text)."""
+    click.echo(labelling_config(load_taxonomy(config)))
+
+
+@main.command()
+@click.argument("results", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--config", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--model-version", default="classifier", show_default=True)
+def tasks(results: Path, config: Path, out: Path, model_version: str) -> None:
+    """Label Studio tasks with pre-annotations from RESULTS: a job's output file (JSONL) or a
+    batch_classify JSON output."""
+    try:
+        made = tasks_from_results(results.read_text(encoding="utf-8"), load_taxonomy(config), model_version)
+    except LabelStudioError as exc:
+        raise click.ClickException(str(exc)) from None
+    out.write_text(json.dumps(made, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    click.echo(f"{len(made)} tasks: {out}")
+
+
+if __name__ == "__main__":
+    main()
