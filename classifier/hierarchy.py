@@ -91,7 +91,8 @@ def reported(probability: float | None) -> dict[str, Any]:
 def node_result(probability: float | None, reasoning: str = "", excerpt: str = "", source: str = "llm",
                 ) -> dict[str, Any]:
     """An accepted node with the keys every strategy reports; `source` says what decided it:
-    the LLM, or the classifier learned from the taxonomy's gold (`gold.knowledge`)."""
+    the LLM, the classifier learned from the taxonomy's gold, or the gold itself (a comment
+    labelled already; `gold.knowledge`)."""
     return {"is_relevant": True, **reported(probability), "reasoning": reasoning, "excerpt": excerpt,
             "source": source}
 
@@ -109,17 +110,23 @@ class HierarchicalClassifier:
     async def classify(self, texts: Sequence[str], taxonomy: Taxonomy) -> list[TextClassification]:
         """One `TextClassification` per text, in order."""
         results = [TextClassification() for _ in texts]
+        twins = self.guidance.twins if self.guidance else {}
+        for i, stems in twins.items():  # labelled already: the label is the answer
+            for path in {stem[:depth] for stem in stems for depth in range(1, len(stem) + 1)}:
+                results[i].accepted.append(path)
+                results[i].node_results[path] = node_result(1.0, source="gold")
         if self.settings.strategy == "flat":
             await self._flat(taxonomy, texts, results)
         else:
-            await self._walk(taxonomy, texts, results)
+            await self._walk(taxonomy, texts, results, [i for i in range(len(texts)) if i not in twins])
         for result in results:
             result.accepted = taxonomy.in_file_order(set(result.accepted))
         return results
 
-    async def _walk(self, taxonomy: Taxonomy, texts: Sequence[str], results: list[TextClassification]) -> None:
+    async def _walk(self, taxonomy: Taxonomy, texts: Sequence[str], results: list[TextClassification],
+                    walking: list[int]) -> None:
         """Level by level: every group of texts standing on one node is asked about its children."""
-        frontier: dict[NodePath, list[int]] = {(): list(range(len(texts)))}
+        frontier: dict[NodePath, list[int]] = {(): walking} if walking else {}
         walk = {"select": self._select_group, "per_node": self._per_node_group,
                 "score": self._score_group}[self.settings.strategy]
         while frontier:

@@ -70,7 +70,7 @@ class ClassifierSettings:
     # decides a node: "cascade" (the learned classifier where it is sure, the LLM elsewhere),
     # "learned" (the learned classifier alone) or "llm" (the LLM, with the examples).
     examples: int = 8
-    route: str = "cascade"
+    route: str = "llm"
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,8 @@
 
 `Knowledge` holds the labelled comments of one taxonomy, their embeddings and the learned
 model trained on them. For a batch of comments it gives a `Guidance`: each comment's
-nearest labelled comments (never one with the comment's own text) and, with a model, its
+nearest labelled comments (never one with the comment's own text, whose label is the
+answer) and, with a model, its
 node probabilities. At each node of the walk the guidance says which children the learned
 classifier decides alone (`route` cascade: those it is sure of; learned: all), which are
 left to the LLM (its candidates), and which labelled comments the LLM sees as examples.
@@ -19,6 +20,8 @@ from ..taxonomy import NodePath, Taxonomy
 from . import ROUTES
 from .embedder import Embedder
 from .learned import SURE_PRECISION, LearnedModel, train
+
+NEAR_DUPLICATE = 0.97  # cosine similarity past which a labelled comment is taken for the same comment
 
 
 def normalized(text: str) -> str:
@@ -38,7 +41,9 @@ class Knowledge:
     model: LearnedModel | None = None
 
     async def guide(self, texts: Sequence[str], *, examples: int, route: str) -> "Guidance":
-        """Embed `texts` (in a thread) and look up what the gold says of each."""
+        """Embed `texts` (in a thread) and look up what the gold says of each: a comment labelled
+        already gets its label (a correction shows in the next answer); the others get examples
+        and probabilities."""
         vectors = await asyncio.to_thread(self.embedder.embed, texts)
         return self.guidance(texts, vectors, examples=examples, route=route)
 
@@ -53,8 +58,13 @@ class Knowledge:
             if (k := own.get(normalized(text))) is not None:
                 similarity[row, k] = -np.inf
         order = np.argsort(-similarity, axis=1, kind="stable")
+        twins = {row: self.stems[k] for row, text in enumerate(texts)
+                 if (k := own.get(normalized(text))) is not None}
+        for row, o in enumerate(order):  # or one that differs from it only by a character or two
+            if row not in twins and len(o) and similarity[row, o[0]] >= NEAR_DUPLICATE:
+                twins[row] = self.stems[o[0]]
         return Guidance(self, [list(o[np.isfinite(s[o])]) for o, s in zip(order, similarity)], rows, model,
-                        examples, route)
+                        examples, route, twins)
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,8 @@ class Guidance:
     model: LearnedModel | None
     examples: int  # how many labelled comments the LLM sees at each node
     route: str
+    # Comments labelled already (the same text, or one that differs by a character or two): their label.
+    twins: dict[int, frozenset[NodePath]]
 
     def labelled(self, i: int, path: NodePath, children: Sequence[str]) -> list[tuple[str, list[str]]]:
         """Up to `examples` gold comments nearest to comment i, with their answer among
