@@ -21,7 +21,7 @@ from . import ROUTES
 from .embedder import Embedder
 from .learned import SURE_PRECISION, LearnedModel, train
 
-NEAR_DUPLICATE = 0.97  # cosine similarity past which a labelled comment is taken for the same comment
+NEAR_DUPLICATE = 0.95  # cosine similarity past which a labelled comment is taken for the same comment
 
 
 def normalized(text: str) -> str:

@@ -81,7 +81,8 @@ class Learning:
 
     def __init__(self, store: GoldStore, taxonomies: Mapping[str, Taxonomy], knowledge: dict[str, Knowledge],
                  embedder: Embedder, models_dir: Path, retrain_after: int = RETRAIN_AFTER) -> None:
-        self.store, self.taxonomies, self.knowledge = store, taxonomies, knowledge
+        self.store, self.knowledge = store, knowledge
+        self.taxonomies = {taxonomy.name: taxonomy for taxonomy in taxonomies.values()}  # gold is kept by name
         self.embedder, self.models_dir, self.retrain_after = embedder, models_dir, retrain_after
         self.trained_at: dict[str, float] = {}
         self._training: dict[str, asyncio.Task] = {}
