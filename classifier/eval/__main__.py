@@ -99,7 +99,8 @@ def main(
     except CalibrationError as exc:
         raise click.BadParameter(str(exc), param_hint="--check-calibration") from None
     engine, config = settings.engine, options["config"]
-    label = label or settings.classifier.strategy + (" (every node scored)" if calibrating else "")
+    gold_label = f", {settings.classifier.route} + gold {gold['gold_size'] or 'all'}" if gold["gold_path"] else ""
+    label = label or settings.classifier.strategy + gold_label + (" (every node scored)" if calibrating else "")
     run_settings = exhaustive(settings.classifier) if calibrating else settings.classifier
     report, run, examples, taxonomy, meta = _run(data, kind, size, seed, exclude_sample, exclude_seed, part_name,
                                                  gold, names, run_settings, engine, config, label)

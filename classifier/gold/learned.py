@@ -10,6 +10,7 @@ a model was trained on.
 """
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections import defaultdict
@@ -93,8 +94,8 @@ def out_of_fold(vectors: np.ndarray, stems: Sequence[frozenset[NodePath]], taxon
 def fit_levels(predicted: Sequence[dict[NodePath, float]], stems: Sequence[frozenset[NodePath]],
                precision: float) -> dict[int, LevelThresholds]:
     """Per level, from held-back predictions: the best-F1 threshold, the lowest threshold whose
-    acceptances are right at least `precision` of the time, and the highest whose rejections
-    are right at least `precision` of the time (none where no threshold reaches it). A node is
+    acceptances are surely right at least `precision` of the time, and the highest whose
+    rejections are (none where no threshold reaches it: with little gold, none does). A node is
     judged only on comments whose gold passes through its parent: the walk asks about a node
     only there, and elsewhere its easy negatives would make any threshold look sure."""
     by_level: dict[int, list[tuple[float, int]]] = defaultdict(list)
@@ -106,12 +107,22 @@ def fit_levels(predicted: Sequence[dict[NodePath, float]], stems: Sequence[froze
     for level, pairs in by_level.items():
         p, y = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
         f1 = [2 * (y & (p >= t)).sum() / max(1, (p >= t).sum() + y.sum()) for t in GRID]
-        yes = [t for t in GRID if (p >= t).sum() and y[p >= t].mean() >= precision]
-        no = [t for t in GRID if (p <= t).sum() and 1 - y[p <= t].mean() >= precision]
+        yes = [t for t in GRID if surely(int(y[p >= t].sum()), int((p >= t).sum())) >= precision]
+        no = [t for t in GRID if surely(int((1 - y[p <= t]).sum()), int((p <= t).sum())) >= precision]
         levels[level] = LevelThresholds(accept=float(GRID[int(np.argmax(f1))]),
                                         sure_no=float(max(no)) if no else 0.0,
                                         sure_yes=float(min(yes)) if yes else 1.01)
     return levels
+
+
+def surely(right: int, decided: int, z: float = 1.645) -> float:
+    """The share of right decisions one can be 95% sure of (Wilson's lower bound): a threshold
+    that was right 5 times out of 5 is not trusted as one right 190 times out of 200."""
+    if not decided:
+        return 0.0
+    share = right / decided
+    spread = z * math.sqrt(share * (1 - share) / decided + z * z / (4 * decided * decided))
+    return (share + z * z / (2 * decided) - spread) / (1 + z * z / decided)
 
 
 def train(vectors: np.ndarray, stems: Sequence[frozenset[NodePath]], taxonomy: Taxonomy, taxonomy_version: str,
