@@ -101,7 +101,7 @@ def fit_levels(predicted: Sequence[dict[NodePath, float]], stems: Sequence[froze
     by_level: dict[int, list[tuple[float, int]]] = defaultdict(list)
     for row, gold in zip(predicted, stems):
         for path, p in row.items():
-            if any(stem[: len(path) - 1] == path[:-1] for stem in gold):
+            if len(path) == 1 or any(stem[: len(path) - 1] == path[:-1] for stem in gold):
                 by_level[len(path)].append((p, int(any(stem[: len(path)] == path for stem in gold))))
     levels = {}
     for level, pairs in by_level.items():
