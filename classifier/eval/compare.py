@@ -8,18 +8,22 @@ from pathlib import Path
 
 import click
 
-from .chart import render_chart
+from .chart import render_chart, render_tradeoff
 from .report import comparison_table
 
 
 @click.command()
 @click.argument("reports", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--chart", type=click.Path(dir_okay=False, path_type=Path), default=None, help="PNG to write.")
-def main(reports: tuple[Path, ...], chart: Path | None) -> None:
+@click.option("--tradeoff", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="PNG of texts/s against level-1 F1, one point per report.")
+def main(reports: tuple[Path, ...], chart: Path | None, tradeoff: Path | None) -> None:
     loaded = [json.loads(path.read_text(encoding="utf-8")) for path in reports]
     click.echo(comparison_table(loaded))
     if chart:
         click.echo(f"chart: {render_chart(loaded, chart)}")
+    if tradeoff:
+        click.echo(f"trade-off: {render_tradeoff(loaded, tradeoff)}")
 
 
 if __name__ == "__main__":
