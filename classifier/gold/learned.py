@@ -93,20 +93,22 @@ def out_of_fold(vectors: np.ndarray, stems: Sequence[frozenset[NodePath]], taxon
 
 def fit_levels(predicted: Sequence[dict[NodePath, float]], stems: Sequence[frozenset[NodePath]],
                precision: float) -> dict[int, LevelThresholds]:
-    """Per level, from held-back predictions: the best-F1 threshold, the lowest threshold whose
-    acceptances are surely right at least `precision` of the time, and the highest whose
-    rejections are (none where no threshold reaches it: with little gold, none does). A node is
-    judged only on comments whose gold passes through its parent: the walk asks about a node
-    only there, and elsewhere its easy negatives would make any threshold look sure."""
-    by_level: dict[int, list[tuple[float, int]]] = defaultdict(list)
+    """Per level, from held-back predictions: the best-F1 threshold (on every comment, as the
+    learned route meets them), the lowest threshold whose acceptances are surely right at least
+    `precision` of the time, and the highest whose rejections are (none where no threshold
+    reaches it: with little gold, none does). The sure thresholds are judged only on comments
+    whose gold passes through the node's parent: the cascade trusts them there, and elsewhere
+    a node's easy negatives would make any threshold look sure."""
+    every: dict[int, list[tuple[float, int, bool]]] = defaultdict(list)
     for row, gold in zip(predicted, stems):
         for path, p in row.items():
-            if len(path) == 1 or any(stem[: len(path) - 1] == path[:-1] for stem in gold):
-                by_level[len(path)].append((p, int(any(stem[: len(path)] == path for stem in gold))))
+            under_parent = len(path) == 1 or any(stem[: len(path) - 1] == path[:-1] for stem in gold)
+            every[len(path)].append((p, int(any(stem[: len(path)] == path for stem in gold)), under_parent))
     levels = {}
-    for level, pairs in by_level.items():
-        p, y = np.array([a for a, _ in pairs]), np.array([b for _, b in pairs])
+    for level, triples in every.items():
+        p, y, under = (np.array(column) for column in zip(*triples))
         f1 = [2 * (y & (p >= t)).sum() / max(1, (p >= t).sum() + y.sum()) for t in GRID]
+        p, y = p[under], y[under]
         yes = [t for t in GRID if surely(int(y[p >= t].sum()), int((p >= t).sum())) >= precision]
         no = [t for t in GRID if surely(int((1 - y[p <= t]).sum()), int((p <= t).sum())) >= precision]
         levels[level] = LevelThresholds(accept=float(GRID[int(np.argmax(f1))]),
