@@ -94,11 +94,13 @@ def out_of_fold(vectors: np.ndarray, stems: Sequence[frozenset[NodePath]], taxon
 def fit_levels(predicted: Sequence[dict[NodePath, float]], stems: Sequence[frozenset[NodePath]],
                precision: float) -> dict[int, LevelThresholds]:
     """Per level, from held-back predictions: the best-F1 threshold (on every comment, as the
-    learned route meets them), the lowest threshold whose acceptances are surely right at least
-    `precision` of the time, and the highest whose rejections are (none where no threshold
-    reaches it: with little gold, none does). The sure thresholds are judged only on comments
-    whose gold passes through the node's parent: the cascade trusts them there, and elsewhere
-    a node's easy negatives would make any threshold look sure."""
+    learned route meets them); the lowest threshold whose acceptances are surely right at least
+    `precision` of the time; and the highest below which surely no more than 1 - `precision` of
+    the right nodes fall (rejections are judged by the right answers they would lose, not by
+    how often they are right: most nodes are wrong for most comments, so that share says
+    nothing). None where no threshold reaches it: with little gold, none does. The sure
+    thresholds are judged only on comments whose gold passes through the node's parent, where
+    the cascade trusts them."""
     every: dict[int, list[tuple[float, int, bool]]] = defaultdict(list)
     for row, gold in zip(predicted, stems):
         for path, p in row.items():
@@ -110,7 +112,7 @@ def fit_levels(predicted: Sequence[dict[NodePath, float]], stems: Sequence[froze
         f1 = [2 * (y & (p >= t)).sum() / max(1, (p >= t).sum() + y.sum()) for t in GRID]
         p, y = p[under], y[under]
         yes = [t for t in GRID if surely(int(y[p >= t].sum()), int((p >= t).sum())) >= precision]
-        no = [t for t in GRID if surely(int((1 - y[p <= t]).sum()), int((p <= t).sum())) >= precision]
+        no = [t for t in GRID if surely(int(y[p > t].sum()), int(y.sum())) >= precision]
         levels[level] = LevelThresholds(accept=float(GRID[int(np.argmax(f1))]),
                                         sure_no=float(max(no)) if no else 0.0,
                                         sure_yes=float(min(yes)) if yes else 1.01)
