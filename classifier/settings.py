@@ -67,10 +67,11 @@ class ClassifierSettings:
     batch_size: int = 256  # most prompts sent in one processor call
     # Where the taxonomy has gold (labelled comments, `classifier.gold`), the select walk reads it:
     # how many of the nearest labelled comments each LLM question shows as examples, and who
-    # decides a node: "cascade" (the learned classifier where it is sure, the LLM elsewhere),
-    # "learned" (the learned classifier alone) or "llm" (the LLM, with the examples).
+    # decides a node: "cascade" (the learned classifier where it is sure, the LLM elsewhere; best
+    # level-1 F1 on the tune half, docs/eval-results.md section 10), "learned" (the learned
+    # classifier alone, no LLM call) or "llm" (the LLM, with the examples).
     examples: int = 8
-    route: str = "llm"
+    route: str = "cascade"
 
 
 @dataclass(frozen=True)
