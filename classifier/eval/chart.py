@@ -86,12 +86,12 @@ def render_tradeoff(reports: Sequence[Report], out: Path) -> Path:
     """Speed against quality, one point per run: texts/s (log scale) and level-1 micro F1, each
     point named by its run, the share of nodes the learned classifier decided beside it."""
     fig, axes = plt.subplots(figsize=(7, 4))
-    for report in reports:
+    for i, report in enumerate(reports):
         speed, f1 = report["cost"]["texts_per_second"], report["levels"][0]["micro"]["f1"]
         learned = (report.get("decided") or {}).get("learned")
         axes.scatter([speed], [f1], s=30)
         note = report.get("label", "run") + (f" ({learned:.0%} learned)" if learned is not None else "")
-        axes.annotate(note, (speed, f1), textcoords="offset points", xytext=(5, 4), fontsize=7)
+        axes.annotate(note, (speed, f1), textcoords="offset points", xytext=(6, 10 - 9 * (i % 3)), fontsize=7)
     axes.set_xscale("log")
     axes.set_xlabel("texts per second (log scale)")
     axes.set_ylabel("level-1 micro F1")
