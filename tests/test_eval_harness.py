@@ -17,7 +17,7 @@ SIZE, SEED = 30, 7
 REPORT_KEYS = {
     "label", "dataset", "taxonomy", "capabilities", "settings", "backend", "model", "texts", "levels", "hierarchical",
     "exact_path_accuracy", "baseline", "stem_polarity", "flags", "cost", "error_share", "truncation_share", "prefix_cache",
-    "per_text",
+    "per_text", "decided",
 }  # fmt: skip
 COST_KEYS = {
     "llm_calls_per_text", "prompt_tokens_per_text", "completion_tokens_per_text", "texts_per_second", "seconds",
@@ -42,6 +42,7 @@ def test_harness_reports_every_text_and_every_field(shared_data, tmp_path):
     assert report["texts"] == SIZE and report["backend"] == "local"
     assert report["capabilities"] == ["classification", "stem_polarity"]
     assert report["flags"] == {}, "no decided capability was asked"
+    assert set(report["decided"]) <= {"llm"}, "without gold the LLM decides every node"
     expected = sample(load_semeval(data), SIZE, SEED)
     assert [t["id"] for t in report["per_text"]] == [e.id for e in expected], "one result per text, in order"
     for text in report["per_text"]:
