@@ -251,7 +251,8 @@ async def test_decisions_carry_probabilities_and_only_comments_past_the_threshol
     assert (counting.choices, counting.schemas) == (8, 0), "one decision per text and capability, no details"
     probabilities = [r[key]["probability"] for r in undecided for key in ("alerts", "recommendations")]
     assert all(0.0 <= p <= 1.0 for p in probabilities)
-    threshold = sorted(probabilities)[len(probabilities) // 2]
+    ordered = sorted(probabilities)  # halfway between two probabilities: a rerun's last digits cannot cross it
+    threshold = (ordered[len(ordered) // 2 - 1] + ordered[len(ordered) // 2]) / 2
     decided, counting = await run(threshold)
     assert counting.schemas == sum(p >= threshold for p in probabilities) > 0, "details only past the threshold"
     for result in decided:
@@ -260,6 +261,32 @@ async def test_decisions_carry_probabilities_and_only_comments_past_the_threshol
                 assert result[key][flag] is bool(result[key][key]) is (result[key]["probability"] >= threshold)
             else:
                 assert key in result["error"]
+
+
+@pytest.mark.engine
+async def test_the_walk_shows_labelled_comments_to_the_engine(processor: LocalVLLMProcessor) -> None:
+    """Gold on the real engine: each question carries the nearest labelled comments, the answers
+    stay valid, and the comment labelled already is answered by its label without a question."""
+    from classifier.gold.embedder import Embedder
+    from classifier.gold.knowledge import build_knowledge
+
+    taxonomy = training()
+    gold = {"The trainer went far too fast.": {("Delivery", "Pace")}, "The sandwiches were stale.": {("Logistics", "Catering")},
+            "Nice weather today.": set()}
+    knowledge = build_knowledge(taxonomy, list(gold), [frozenset(s) for s in gold.values()], Embedder(), "test",
+                                learn=False)
+    texts = ["The trainer rushed through the slides.", "Lunch was cold.", "the sandwiches were  STALE."]
+    guidance = await knowledge.guide(texts, examples=2, route="llm")
+    counting = CountingProcessor(processor)
+    found = await HierarchicalClassifier(counting, ClassifierSettings(min_probability=0.0), guidance).classify(
+        texts, taxonomy)
+    assert all(not r.errors for r in found), [r.errors for r in found]
+    assert found[2].accepted == [("Logistics",), ("Logistics", "Catering")]
+    assert {n["source"] for n in found[2].node_results.values()} == {"gold"}
+    assert {n["source"] for r in found[:2] for n in r.node_results.values()} <= {"llm"}
+    assert counting.schemas >= 2  # the two new comments were asked; the labelled one was not
+    shown = guidance.labelled(0, (), [c.name for c in taxonomy.root.children])
+    assert shown[0] == ("The trainer went far too fast.", ["Delivery"])
 
 
 @pytest.mark.engine
@@ -310,28 +337,3 @@ async def test_engine_start_failure_is_backend_unavailable_with_the_reason(tmp_p
         await proc.start()
     assert not (await proc.health()).ok
 
-
-@pytest.mark.engine
-async def test_the_walk_shows_labelled_comments_to_the_engine(processor: LocalVLLMProcessor) -> None:
-    """Gold on the real engine: each question carries the nearest labelled comments, the answers
-    stay valid, and the comment labelled already is answered by its label without a question."""
-    from classifier.gold.embedder import Embedder
-    from classifier.gold.knowledge import build_knowledge
-
-    taxonomy = training()
-    gold = {"The trainer went far too fast.": {("Delivery", "Pace")}, "The sandwiches were stale.": {("Logistics", "Catering")},
-            "Nice weather today.": set()}
-    knowledge = build_knowledge(taxonomy, list(gold), [frozenset(s) for s in gold.values()], Embedder(), "test",
-                                learn=False)
-    texts = ["The trainer rushed through the slides.", "Lunch was cold.", "the sandwiches were  STALE."]
-    guidance = await knowledge.guide(texts, examples=2, route="llm")
-    counting = CountingProcessor(processor)
-    found = await HierarchicalClassifier(counting, ClassifierSettings(min_probability=0.0), guidance).classify(
-        texts, taxonomy)
-    assert all(not r.errors for r in found), [r.errors for r in found]
-    assert found[2].accepted == [("Logistics",), ("Logistics", "Catering")]
-    assert {n["source"] for n in found[2].node_results.values()} == {"gold"}
-    assert {n["source"] for r in found[:2] for n in r.node_results.values()} <= {"llm"}
-    assert counting.schemas >= 2  # the two new comments were asked; the labelled one was not
-    shown = guidance.labelled(0, (), [c.name for c in taxonomy.root.children])
-    assert shown[0] == ("The trainer went far too fast.", ["Delivery"])
