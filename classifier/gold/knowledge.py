@@ -84,8 +84,10 @@ class Guidance:
         """Up to `examples` gold comments nearest to comment i, with their answer among
         `children` of `path`; below the root, those about `path` come first."""
         stems, texts = self.knowledge.stems, self.knowledge.texts
-        about = [k for k in self.nearest[i] if any(s[: len(path)] == path for s in stems[k])] if path else []
-        picked = (about + [k for k in self.nearest[i] if k not in set(about)])[: self.examples]
+        nearest = self.nearest[i]
+        about = [k for k in nearest if any(s[: len(path)] == path for s in stems[k])][: self.examples] if path else []
+        chosen = set(about)
+        picked = (about + [k for k in nearest[: self.examples + len(about)] if k not in chosen])[: self.examples]
         return [(texts[k], [c for c in children if any(s[: len(path) + 1] == path + (c,) for s in stems[k])])
                 for k in picked]
 
