@@ -22,10 +22,10 @@ from ..cli import stack
 from ..eval.gold import LOADERS
 from ..jobs.store import JobStore
 from ..settings import DEFAULT_CACHE_DIR, JobSettings
-from ..taxonomy import Taxonomy, TaxonomyError, load_taxonomy
+from ..taxonomy import Taxonomy, TaxonomyError, format_path, load_taxonomy
 from .embedder import Embedder, EmbedderMissing
 from .label_studio import LabelStudioError, labelling_config, read_export, tasks_from_results
-from .labels import Label, LabelError, read_csv, to_wire
+from .labels import Label, LabelError, checked, read_csv, to_wire
 from .store import GoldStore, usable
 from .training import load_saved, model_path, train_saved
 
@@ -77,12 +77,8 @@ def _read(file: Path, kind: str, taxonomy: Taxonomy) -> list[Label]:
         return read_csv(file, taxonomy)
     if kind == "label-studio":
         return read_export(json.loads(file.read_text(encoding="utf-8")), taxonomy)
-    examples = LOADERS[kind](file)
-    labels = [Label(e.text, e.stems, dict(e.polarity)) for e in examples]
-    missing = sorted({">".join(s) for l in labels for s in l.stems if not taxonomy.is_complete_stem(s)})
-    if missing:
-        raise LabelError(f"label path {missing[0]!r} is not a complete stem of taxonomy {taxonomy.name!r}")
-    return labels
+    return [checked(taxonomy, e.text, [format_path(None, s) for s in e.stems],
+                    {format_path(None, s): p for s, p in e.polarity.items()}) for e in LOADERS[kind](file)]
 
 
 @main.command("list")

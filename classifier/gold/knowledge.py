@@ -19,7 +19,7 @@ import numpy as np
 from ..taxonomy import NodePath, Taxonomy
 from . import ROUTES
 from .embedder import Embedder
-from .learned import SURE_PRECISION, LearnedModel, train
+from .learned import MIN_EXAMPLES, SURE_PRECISION, LearnedModel, train
 
 NEAR_DUPLICATE = 0.95  # cosine similarity past which a labelled comment is taken for the same comment
 
@@ -53,13 +53,12 @@ class Knowledge:
         model = self.model if route != "llm" else None
         rows = model.probabilities(vectors) if model and len(vectors) else None
         own = {normalized(t): k for k, t in enumerate(self.texts)}
+        itself = {row: k for row, text in enumerate(texts) if (k := own.get(normalized(text))) is not None}
         similarity = vectors @ self.vectors.T if len(self.texts) else np.zeros((len(texts), 0))
-        for row, text in enumerate(texts):  # a comment never retrieves itself
-            if (k := own.get(normalized(text))) is not None:
-                similarity[row, k] = -np.inf
+        for row, k in itself.items():  # a comment never retrieves itself
+            similarity[row, k] = -np.inf
         order = np.argsort(-similarity, axis=1, kind="stable")
-        twins = {row: self.stems[k] for row, text in enumerate(texts)
-                 if (k := own.get(normalized(text))) is not None}
+        twins = {row: self.stems[k] for row, k in itself.items()}
         for row, o in enumerate(order):  # or one that differs from it only by a character or two
             if row not in twins and len(o) and similarity[row, o[0]] >= NEAR_DUPLICATE:
                 twins[row] = self.stems[o[0]]
@@ -120,6 +119,15 @@ def build_knowledge(taxonomy: Taxonomy, texts: Sequence[str], stems: Sequence[fr
                     precision: float = SURE_PRECISION) -> Knowledge:
     """Embed the gold and (with `learn`) train the learned model on it: what a taxonomy's gold
     gives the walk. Blocking (seconds for thousands of comments): call it in a thread."""
-    vectors = embedder.embed(texts)
-    model = train(vectors, stems, taxonomy, version, precision) if learn and texts else None
+    return learned_from(taxonomy, texts, stems, embedder.embed(texts), embedder, version, learn=learn,
+                        precision=precision)
+
+
+def learned_from(taxonomy: Taxonomy, texts: Sequence[str], stems: Sequence[frozenset[NodePath]], vectors: np.ndarray,
+                 embedder: Embedder, version: str, *, learn: bool = True,
+                 precision: float = SURE_PRECISION) -> Knowledge:
+    """Knowledge from embedded gold, the model trained on it where asked and there are at least
+    `MIN_EXAMPLES` labelled comments about some topic (else retrieval alone)."""
+    enough = learn and sum(bool(s) for s in stems) >= MIN_EXAMPLES
+    model = train(vectors, stems, taxonomy, version, precision) if enough else None
     return Knowledge(taxonomy, list(texts), list(stems), vectors, embedder, model)

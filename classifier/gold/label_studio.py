@@ -12,7 +12,8 @@ import json
 from typing import Any, Iterator
 from xml.sax.saxutils import quoteattr
 
-from ..taxonomy import Node, NodePath, Taxonomy, parse_stem
+from ..capabilities.classification import node_keys
+from ..taxonomy import Node, Taxonomy, parse_stem
 from .labels import Label, LabelError, checked
 
 FROM_NAME, TO_NAME = "topics", "text"
@@ -78,7 +79,8 @@ def tasks_from_results(content: str, taxonomy: Taxonomy, model_version: str) -> 
         found = result.get("classification_result") or {}
         paths = [parse_stem(p)[1:] for p in found.get("classification_paths", [])]  # drop the root or project name
         stems = [p for p in paths if taxonomy.is_complete_stem(p)]
-        scores = [_probability(found.get("node_results", {}), p) for p in paths]
+        answers = found.get("node_results", {})
+        scores = [answers.get(key, {}).get("probability") for key in node_keys(paths).values()]
         known = [s for s in scores if s is not None]
         score = min(known) if known else None
         value = {"from_name": FROM_NAME, "to_name": TO_NAME, "type": "taxonomy",
@@ -87,12 +89,6 @@ def tasks_from_results(content: str, taxonomy: Taxonomy, model_version: str) -> 
                       "predictions": [{"model_version": model_version, "score": score,
                                        "result": [{**value, "score": score}] if stems else []}]})
     return tasks
-
-
-def _probability(node_results: dict[str, Any], path: NodePath) -> float | None:
-    """A node's probability as node_results keys it (by name, or by stem where names repeat)."""
-    answer = node_results.get(path[-1]) or node_results.get(">".join(path)) or {}
-    return answer.get("probability")
 
 
 def read_export(export: Any, taxonomy: Taxonomy) -> list[Label]:

@@ -20,9 +20,9 @@ import numpy as np
 
 from ..taxonomy import Taxonomy
 from .embedder import Embedder
-from .knowledge import Knowledge
+from .knowledge import Knowledge, learned_from
 from .labels import Label, taxonomy_version, text_key
-from .learned import MIN_EXAMPLES, LearnedModel, train
+from .learned import LearnedModel
 from .store import GoldStore, usable
 
 logger = logging.getLogger(__name__)
@@ -64,16 +64,14 @@ def train_saved(labels: list[Label], taxonomy: Taxonomy, embedder: Embedder, pat
     fresh = [label for label in labels if label.key not in known]
     vectors = {**known, **dict(zip((l.key for l in fresh), embedder.embed([l.text for l in fresh])))}
     matrix = np.array([vectors[l.key] for l in labels], dtype=np.float32).reshape(len(labels), -1)
-    stems = [l.stems for l in labels]
-    enough = sum(bool(s) for s in stems) >= MIN_EXAMPLES
     version = taxonomy_version(taxonomy)
-    model = train(matrix, stems, taxonomy, version) if enough else None
-    saved = Saved(version, model, {l.key: vectors[l.key] for l in labels}, time.time())
+    knowledge = learned_from(taxonomy, [l.text for l in labels], [l.stems for l in labels], matrix, embedder, version)
+    saved = Saved(version, knowledge.model, {l.key: vectors[l.key] for l in labels}, time.time())
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     joblib.dump(saved, partial)
     partial.replace(path)
-    return Knowledge(taxonomy, [l.text for l in labels], stems, matrix, embedder, model), saved
+    return knowledge, saved
 
 
 class Learning:
