@@ -3,7 +3,9 @@
 It serves `/v1/models` and `/v1/chat/completions` from a thread on a free 127.0.0.1 port.
 A good answer echoes the user message as `{"echo": ...}` (valid under `ECHO_SCHEMA`), so a
 test sees which prompt each result came from; `answer=` replaces that with any function of
-the request body (a deterministic stand-in for a model). Faults, per chat request:
+the request body (a deterministic stand-in for a model). A choice request (vLLM's
+`structured_outputs.choice`) is answered by one of its options, with log-probabilities.
+Faults, per chat request:
 
 - `"500"`, `"503"`, `"429"`, `"400"`: that HTTP status with an OpenAI-style error body;
 - `"hang"`: no answer for `hang_seconds` (longer than any client timeout in the tests);
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import socket
 import threading
@@ -78,6 +81,28 @@ def schema_answer(body: dict[str, Any]) -> dict[str, Any]:
         raise AssertionError(f"no stand-in value for {schema}")
 
     return value(body["response_format"]["json_schema"]["schema"])
+
+
+def _options(body: dict[str, Any]) -> list[str]:
+    """A choice request's options (vLLM's `structured_outputs.choice`); none for a schema request."""
+    return list(body.get("structured_outputs", {}).get("choice", []))
+
+
+def _choice_answer(body: dict[str, Any]) -> str | None:
+    """A choice request's answer: one option, drawn from a hash of the prompt as `schema_answer` does."""
+    options = _options(body)
+    return options[zlib.crc32(json.dumps(body["messages"]).encode()) % len(options)] if options else None
+
+
+def _choice_logprobs(body: dict[str, Any], content: str) -> dict[str, Any] | None:
+    """The first token's top log-probabilities, as vLLM gives them for a choice: the answer
+    most likely (0.7), the other options sharing the rest."""
+    options = _options(body)
+    if not options or content not in options:
+        return None
+    rest = 0.3 / max(1, len(options) - 1)
+    top = [{"token": o, "logprob": math.log(0.7 if o == content else rest), "bytes": None} for o in options]
+    return {"content": [{"token": content, "logprob": math.log(0.7), "bytes": None, "top_logprobs": top}]}
 
 
 class FaultServer:
@@ -224,9 +249,10 @@ class FaultServer:
         content, finish = {
             "invalid": ("this is not json", "stop"),
             "cut": ('{"echo": "' + comment[:3], "length"),
-        }.get(fault) or (json.dumps(self.answer(body)), "stop")
+        }.get(fault) or (_choice_answer(body) or json.dumps(self.answer(body)), "stop")
         choices = [
-            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}
+            {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish,
+             "logprobs": _choice_logprobs(body, content)}
         ]
         return JSONResponse(
             {

@@ -107,6 +107,7 @@ def test_a_csv_job_takes_its_columns_from_the_metadata(server: ServerProcess) ->
     assert [line["custom_id"] for line in lines] == ["a-1", "a-2", "a-3"]
     first, empty = lines[0]["response"]["body"], lines[1]["response"]["body"]
     assert first["batch_info"]["capabilities_executed"] == ["classification", "alerts"]
+    assert "error" not in first["results"][0] and "alerts" in first["results"][0], first["results"][0]
     assert empty["results"][0]["skipped"] == "empty text"
 
 
