@@ -1,8 +1,10 @@
-"""HierarchicalClassifier: walks the topic tree level by level for many texts at once.
+"""HierarchicalClassifier: walks the topic tree, each text on its own path.
 
-On each level every text that is still walking stands on a node. Texts on the same node
-share one batched processor call (one prompt per text, same prefix); all calls of a level
-go out concurrently. Texts are tracked by index, so equal texts get separate results.
+Each text walks by itself: a node's question is asked as soon as the text was accepted
+into it, whatever the other texts (and the text's other branches) are doing, so one slow
+answer holds back only what depends on it. The backend batches whatever is in flight
+(continuous batching), so texts standing on one node still share a batch and its prefix.
+Texts are tracked by index, so equal texts get separate results.
 
 Four strategies:
 - `select`: one prompt per (text, node): the schema's enum is the node's children plus
@@ -24,11 +26,11 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 from .calibration import accepted_children, decide
 from .outputs import NodeRelevance
-from .llm.base import ItemResult, JSONSchema, Processor, Prompt, in_batches, process_in_batches
+from .llm.base import ItemResult, JSONSchema, Processor, Prompt, process_in_batches
 from .llm.schema import answer_token_bound, schema_for
 from .llm.probabilities import TOP_LOGPROBS, listed_probabilities, value_probability
 from .prompts import NONE_OF_THESE, flat_prompt, relevance_prompt, score_prompt, select_prompt
@@ -50,6 +52,10 @@ class TextClassification:
     node_results: dict[NodePath, dict[str, Any]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     truncated: bool = False
+
+
+# One text's question at one node: the children accepted, recorded on the text's result.
+Step = Callable[[Taxonomy, NodePath, int, Sequence[str], list[TextClassification]], Awaitable[list[NodePath]]]
 
 
 def select_schema(children: Sequence[str], *, max_paths: int, reasoning: bool) -> JSONSchema:
@@ -116,77 +122,60 @@ class HierarchicalClassifier:
                 results[i].accepted.append(path)
                 results[i].node_results[path] = node_result(1.0, source="gold")
         if self.settings.strategy == "flat":
-            await self._flat(taxonomy, texts, results)
+            await asyncio.gather(*(self._flat(taxonomy, text, result) for text, result in zip(texts, results)))
         else:
-            await self._walk(taxonomy, texts, results, [i for i in range(len(texts)) if i not in twins])
+            step = {"select": self._select, "per_node": self._per_node, "score": self._score}[self.settings.strategy]
+            await asyncio.gather(*(self._walk(taxonomy, (), i, texts, results, step)
+                                   for i in range(len(texts)) if i not in twins))
         for result in results:
             result.accepted = taxonomy.in_file_order(set(result.accepted))
         return results
 
-    async def _walk(self, taxonomy: Taxonomy, texts: Sequence[str], results: list[TextClassification],
-                    walking: list[int]) -> None:
-        """Level by level: every group of texts standing on one node is asked about its children."""
-        frontier: dict[NodePath, list[int]] = {(): walking} if walking else {}
-        walk = {"select": self._select_group, "per_node": self._per_node_group,
-                "score": self._score_group}[self.settings.strategy]
-        while frontier:
-            groups = [(path, idx) for path, idx in frontier.items() if not taxonomy.node(path).is_leaf]
-            found = await asyncio.gather(*(walk(taxonomy, path, idx, texts, results) for path, idx in groups))
-            frontier = defaultdict(list)
-            for accepted in found:
-                for path, i in accepted:
-                    frontier[path].append(i)
+    async def _walk(self, taxonomy: Taxonomy, path: NodePath, i: int, texts: Sequence[str],
+                    results: list[TextClassification], step: Step) -> None:
+        """Text `i`'s walk below `path`: its children are asked about, and each child accepted
+        is walked on at once, whatever the other texts and the other branches are doing."""
+        if taxonomy.node(path).is_leaf:
+            return
+        accepted = await step(taxonomy, path, i, texts, results)
+        await asyncio.gather(*(self._walk(taxonomy, child, i, texts, results, step) for child in accepted))
 
     def calibrated(self, path: NodePath, probability: float) -> float:
         """The probability a decision uses: calibrated by the node's map or its level's, if any."""
         calibration = self.settings.calibration
         return calibration.apply(path, probability) if calibration else probability
 
-    async def _select_group(
-        self,
-        taxonomy: Taxonomy,
-        path: NodePath,
-        indices: list[int],
-        texts: Sequence[str],
-        results: list[TextClassification],
-    ) -> list[tuple[NodePath, int]]:
-        """The children of `path` chosen for every text standing on it: those the learned
-        classifier decides alone (with a guidance), then one batched call per set of children
-        left to the LLM."""
+    async def _select(self, taxonomy: Taxonomy, path: NodePath, i: int, texts: Sequence[str],
+                      results: list[TextClassification]) -> list[NodePath]:
+        """The children of `path` chosen for text `i`: those the learned classifier decides
+        alone (with a guidance), then those the LLM picks among the rest."""
         children = [c.name for c in taxonomy.node(path).children]
-        accepted, asked = [], defaultdict(list)
-        for i in indices:
-            known, left = self.guidance.split(i, path, children) if self.guidance else ([], children)
-            for child, probability in known[: self.settings.max_paths]:
-                results[i].accepted.append(child)
-                results[i].node_results[child] = node_result(probability, source="learned")
-                accepted.append((child, i))
-            if left:
-                asked[tuple(left)].append(i)
-        for found in await asyncio.gather(*(self._ask_select(taxonomy, path, list(options), group, texts, results)
-                                            for options, group in asked.items())):
-            accepted.extend(found)
+        known, left = self.guidance.split(i, path, children) if self.guidance else ([], children)
+        accepted = []
+        for child, probability in known[: self.settings.max_paths]:
+            results[i].accepted.append(child)
+            results[i].node_results[child] = node_result(probability, source="learned")
+            accepted.append(child)
+        if left:
+            accepted += await self._ask_select(taxonomy, path, left, i, texts, results)
         return accepted
 
-    async def _ask_select(self, taxonomy: Taxonomy, path: NodePath, children: list[str], indices: list[int],
-                          texts: Sequence[str], results: list[TextClassification]) -> list[tuple[NodePath, int]]:
-        """One batched call asking every text in `indices` which of `children` of `path` it is about."""
+    async def _ask_select(self, taxonomy: Taxonomy, path: NodePath, children: list[str], i: int,
+                          texts: Sequence[str], results: list[TextClassification]) -> list[NodePath]:
+        """Ask which of `children` of `path` text `i` is about."""
         s = self.settings
         schema = select_schema(children, max_paths=s.max_paths, reasoning=s.reasoning)
-        prompts = [
-            select_prompt(taxonomy, path, texts[i], max_paths=s.max_paths, reasoning=s.reasoning, few_shot=s.few_shot,
-                          only=children, labelled=self.guidance.labelled(i, path, children) if self.guidance else ())
-            for i in indices
-        ]
-        answers = await self._process(prompts, schema, answer_token_bound(schema))
+        prompt = select_prompt(taxonomy, path, texts[i], max_paths=s.max_paths, reasoning=s.reasoning,
+                               few_shot=s.few_shot, only=children,
+                               labelled=self.guidance.labelled(i, path, children) if self.guidance else ())
+        [answer] = await self._process([prompt], schema, answer_token_bound(schema))
+        if not self._record(results[i], path, answer):
+            return []
         accepted = []
-        for i, answer in zip(indices, answers):
-            if not self._record(results[i], path, answer):
-                continue
-            for child, probability in self._picked(path, answer):
-                results[i].accepted.append(child)
-                results[i].node_results[child] = node_result(probability, answer.value.get("reason", ""))
-                accepted.append((child, i))
+        for child, probability in self._picked(path, answer):
+            results[i].accepted.append(child)
+            results[i].node_results[child] = node_result(probability, answer.value.get("reason", ""))
+            accepted.append(child)
         return accepted
 
     def _picked(self, path: NodePath, answer: ItemResult) -> Sequence[tuple[NodePath, float | None]]:
@@ -216,89 +205,68 @@ class HierarchicalClassifier:
                 first.setdefault(path_of(topic), p)
         return named, first
 
-    async def _score_group(
-        self,
-        taxonomy: Taxonomy,
-        path: NodePath,
-        indices: list[int],
-        texts: Sequence[str],
-        results: list[TextClassification],
-    ) -> list[tuple[NodePath, int]]:
-        """One batched one-letter call for every text on `path`; returns the (child, text)
-        pairs whose probability reaches `min_probability`, most probable first."""
+    async def _score(self, taxonomy: Taxonomy, path: NodePath, i: int, texts: Sequence[str],
+                     results: list[TextClassification]) -> list[NodePath]:
+        """One one-letter question to text `i` on `path`; the children whose probability
+        reaches `min_probability`, most probable first."""
         s = self.settings
         children = [path + (c.name,) for c in taxonomy.node(path).children]
         try:
-            built = [score_prompt(taxonomy, path, texts[i], MAX_OPTIONS) for i in indices]
+            prompt, letters = score_prompt(taxonomy, path, texts[i], MAX_OPTIONS)
         except ValueError as exc:
-            for i in indices:
-                results[i].errors.append(f"classification at {'>'.join(path) or 'the root'}: {exc}")
+            results[i].errors.append(f"classification at {'>'.join(path) or 'the root'}: {exc}")
             return []
-        prompts, letters = [prompt for prompt, _ in built], built[0][1]
-        answers = await in_batches(lambda part: self.processor.process_choice(part, letters), prompts, s.batch_size)
+        [answer] = await self.processor.process_choice([prompt], letters)
+        if not self._record(results[i], path, answer):
+            return []
+        scored = {child: self.calibrated(child, answer.value["probabilities"][letter])
+                  for letter, child in zip(letters, children)}
         accepted = []
-        for i, answer in zip(indices, answers):
-            if not self._record(results[i], path, answer):
-                continue
-            scored = {child: self.calibrated(child, answer.value["probabilities"][letter])
-                      for letter, child in zip(letters, children)}
-            for child, probability in accepted_children(scored, s.min_probability, s.max_paths):
-                results[i].accepted.append(child)
-                results[i].node_results[child] = node_result(probability)
-                accepted.append((child, i))
+        for child, probability in accepted_children(scored, s.min_probability, s.max_paths):
+            results[i].accepted.append(child)
+            results[i].node_results[child] = node_result(probability)
+            accepted.append(child)
         return accepted
 
-    async def _flat(self, taxonomy: Taxonomy, texts: Sequence[str], results: list[TextClassification]) -> None:
-        """One select-form call per text over every complete stem, named by its path; a
-        node's probability is the sum of its named stems', and nodes are accepted top-down."""
+    async def _flat(self, taxonomy: Taxonomy, text: str, result: TextClassification) -> None:
+        """One select-form question over every complete stem, named by its path; a node's
+        probability is the sum of its named stems', and nodes are accepted top-down."""
         s = self.settings
         stems = {format_path(None, stem): stem for stem in taxonomy.leaf_paths()}
         schema = select_schema(list(stems), max_paths=s.max_paths, reasoning=s.reasoning)
-        prompts = [flat_prompt(taxonomy, text, max_paths=s.max_paths, reasoning=s.reasoning) for text in texts]
-        answers = await self._process(prompts, schema, answer_token_bound(schema))
-        for result, answer in zip(results, answers):
-            if not self._record(result, (), answer):
-                continue
-            named, raw = self._named(answer, stems.__getitem__)
-            probabilities: dict[NodePath, float | None]
-            if raw is None:
-                accepted = {stem[:depth] for stem in named[: s.max_paths] for depth in range(1, len(stem) + 1)}
-                probabilities = dict.fromkeys(accepted)
-            else:
-                sums: dict[NodePath, float] = defaultdict(float)
-                for stem, p in raw.items():
-                    for depth in range(1, len(stem) + 1):
-                        sums[stem[:depth]] += p
-                calibrated = {path: self.calibrated(path, min(1.0, p)) for path, p in sums.items()}
-                accepted, probabilities = decide(calibrated, s.min_probability, s.max_paths), dict(calibrated)
-            for path in accepted:
-                result.accepted.append(path)
-                result.node_results[path] = node_result(probabilities[path], answer.value.get("reason", ""))
+        prompt = flat_prompt(taxonomy, text, max_paths=s.max_paths, reasoning=s.reasoning)
+        [answer] = await self._process([prompt], schema, answer_token_bound(schema))
+        if not self._record(result, (), answer):
+            return
+        named, raw = self._named(answer, stems.__getitem__)
+        probabilities: dict[NodePath, float | None]
+        if raw is None:
+            accepted = {stem[:depth] for stem in named[: s.max_paths] for depth in range(1, len(stem) + 1)}
+            probabilities = dict.fromkeys(accepted)
+        else:
+            sums: dict[NodePath, float] = defaultdict(float)
+            for stem, p in raw.items():
+                for depth in range(1, len(stem) + 1):
+                    sums[stem[:depth]] += p
+            calibrated = {path: self.calibrated(path, min(1.0, p)) for path, p in sums.items()}
+            accepted, probabilities = decide(calibrated, s.min_probability, s.max_paths), dict(calibrated)
+        for path in accepted:
+            result.accepted.append(path)
+            result.node_results[path] = node_result(probabilities[path], answer.value.get("reason", ""))
 
-    async def _per_node_group(
-        self,
-        taxonomy: Taxonomy,
-        path: NodePath,
-        indices: list[int],
-        texts: Sequence[str],
-        results: list[TextClassification],
-    ) -> list[tuple[NodePath, int]]:
-        """One batched call per child of `path`, each over every text standing on `path`."""
+    async def _per_node(self, taxonomy: Taxonomy, path: NodePath, i: int, texts: Sequence[str],
+                        results: list[TextClassification]) -> list[NodePath]:
+        """One yes/no question to text `i` per child of `path`, all in one call."""
         children = [path + (c.name,) for c in taxonomy.node(path).children]
-        answers = await asyncio.gather(
-            *(
-                self._process([relevance_prompt(taxonomy, child, texts[i]) for i in indices], RELEVANCE_SCHEMA, RELEVANCE_MAX_TOKENS)
-                for child in children
-            )
-        )
+        answers = await self._process([relevance_prompt(taxonomy, child, texts[i]) for child in children],
+                                      RELEVANCE_SCHEMA, RELEVANCE_MAX_TOKENS)
         accepted = []
-        for child, child_answers in zip(children, answers):
-            for i, answer in zip(indices, child_answers):
-                if self._record(results[i], child, answer) and self._relevant(answer.value, texts[i]):
-                    results[i].accepted.append(child)
-                    results[i].node_results[child] = {**answer.value, "probability": self._relevance(child, answer),
-                                                      "source": "llm"}
-                    accepted.append((child, i))
+        for child, answer in zip(children, answers):
+            if self._record(results[i], child, answer) and self._relevant(answer.value, texts[i]):
+                results[i].accepted.append(child)
+                results[i].node_results[child] = {**answer.value, "probability": self._relevance(child, answer),
+                                                  "source": "llm"}
+                accepted.append(child)
         return accepted
 
     def _relevance(self, child: NodePath, answer: ItemResult) -> float | None:

@@ -6,6 +6,7 @@ part failed, its own `error` field while the other texts keep their results.
 """
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Sequence
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Sequence
 from .capabilities import CAPABILITIES, DEFAULT_CAPABILITIES, resolve, run_capabilities
 from .capabilities.base import RunContext
 from .llm.base import Processor
+from .llm.fairness import requester
 from .settings import ClassifierSettings
 from .taxonomy import Taxonomy
 
@@ -34,6 +36,7 @@ class Job:
     text: str
     capabilities: tuple[str, ...]
     prefix: str | None = None
+    requester: str = ""  # who asked: texts of one requester take turns with other requesters' (`llm.fairness`)
 
 
 Runner = Callable[[Sequence["Job"], Taxonomy], Awaitable[list[dict[str, Any]]]]
@@ -56,6 +59,7 @@ class ClassificationService:
         self.default_taxonomy = default_taxonomy or next(iter(self.taxonomies))
         # Per taxonomy name, what its gold gives the walk; replaced whole when it is retrained.
         self.knowledge: dict[str, Knowledge] = dict(knowledge or {})
+        self._requests = itertools.count(1)
 
     def taxonomy(self, name: str | None) -> Taxonomy:
         """The named taxonomy (the default when None); `UnknownTaxonomy` lists the loaded ones."""
@@ -80,7 +84,8 @@ class ClassificationService:
         started = time.perf_counter()
         tree = self.taxonomy(taxonomy)
         names = tuple(resolve(capabilities or DEFAULT_CAPABILITIES))
-        results = await (run or self.run_jobs)([Job(t, names, project_name) for t in texts], tree)
+        who = requester.get() or f"request {next(self._requests)}"  # a job's lines share their job's name
+        results = await (run or self.run_jobs)([Job(t, names, project_name, who) for t in texts], tree)
         return {
             "results": results,
             "processing_time": round(time.perf_counter() - started, 3),
@@ -114,6 +119,7 @@ class ClassificationService:
             processor=self.processor,
             settings=self.settings,
             knowledge=self.knowledge.get(taxonomy.name),
+            requesters=[j.requester for j in jobs],
         )
         outcomes = await run_capabilities(ctx, [j.capabilities for j in jobs])
         results = []

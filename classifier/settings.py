@@ -30,6 +30,9 @@ class EngineSettings:
     server_urls: tuple[str, ...] = ("http://127.0.0.1:8000/v1",)
     server_api_key: str | None = None  # for servers started with --api-key; None sends a dummy key
     max_concurrent: int = 32  # in-flight requests to servers, all URLs together
+    # Prompts one local engine runs at once (its batch); more wait for a place, handed round
+    # robin between requesters (`llm.fairness`). See docs/benchmarks.md for how it was chosen.
+    max_running: int = 64
     request_timeout: float = 120.0  # seconds for one request to a server
     retry_deadline: float = 60.0  # seconds an item is retried against servers before it fails
     temperature: float = 0.0

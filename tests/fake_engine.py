@@ -6,7 +6,7 @@ They read their instructions from the environment the worker inherits:
 ...), what that start does: `ready` (answer every batch with an echo that also reports the
 batch's size), `crash` (ready, then die on the first batch), `fail` (refuse to start),
 `slow` (never get ready, after starting a grandchild process whose pid goes to
-`FAKE_ENGINE_STATE.child`), `hang` (ready, then never answer a batch). Starts past the plan repeat its last entry.
+`FAKE_ENGINE_STATE.child`), `hang` (ready, then never answer). Starts past the plan repeat its last entry.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from classifier.llm.local import _EngineConfig, _Generated
+from classifier.llm.local.messages import EngineConfig, Generated, Request
 
 
 def _start_number() -> tuple[int, str]:
@@ -28,7 +28,7 @@ def _start_number() -> tuple[int, str]:
     return count, plan[min(count, len(plan)) - 1]
 
 
-def main(conn: Connection, config: _EngineConfig) -> None:
+def main(conn: Connection, config: EngineConfig) -> None:
     count, what = _start_number()
     if what == "fail":
         conn.send(("error", f"start {count} refused"))
@@ -41,15 +41,14 @@ def main(conn: Connection, config: _EngineConfig) -> None:
     conn.send(("ready", None))
     while True:
         try:
-            jobs = conn.recv()
+            requests: list[Request] | None = conn.recv()
         except (EOFError, OSError):
             return
-        if jobs is None:
+        if requests is None:
             return
         if what == "crash":
             os._exit(9)
         if what == "hang":
             time.sleep(600)
-        size = sum(len(job.prompts) for job in jobs)
-        conn.send(("done", [[_Generated(text=json.dumps({"echo": p.comment, "batch": size}), prompt_tokens=1,
-                                        completion_tokens=1) for p in job.prompts] for job in jobs]))
+        conn.send([(r.id, Generated(text=json.dumps({"echo": r.prompt.comment, "batch": len(requests)}),
+                                    prompt_tokens=1, completion_tokens=1)) for r in requests])

@@ -6,11 +6,13 @@ becomes that item's `ItemResult` error, or a whole `ItemResult`. Every call is r
 """
 from __future__ import annotations
 
+import asyncio
 import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from classifier.llm.base import Health, ItemResult, JSONSchema, Prompt, Usage
+from classifier.llm.fairness import requester
 from classifier.prompts import NONE_OF_THESE
 from classifier.taxonomy import PATH_SEPARATOR, NodePath
 
@@ -22,6 +24,7 @@ class Call:
     prompts: list[Prompt]
     schema: JSONSchema
     max_tokens: int
+    requester: str = field(default_factory=requester.get)  # who the call was made for (`llm.fairness`)
 
 
 @dataclass
@@ -129,3 +132,35 @@ def scored(prompt, schema):
     """Letter -> probability for a `score` prompt."""
     named = lettered(prompt)
     return {named[name]: p for name, p in SCORES[topic_path(prompt)].items()}
+
+
+@dataclass
+class HoldingProcessor(ScriptedProcessor):
+    """A `ScriptedProcessor` that holds back every call with a prompt `held` picks until
+    `release` is set: what goes on meanwhile is what does not wait for that answer."""
+
+    held: Callable[[Prompt, JSONSchema], bool] = lambda prompt, schema: False
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def _hold(self, prompts: Sequence[Prompt], schema: JSONSchema) -> None:
+        if any(self.held(p, schema) for p in prompts):
+            await self.release.wait()
+
+    async def process_with_schema(
+        self, prompts: Sequence[Prompt], schema: JSONSchema, *, max_tokens: int = 256
+    ) -> list[ItemResult]:
+        await self._hold(prompts, schema)
+        return await super().process_with_schema(prompts, schema, max_tokens=max_tokens)
+
+    async def process_choice(self, prompts: Sequence[Prompt], options: Sequence[str]) -> list[ItemResult]:
+        await self._hold(prompts, {"options": list(options)})
+        return await super().process_choice(prompts, options)
+
+
+async def until(condition: Callable[[], bool], turns: int = 1000) -> None:
+    """Let other tasks run until `condition` holds (within `turns` passes of the event loop)."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("the condition never held while the answer was held back")

@@ -1,3 +1,4 @@
+import asyncio
 import json
 import math
 
@@ -9,7 +10,7 @@ from classifier.llm.base import ItemResult
 from classifier.prompts import NONE_OF_THESE
 from classifier.settings import ClassifierSettings
 from classifier.taxonomy import taxonomy_from_dict
-from tests.scripted import ScriptedProcessor, oracle, scored, topic_path
+from tests.scripted import HoldingProcessor, ScriptedProcessor, oracle, scored, topic_path, until
 from tests.trees import TRAINING, training
 
 GOLD = {
@@ -64,9 +65,13 @@ async def test_select_walks_several_paths_and_stops_at_leaves_and_none():
     assert found[0].accepted == [("Delivery",), ("Delivery", "Pace"), ("Logistics",), ("Logistics", "Catering")]
     assert found[1].accepted == [("Content",)]
     assert found[2].accepted == []
-    # Level 1: 3 texts at the root (one call). Level 2: text 0 on Delivery and on Logistics.
+    # Each text asked on its own: 3 at the root, then text 0 on Delivery and on Logistics.
     # Content is a leaf and "none" stops text 2: nothing more is asked.
-    assert [len(c.prompts) for c in proc.calls] == [3, 1, 1]
+    assert all(len(c.prompts) == 1 for c in proc.calls)
+    assert sorted((p.comment, topic_path(p)) for p in proc.prompts) == [
+        ("Great content", ()), ("Nothing to say", ()), ("The trainer rushed and the lunch was cold", ()),
+        ("The trainer rushed and the lunch was cold", ("Delivery",)),
+        ("The trainer rushed and the lunch was cold", ("Logistics",))]
     assert found[0].node_results[("Delivery", "Pace")] == {  # no token log-probabilities from this processor
         "is_relevant": True, "confidence": 3, "probability": None, "reasoning": "scripted", "excerpt": "",
             "source": "llm"}
@@ -81,7 +86,7 @@ async def test_equal_texts_get_separate_results_in_input_order():
         [("Delivery",), ("Delivery", "Pace"), ("Logistics",), ("Logistics", "Catering")],
         [("Content",)],
     ]
-    assert len(proc.calls[0].prompts) == 3
+    assert sum(topic_path(p) == () for p in proc.prompts) == 3, "each text asked for itself"
 
 
 async def test_select_caps_paths_and_ignores_duplicates_and_none_beside_topics():
@@ -115,14 +120,18 @@ async def test_per_node_asks_once_per_text_and_child():
     found = await walker(proc, strategy="per_node").classify(list(GOLD), tree)
     assert found[0].accepted == [("Delivery",), ("Delivery", "Pace"), ("Logistics",), ("Logistics", "Catering")]
     assert found[1].accepted == [("Content",)] and found[2].accepted == []
-    # Root: 3 children x 3 texts; then 2 children of Delivery and 2 of Logistics for text 0.
-    assert sorted(len(c.prompts) for c in proc.calls) == [1, 1, 1, 1, 3, 3, 3]
+    # Per text and node, one call asking about each child: the root's 3 for each of the 3 texts;
+    # then Delivery's 2 and Logistics' 2 for text 0.
+    assert sorted(len(c.prompts) for c in proc.calls) == [2, 2, 3, 3, 3]
     for call in proc.calls:
         assert set(call.schema["required"]) == {"is_relevant", "confidence", "reasoning", "excerpt"}
-        path = topic_path(call.prompts[0])
-        node = tree.node(path)
+        parent = topic_path(call.prompts[0])[:-1]
+        assert sorted(topic_path(p) for p in call.prompts) == sorted(parent + (c.name,)
+                                                                     for c in tree.node(parent).children)
+        assert len({p.comment for p in call.prompts}) == 1, "one text per call"
         for prompt in call.prompts:
-            assert topic_path(prompt) == path
+            path = topic_path(prompt)
+            node = tree.node(path)
             assert f"- {node.name}" in prompt.instructions
             siblings = [c for c in tree.node(path[:-1]).children if c.name != node.name]
             assert not any(f"- {s.name}" in prompt.instructions for s in siblings)
@@ -210,7 +219,7 @@ async def test_flat_asks_once_per_text_and_decides_top_down(min_probability, max
     found = await walker(proc, strategy="flat", min_probability=min_probability, max_paths=max_paths).classify(
         ["The trainer rushed and the lunch was cold", "Great content"], training())
     assert found[0].accepted == expected and not found[0].errors
-    assert len(proc.calls) == 1 and len(proc.calls[0].prompts) == 2
+    assert [len(c.prompts) for c in proc.calls] == [1, 1], "one question per text"
     if expected:
         assert found[0].node_results[("Delivery",)]["probability"] == pytest.approx(0.5)
 
@@ -282,3 +291,16 @@ async def test_node_results_have_the_same_keys_under_every_strategy(strategy, an
         assert set(node) == {"is_relevant", "confidence", "probability", "reasoning", "excerpt", "source"}
         assert node["is_relevant"] is True and node["confidence"] in range(1, 6)
         assert node["probability"] is None or 0.0 <= node["probability"] <= 1.0
+
+
+async def test_one_texts_walk_goes_on_while_another_texts_answer_is_held_back():
+    proc = HoldingProcessor(oracle(GOLD), held=lambda prompt, schema: prompt.comment == "Great content")
+    walk = asyncio.create_task(walker(proc).classify(list(GOLD), training()))
+    rushed = "The trainer rushed and the lunch was cold"
+    await until(lambda: {topic_path(p) for p in proc.prompts if p.comment == rushed} == {(), ("Delivery",),
+                                                                                       ("Logistics",)})
+    assert not walk.done() and "Great content" not in {p.comment for p in proc.prompts}
+    proc.release.set()
+    found = await walk
+    assert [r.accepted for r in found] == [
+        [("Delivery",), ("Delivery", "Pace"), ("Logistics",), ("Logistics", "Catering")], [("Content",)], []]

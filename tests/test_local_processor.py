@@ -19,6 +19,7 @@ from jsonschema import Draft202012Validator
 from classifier.calibration import FlagCalibration
 from classifier.llm.base import Prompt
 from classifier.llm.errors import BackendUnavailable
+from classifier.llm.fairness import requester
 from classifier.llm.local import LocalVLLMProcessor, llm_args, worker_env
 from classifier.hierarchy import HierarchicalClassifier
 from classifier.service import ClassificationService
@@ -171,7 +172,7 @@ async def test_concurrent_calls_with_different_schemas_each_get_their_own(
 async def test_health_reports_the_engine(processor: LocalVLLMProcessor) -> None:
     health = await processor.health()
     assert health.ok and health.backend == "local" and health.model == "SmolLM2-135M-Instruct"
-    assert health.detail == {"workers": 1, "gpus": []}
+    assert health.detail == {"workers": 1, "gpus": [], "running": 0, "waiting": 0}
 
 
 @pytest.mark.engine
@@ -287,6 +288,26 @@ async def test_the_walk_shows_labelled_comments_to_the_engine(processor: LocalVL
     assert counting.schemas >= 2  # the two new comments were asked; the labelled one was not
     shown = guidance.labelled(0, (), [c.name for c in taxonomy.root.children])
     assert shown[0] == ("The trainer went far too fast.", ["Delivery"])
+
+
+@pytest.mark.engine
+async def test_a_single_request_finishes_while_a_long_one_is_still_running(processor: LocalVLLMProcessor) -> None:
+    finished: list[str] = []
+
+    async def call(who: str, batch: list[Prompt]) -> list:
+        requester.set(who)
+        results = await processor.process_with_schema(batch, SCHEMA, max_tokens=32)
+        finished.append(who)
+        return results
+
+    big = asyncio.create_task(call("big", prompts() * 10))  # 160 prompts: more than the engine's places
+    while (await processor.health()).detail["waiting"] == 0:  # the engine is full, the rest queued
+        await asyncio.sleep(0.05)
+    [small] = await call("small", [Prompt(INSTRUCTIONS, "Is the sky blue?")])
+    assert finished == ["small"] and small.ok, "the single prompt joined the running batch and came back first"
+    assert (await processor.health()).detail["waiting"] > 0, "the long request still had prompts queued"
+    results = await big
+    assert finished == ["small", "big"] and all(r.ok for r in results)
 
 
 @pytest.mark.engine

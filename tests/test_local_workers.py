@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from classifier.llm import local
+from classifier.llm.local import processor as local
 from classifier.llm.base import Prompt, process_in_batches
 from classifier.llm.errors import BackendUnavailable
 from classifier.llm.local import MAX_RESTARTS, LocalVLLMProcessor
@@ -55,22 +55,22 @@ def gone(pid: int) -> bool:
         return True
 
 
-async def test_an_exception_anywhere_in_a_batch_answers_every_caller(plan, monkeypatch) -> None:
+async def test_an_exception_reading_answers_answers_every_caller(plan, monkeypatch) -> None:
     plan("ready")
     proc = processor()
     await proc.start()
     try:
-        real = local._answer
+        real = local._result
 
-        def broken(worker, jobs):
+        def broken(generated, request):
             raise RuntimeError("parser bug")
 
-        monkeypatch.setattr(local, "_answer", broken)
+        monkeypatch.setattr(local, "_result", broken)
         calls = [proc.process_with_schema(prompts(f"c{k}", "d"), ECHO_SCHEMA) for k in range(3)]
         answered = await asyncio.wait_for(asyncio.gather(*calls), timeout=10)
-        assert all(not r.ok and "the batch failed (RuntimeError: parser bug)" in r.error
+        assert all(not r.ok and "the answer could not be read (RuntimeError: parser bug)" in r.error
                    for results in answered for r in results)
-        monkeypatch.setattr(local, "_answer", real)
+        monkeypatch.setattr(local, "_result", real)
         [again] = await proc.process_with_schema(prompts("after"), ECHO_SCHEMA)
         assert again.value["echo"] == "after", "the worker keeps serving"
     finally:

@@ -1,11 +1,13 @@
 """The service and its capabilities, end to end over a scripted processor: exact wire JSON."""
+import asyncio
+
 import pytest
 
 from classifier.capabilities import UnknownCapability, resolve
 from classifier.prompts import ALERTS_TASK, RECOMMENDATIONS_TASK, STEM_POLARITY_TASK, STEMS_POLARITY_TASK, TRENDS_TASK
 from classifier.service import ClassificationService, UnknownTaxonomy
 from classifier.settings import ClassifierSettings
-from tests.scripted import ScriptedProcessor, oracle
+from tests.scripted import HoldingProcessor, ScriptedProcessor, oracle, until
 from tests.trees import training
 
 RUSHED = "The trainer rushed and the lunch was cold"
@@ -99,10 +101,14 @@ async def test_stem_capabilities_pull_in_classification_and_run_after_it():
     svc, proc = service()
     body = await svc.classify([RUSHED, "Great content"], ["stem_polarity"], project_name="Acme 2026")
     assert body["batch_info"]["capabilities_executed"] == ["classification", "stem_polarity"]
-    first_stem_call = next(i for i, c in enumerate(proc.calls) if "topics" not in c.schema["properties"])
-    assert all("topics" in c.schema["properties"] for c in proc.calls[:first_stem_call])
-    assert [list(c.schema["properties"]) for c in proc.calls[first_stem_call:]] == [
-        ["Delivery>Pace", "Logistics>Catering"], ["Content"]], "one call per set of stems, after classification"
+    for k, call in enumerate(proc.calls):  # a text's stems are asked about once its walk is done
+        if "topics" not in call.schema["properties"]:
+            text = call.prompts[0].comment
+            assert not any(c.prompts[0].comment == text for c in proc.calls[k + 1:]), "a walk after its stems"
+    stem_calls = [(c.prompts[0].comment, list(c.schema["properties"])) for c in proc.calls
+                  if "topics" not in c.schema["properties"]]
+    assert sorted(stem_calls) == [("Great content", ["Content"]),
+                                  (RUSHED, ["Delivery>Pace", "Logistics>Catering"])], "one call per text"
     assert [r["classification_result"]["classification_paths"] for r in body["results"]] == [
         ["Acme 2026>Delivery", "Acme 2026>Delivery>Pace", "Acme 2026>Logistics", "Acme 2026>Logistics>Catering"],
         ["Acme 2026>Content"],
@@ -219,3 +225,19 @@ async def test_empty_texts_ask_nothing_and_come_back_skipped():
     calls = len(proc.calls)
     body = await svc.classify([" "], ["classification"])
     assert body["results"][0]["skipped"] == "empty text" and len(proc.calls) == calls
+
+
+async def test_capabilities_that_need_no_topics_start_while_the_walk_is_held_back():
+    def walking(prompt, schema) -> bool:
+        return "topics" in schema.get("properties", {})
+
+    proc = HoldingProcessor(oracle(GOLD, capability_answers), held=walking)
+    svc = ClassificationService(proc, {"topics": training()}, ClassifierSettings())
+    body = asyncio.create_task(svc.classify([RUSHED], ["classification", "alerts", "recommendations",
+                                                       "stem_polarity"]))
+    await until(lambda: sum("options" in c.schema for c in proc.calls) == 2)  # both decisions asked
+    assert not body.done() and not any("topics" in c.schema.get("properties", {}) for c in proc.calls)
+    proc.release.set()
+    result = (await body)["results"][0]
+    assert result["classification_result"]["classification_paths"] and result["stem_polarity"]
+    assert "error" not in result, result

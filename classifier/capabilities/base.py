@@ -51,6 +51,7 @@ class RunContext:
     settings: ClassifierSettings
     classifications: dict[int, TextClassification] = field(default_factory=dict)
     knowledge: Knowledge | None = None  # the taxonomy's gold, where it has some
+    requesters: Sequence[str] = ()  # per text: who asked (`llm.fairness`); none: the caller's own
 
 
 class Capability(ABC):

@@ -5,6 +5,7 @@ import asyncio
 import logging
 from typing import Iterable, Sequence
 
+from ..llm.fairness import requester
 from .base import Capability, Outcome, RunContext
 from .classification import Classification
 from .stems import stem_polarity, stem_recommendations, stem_trend
@@ -34,23 +35,29 @@ def resolve(names: Iterable[str]) -> list[str]:
 
 
 async def run_capabilities(ctx: RunContext, wanted: Sequence[Sequence[str]]) -> list[dict[str, Outcome]]:
-    """Run each capability once over every text that wants it (`wanted[i]` holds text i's
-    resolved names). Capabilities whose requirements are met run concurrently."""
-    texts_for = {name: [i for i, names in enumerate(wanted) if name in names] for name in CAPABILITIES}
-    pending = [name for name in CAPABILITIES if texts_for[name]]
-    outcomes: list[dict[str, Outcome]] = [{} for _ in wanted]
-    done: set[str] = set()
-    while pending:
-        ready = [n for n in pending if set(CAPABILITIES[n].requires) <= done]
-        if not ready:
-            raise ValueError(f"capabilities {pending} need others nobody asked for; pass names through resolve()")
-        results = await asyncio.gather(*(_run_one(n, ctx, texts_for[n]) for n in ready))
-        for name, per_text in zip(ready, results):
-            for i, outcome in per_text.items():
-                outcomes[i][name] = outcome
-        done.update(ready)
-        pending = [n for n in pending if n not in done]
-    return outcomes
+    """Run each text's capabilities (`wanted[i]` holds text i's resolved names), each text on
+    its own path: a capability starts as soon as what it requires is done for that text, so
+    those that need nothing start at once, side by side, and no text waits for another."""
+    return list(await asyncio.gather(*(_run_text(ctx, i, names) for i, names in enumerate(wanted))))
+
+
+async def _run_text(ctx: RunContext, i: int, names: Sequence[str]) -> dict[str, Outcome]:
+    """Text `i`'s capabilities, in its requester's name (`llm.fairness`: this task and those it starts)."""
+    if ctx.requesters:
+        requester.set(ctx.requesters[i])
+    missing = {r for n in names for r in CAPABILITIES[n].requires} - set(names)
+    if missing:
+        raise ValueError(f"capabilities {list(names)} need {sorted(missing)}; pass names through resolve()")
+    runs: dict[str, asyncio.Future[dict[int, Outcome]]] = {}
+
+    async def run(name: str) -> dict[int, Outcome]:
+        await asyncio.gather(*(runs[r] for r in CAPABILITIES[name].requires))
+        return await _run_one(name, ctx, [i])
+
+    for name in (n for n in CAPABILITIES if n in names):  # registry order: requirements first
+        runs[name] = asyncio.ensure_future(run(name))
+    done = await asyncio.gather(*runs.values())
+    return {name: per_text[i] for name, per_text in zip(runs, done)}
 
 
 async def _run_one(name: str, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:

@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable
 
 import httpx
 
+from ..llm.fairness import requester
 from ..settings import JobSettings
 from .store import Claim, JobStore, Line
 from . import outbox
@@ -90,6 +91,7 @@ class JobWorker:
         self._stopping.set()
 
     async def _work(self, claim: Claim) -> None:
+        requester.set(f"job {claim.batch_id}")  # its lines take turns with other requests as one requester
         started = time.perf_counter()
         heartbeat = asyncio.create_task(self._keep_lease(claim))
         try:

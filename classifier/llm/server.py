@@ -28,6 +28,7 @@ from .errors import (
     ProcessorError,
     RequestFailed,
 )
+from .fairness import FairShare
 from .probabilities import TOP_LOGPROBS, choice_answer, spelled
 from .schema import parse_output
 from .server_context import ContextGuard, TokenizerUnavailable
@@ -156,7 +157,8 @@ def _status_message(exc: openai.APIStatusError) -> str:
 class VLLMServerProcessor:
     """Answers prompts through OpenAI-compatible servers (`vllm serve` or any other).
 
-    `max_concurrent` bounds requests in flight over all servers together; each attempt
+    `max_concurrent` bounds requests in flight over all servers together (the places are
+    handed round robin between requesters, `llm.fairness`); each attempt
     is bounded by `request_timeout`; an item is retried, on another server where there is
     one, until `retry_deadline` seconds after its first attempt.
     The keyword-only knobs exist so tests can run the same policy in milliseconds.
@@ -188,7 +190,7 @@ class VLLMServerProcessor:
         self.in_flight = 0
         self.peak_in_flight = 0
         self._servers: list[_Server] = []
-        self._slots = asyncio.Semaphore(settings.max_concurrent)
+        self._slots = FairShare(settings.max_concurrent)  # handed round robin between requesters
         self._guard: ContextGuard | None = None
 
     async def __aenter__(self) -> "VLLMServerProcessor":
@@ -227,7 +229,7 @@ class VLLMServerProcessor:
     async def _tokenizer_post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST to a healthy server's root (`/tokenize`, `/detokenize`): they all serve one model.
         Within the same `--max-concurrent` slots as completions: long comments cannot flood a server."""
-        async with self._slots:
+        async with self._slots.place():
             server = self._pick()
             try:
                 response = await server.http.post(path, json=body)
@@ -338,7 +340,7 @@ class VLLMServerProcessor:
         attempt, last = 0, None
         while True:
             attempt += 1
-            async with self._slots:
+            async with self._slots.place():
                 last = server = self._pick(avoid=last)
                 try:
                     return await self._attempt(server, request, parse)
