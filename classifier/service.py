@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Sequence
 from .capabilities import CAPABILITIES, DEFAULT_CAPABILITIES, resolve, run_capabilities
 from .capabilities.base import RunContext
 from .llm.base import Processor
-from .llm.fairness import requester
+from .llm.fairness import Requester, requester
 from .settings import ClassifierSettings
 from .taxonomy import Taxonomy
 
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 
 EMPTY_TEXT = "empty text"
+SMALL_REQUEST = 2  # texts at most in a request someone is waiting for, run before files' waiting prompts
 
 
 class UnknownTaxonomy(ValueError):
@@ -36,7 +37,7 @@ class Job:
     text: str
     capabilities: tuple[str, ...]
     prefix: str | None = None
-    requester: str = ""  # who asked: texts of one requester take turns with other requesters' (`llm.fairness`)
+    requester: Requester = Requester()  # who asked: requesters take turns in the backend (`llm.fairness`)
 
 
 Runner = Callable[[Sequence["Job"], Taxonomy], Awaitable[list[dict[str, Any]]]]
@@ -84,7 +85,10 @@ class ClassificationService:
         started = time.perf_counter()
         tree = self.taxonomy(taxonomy)
         names = tuple(resolve(capabilities or DEFAULT_CAPABILITIES))
-        who = requester.get() or f"request {next(self._requests)}"  # a job's lines share their job's name
+        # A job's lines go in their job's name; a request of a comment or two is one people wait for.
+        who = requester.get()
+        if not who.name:
+            who = Requester(f"request {next(self._requests)}", small=len(texts) <= SMALL_REQUEST)
         results = await (run or self.run_jobs)([Job(t, names, project_name, who) for t in texts], tree)
         return {
             "results": results,

@@ -272,7 +272,7 @@ async def test_concurrent_requests_share_one_pass_each_text_in_its_requests_name
         assert [r["classification_result"]["classification_paths"] for r in second.json()["results"]] == [
             ["P>Content"], ["P>Content"]]
         root_calls = [c for c in proc.calls if "Topic path: Training feedback\n" in c.prompts[0].instructions]
-        asked = sorted((c.prompts[0].comment, c.requester) for c in root_calls)
+        asked = sorted((c.prompts[0].comment, c.requester.name) for c in root_calls)
         assert asked[0][1] == asked[1][1] != asked[2][1], "each text asked for itself, in its own request's name"
         assert [comment for comment, _ in asked] == ["Great content", "Great content", RUSHED]
         stats = (await client.get("/stats")).json()["batching"]

@@ -1,81 +1,79 @@
-"""FairShare: places handed round robin between requesters, never lost to a cancelled waiter."""
+"""FairShare: places handed to the requester holding fewest, then in turn; places beyond the
+capacity for small requesters; never a place lost to a cancelled waiter."""
 from __future__ import annotations
 
 import asyncio
 
 import pytest
 
-from classifier.llm.fairness import FairShare, requester
+from classifier.llm.fairness import RESERVED, FairShare, Requester, requester
+from tests.scripted import until
+
+A, B = Requester("a"), Requester("b")
 
 
-async def test_a_small_requester_gets_the_next_free_place_before_a_big_ones_queue() -> None:
-    share, order, release = FairShare(2), [], asyncio.Event()
+async def test_turns_go_to_the_requester_holding_fewest_then_round_robin() -> None:
+    share, order, gate = FairShare(2), [], asyncio.Event()
 
-    async def prompt(who: str, k: int) -> None:
+    async def prompt(who: Requester) -> None:
         async with share.place(who):
-            order.append(f"{who}{k}")
+            order.append(who.name)
+            await gate.wait()
+
+    tasks = [asyncio.create_task(prompt(A)) for _ in range(8)]
+    await until(lambda: share.holding() == {"a": 2} and share.waiting == 6)
+    tasks += [asyncio.create_task(prompt(B)) for _ in range(4)]
+    await until(lambda: share.waiting == 10)
+    gate.set()
+    await asyncio.gather(*tasks)
+    # Each freed place goes to whoever holds fewer: b first (none), then the two take turns.
+    assert order == ["a", "a", "b", "a", "b", "a", "b", "a", "b", "a", "a", "a"], order
+
+
+async def test_a_small_requester_finds_a_place_when_a_big_one_holds_them_all() -> None:
+    share, release = FairShare(4), asyncio.Event()
+    small = Requester("comment", small=True)
+
+    async def prompt(who: Requester) -> None:
+        async with share.place(who):
             await release.wait()
 
-    big = [asyncio.create_task(prompt("big", k)) for k in range(8)]
-    await asyncio.sleep(0)
-    small = asyncio.create_task(prompt("small", 0))
-    await asyncio.sleep(0)
-    assert order == ["big0", "big1"] and share.waiting == 7
+    big = [asyncio.create_task(prompt(A)) for _ in range(10)]
+    await until(lambda: share.holding() == {"a": 4})
+    mine = [asyncio.create_task(prompt(small)) for _ in range(RESERVED + 1)]
+    await until(lambda: share.holding() == {"a": 4, "comment": RESERVED})  # beyond the capacity, up to RESERVED
+    assert share.waiting == 6 + 1
     release.set()
-    await asyncio.gather(*big, small)
-    assert order.index("small0") == 2, order  # the first place freed, not the ninth
+    await asyncio.gather(*big, *mine)
     assert share.in_use == 0 and share.waiting == 0
 
 
-async def test_turns_alternate_between_requesters_whatever_they_queued() -> None:
-    share, order = FairShare(1), []
-    gate = asyncio.Event()
-
-    async def prompt(who: str, k: int) -> None:
-        async with share.place(who):
-            order.append(who)
-            await gate.wait()
-
-    first = asyncio.create_task(prompt("a", -1))  # holds the only place while the others queue
-    await asyncio.sleep(0)
-    tasks = [asyncio.create_task(prompt("a", k)) for k in range(4)] + [asyncio.create_task(prompt("b", k))
-                                                                         for k in range(2)]
-    await asyncio.sleep(0)
-    gate.set()
-    await asyncio.gather(first, *tasks)
-    assert order == ["a", "a", "b", "a", "b", "a", "a"]
-
-
 async def test_the_requester_comes_from_the_context_when_not_named() -> None:
-    share, order = FairShare(1), []
-    gate = asyncio.Event()
+    share, gate = FairShare(8), asyncio.Event()
 
-    async def prompt(who: str) -> None:
+    async def prompt(who: Requester) -> None:
         requester.set(who)
         async with share.place():
-            order.append(who)
             await gate.wait()
 
-    tasks = [asyncio.create_task(prompt(w)) for w in ("a", "a", "a", "b")]
-    await asyncio.sleep(0)
+    tasks = [asyncio.create_task(prompt(who)) for who in (A, A, B)]
+    await until(lambda: share.holding() == {"a": 2, "b": 1})
     gate.set()
     await asyncio.gather(*tasks)
-    assert order == ["a", "a", "b", "a"]
 
 
 async def test_a_cancelled_waiter_gives_its_place_to_the_next() -> None:
-    share = FairShare(1)
-    gate = asyncio.Event()
+    share, gate = FairShare(1), asyncio.Event()
 
-    async def hold(who: str) -> str:
+    async def hold(who: Requester) -> str:
         async with share.place(who):
             await gate.wait()
-        return who
+        return who.name
 
-    first = asyncio.create_task(hold("a"))
-    await asyncio.sleep(0)
-    gone, kept = asyncio.create_task(hold("b")), asyncio.create_task(hold("c"))
-    await asyncio.sleep(0)
+    first = asyncio.create_task(hold(A))
+    await until(lambda: share.in_use == 1)
+    gone, kept = asyncio.create_task(hold(B)), asyncio.create_task(hold(Requester("c")))
+    await until(lambda: share.waiting == 2)
     gone.cancel()
     gate.set()
     assert await asyncio.wait_for(asyncio.gather(first, kept), timeout=5) == ["a", "c"]

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..hierarchy import TextClassification
 from ..llm.base import ItemResult, Processor, Prompt, process_in_batches
+from ..llm.fairness import Requester
 from ..llm.schema import answer_token_bound, schema_for
 from ..prompts import stem_prompt
 from ..settings import ClassifierSettings
@@ -51,7 +52,7 @@ class RunContext:
     settings: ClassifierSettings
     classifications: dict[int, TextClassification] = field(default_factory=dict)
     knowledge: Knowledge | None = None  # the taxonomy's gold, where it has some
-    requesters: Sequence[str] = ()  # per text: who asked (`llm.fairness`); none: the caller's own
+    requesters: Sequence[Requester] = ()  # per text: who asked (`llm.fairness`); none: the caller's own
 
 
 class Capability(ABC):

@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable
 
 import httpx
 
-from ..llm.fairness import requester
+from ..llm.fairness import Requester, requester
 from ..settings import JobSettings
 from .store import Claim, JobStore, Line
 from . import outbox
@@ -91,7 +91,7 @@ class JobWorker:
         self._stopping.set()
 
     async def _work(self, claim: Claim) -> None:
-        requester.set(f"job {claim.batch_id}")  # its lines take turns with other requests as one requester
+        requester.set(Requester(f"job {claim.batch_id}"))  # its lines take turns with other requests as one
         started = time.perf_counter()
         heartbeat = asyncio.create_task(self._keep_lease(claim))
         try:

@@ -1,15 +1,16 @@
 """Fair shares of an engine between requesters: one person's file never holds a whole engine.
 
-An engine batches whatever it holds, and answers each prompt in about the same number of
-steps, so what decides how long a small request waits is how many prompts are ahead of it.
-`FairShare` keeps at most `capacity` prompts in the engine and, when more wait, hands each
-freed place to the waiting requester that holds the fewest places (ties in turn, round
-robin), not to the oldest prompt: a 1-text request's next question goes in at the next free
-place, however many a 2,000-text request has queued.
+An engine batches whatever it holds, so what decides how long a small request takes is how
+many prompts are ahead of it. `FairShare` keeps at most `capacity` prompts in the backend;
+when more wait, a freed place goes to the waiting requester that holds the fewest (ties in
+turn, round robin), never simply to the oldest prompt; and `RESERVED` places beyond
+`capacity` are kept for small requesters (a comment or two), so a single comment never
+waits for a place behind a file. The local engine also runs a small requester's prompts
+before the others' waiting ones (`local.engine`).
 
-Who is asking travels in a context variable, `requester`: the service sets it per text (to
-the request the text came in, or the job it belongs to), and every task the text's work
-starts inherits it, down to the backend's call.
+Who is asking travels in a context variable, `requester`: the service sets it per text (the
+request the text came in, or the job it belongs to), and every task the text's work starts
+inherits it, down to the backend's call.
 """
 from __future__ import annotations
 
@@ -17,63 +18,88 @@ import asyncio
 from collections import Counter, deque
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import AsyncIterator
 
-requester: ContextVar[str] = ContextVar("requester", default="")
+RESERVED = 4  # places beyond the capacity for small requesters together (a comment's questions at once)
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who a prompt is for: a request, a job. `small`: a comment or two, which people wait for."""
+
+    name: str = ""
+    small: bool = False
+
+
+requester: ContextVar[Requester] = ContextVar("requester", default=Requester())
 
 
 class FairShare:
-    """At most `capacity` places in use at once; a freed place goes to the waiting requester
-    that holds the fewest, ties in turn (round robin)."""
+    """At most `capacity` places in use at once, and `RESERVED` more for small requesters; a
+    freed place goes to the waiting requester that holds the fewest, ties in turn (round robin)."""
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.capacity = capacity
         self.in_use = 0
-        self._held: Counter[str] = Counter()  # places in use, per requester
-        self._queues: dict[str, deque[asyncio.Future[None]]] = {}  # in turn order: the next to serve first
+        self._held: Counter[Requester] = Counter()  # places in use, per requester
+        self._queues: dict[Requester, deque[asyncio.Future[None]]] = {}  # in turn order: the next first
 
     @property
     def waiting(self) -> int:
         return sum(len(queue) for queue in self._queues.values())
 
+    def holding(self) -> dict[str, int]:
+        """Places in use, per requester's name."""
+        return {who.name: held for who, held in self._held.items()}
+
     @asynccontextmanager
-    async def place(self, who: str | None = None) -> AsyncIterator[int]:
-        """Hold one place while the block runs; wait for one (in `who`'s turn) when all are taken.
-        `who` defaults to the current `requester`. Yields how many places `who` held besides
-        this one when it got it: an engine that orders its own queue can put the smallest first."""
+    async def place(self, who: Requester | None = None) -> AsyncIterator[None]:
+        """Hold one place while the block runs; wait for one (in `who`'s turn) when none may
+        be taken. `who` defaults to the current `requester`."""
         who = who if who is not None else requester.get()
-        if self.in_use < self.capacity and not self._queues:
-            self.in_use += 1
-            self._held[who] += 1
-        else:
-            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._queues.setdefault(who, deque()).append(turn)
-            try:
-                await turn
-            except asyncio.CancelledError:
-                if turn.done() and not turn.cancelled():  # the place had been handed over: pass it on
-                    self._release(who)
-                raise
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queues.setdefault(who, deque()).append(turn)
+        self._admit()
         try:
-            yield self._held[who] - 1
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():  # the place had been handed over: pass it on
+                self._release(who)
+            raise
+        try:
+            yield
         finally:
             self._release(who)
 
-    def _release(self, who: str) -> None:
-        """Hand `who`'s freed place to the waiting requester holding the fewest, else keep it free."""
+    def _release(self, who: Requester) -> None:
+        self.in_use -= 1
         self._held[who] -= 1
         if not self._held[who]:
             del self._held[who]
+        self._admit()
+
+    def _admit(self) -> None:
+        """Hand out places while there are some: to the waiting requester holding the fewest
+        of those that may take one, each served going to the back of the line."""
         while self._queues:
-            chosen = min(self._queues, key=self._held.__getitem__)  # the first such in turn order
+            allowed = [who for who in self._queues if self._may_take(who)]
+            if not allowed:
+                return
+            chosen = min(allowed, key=self._held.__getitem__)  # the first such in turn order
             queue = self._queues.pop(chosen)
             turn = queue.popleft()
             if queue:
                 self._queues[chosen] = queue  # to the back of the line
             if not turn.done():  # a waiter that was cancelled gave up its turn
+                self.in_use += 1
                 self._held[chosen] += 1
                 turn.set_result(None)
-                return
-        self.in_use -= 1
+
+    def _may_take(self, who: Requester) -> bool:
+        """A free place, or for a small requester one of those kept beyond `capacity`."""
+        if self.in_use < self.capacity:
+            return True
+        return who.small and sum(held for other, held in self._held.items() if other.small) < RESERVED

@@ -190,7 +190,7 @@ class VLLMServerProcessor:
         self.in_flight = 0
         self.peak_in_flight = 0
         self._servers: list[_Server] = []
-        self._slots = FairShare(settings.max_concurrent)  # handed round robin between requesters
+        self._slots = FairShare(settings.max_concurrent)  # handed fairly between requesters
         self._guard: ContextGuard | None = None
 
     async def __aenter__(self) -> "VLLMServerProcessor":

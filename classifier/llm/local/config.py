@@ -44,9 +44,6 @@ def llm_args(settings: EngineSettings, model: str, gpu: int | None) -> dict[str,
         # No free whitespace in JSON (an engine-wide setting in vLLM): a small model cannot
         # fill its token budget with newlines between the fields.
         structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True},
-        # The engine's queue in the order of each prompt's `priority` (then arrival): a requester
-        # with few prompts in the engine goes before one that fills it (`llm.fairness`).
-        scheduling_policy="priority",
     )
     if settings.block_size:
         args["block_size"] = settings.block_size

@@ -36,7 +36,7 @@ class Request:
     schema: JSONSchema | None  # None: a choice
     max_tokens: int
     options: tuple[str, ...] = ()  # a choice's one-token options
-    priority: int = 0  # lower first in the engine's queue: the places its requester held besides it
+    urgent: bool = False  # for a small request someone waits for: before every other waiting one
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from ...settings import EngineSettings
 from ..base import Health, ItemResult, JSONSchema, Prompt, Usage
 from ..embedded import model_name, resolve_llm
 from ..errors import BackendUnavailable, InvalidOutput
-from ..fairness import FairShare
+from ..fairness import FairShare, requester
 from ..probabilities import choice_answer
 from ..schema import parse_output
 from .config import llm_args, worker_env
@@ -129,14 +129,14 @@ class LocalVLLMProcessor:
 
     async def _one(self, request: Request) -> ItemResult:
         """One prompt: a place in turn, the least loaded live engine, its answer checked."""
-        async with self._share.place() as earlier:
+        async with self._share.place():
             problems = [w.problem() for w in self._workers]
             live = [w for w, problem in zip(self._workers, problems) if problem is None]
             if not live:
                 self.usage.errors += 1
                 return ItemResult.failure(next(filter(None, problems), "the local engine is not started"))
             worker = min(live, key=lambda w: w.load)
-            generated = await worker.submit(replace(request, priority=earlier))
+            generated = await worker.submit(replace(request, urgent=requester.get().small))
         try:
             result = _result(generated, request)
         except Exception as exc:  # noqa: BLE001 - a bug in reading one answer fails that answer alone
