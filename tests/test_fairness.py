@@ -80,3 +80,29 @@ async def test_a_cancelled_waiter_gives_its_place_to_the_next() -> None:
     with pytest.raises(asyncio.CancelledError):
         await gone
     assert share.in_use == 0 and share.waiting == 0
+
+
+async def test_with_shared_the_others_keep_below_it_while_a_small_requester_holds_a_place() -> None:
+    share, gates = FairShare(6, shared=2), {}
+    small = Requester("comment", small=True)
+
+    async def prompt(who: Requester, k: int) -> None:
+        async with share.place(who):
+            gates[who.name, k] = gate = asyncio.Event()
+            await gate.wait()
+
+    big = [asyncio.create_task(prompt(A, k)) for k in range(20)]
+    await until(lambda: share.holding() == {"a": 6})
+    mine = asyncio.create_task(prompt(small, 0))
+    await until(lambda: ("comment", 0) in gates)
+    for k in range(5):  # five of a's answers come in; a takes a place again only below 2
+        gates["a", k].set()
+    await until(lambda: share.holding() == {"a": 2, "comment": 1})
+    gates["comment", 0].set()
+    await mine
+    await until(lambda: share.holding() == {"a": 6})  # alone again: every place
+    while not all(task.done() for task in big):
+        for event in list(gates.values()):
+            event.set()
+        await asyncio.sleep(0)
+    assert share.in_use == 0 and share.waiting == 0

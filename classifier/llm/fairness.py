@@ -5,8 +5,11 @@ many prompts are ahead of it. `FairShare` keeps at most `capacity` prompts in th
 when more wait, a freed place goes to the waiting requester that holds the fewest (ties in
 turn, round robin), never simply to the oldest prompt; and `RESERVED` places beyond
 `capacity` are kept for small requesters (a comment or two), so a single comment never
-waits for a place behind a file. The local engine also runs a small requester's prompts
-before the others' waiting ones (`local.engine`).
+waits for a place behind a file. With `shared`, while a small requester holds a place the
+others together take new places only below `shared`, so what runs beside the small one
+shrinks as their answers come in (for servers, whose queues the client cannot reorder); the
+local engine goes further and runs a small requester's prompts before the others'
+(`local.engine`).
 
 Who is asking travels in a context variable, `requester`: the service sets it per text (the
 request the text came in, or the job it belongs to), and every task the text's work starts
@@ -39,10 +42,10 @@ class FairShare:
     """At most `capacity` places in use at once, and `RESERVED` more for small requesters; a
     freed place goes to the waiting requester that holds the fewest, ties in turn (round robin)."""
 
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be at least 1")
-        self.capacity = capacity
+    def __init__(self, capacity: int, shared: int | None = None) -> None:
+        if capacity < 1 or (shared is not None and shared < 1):
+            raise ValueError("capacity and shared must be at least 1")
+        self.capacity, self.shared = capacity, shared
         self.in_use = 0
         self._held: Counter[Requester] = Counter()  # places in use, per requester
         self._queues: dict[Requester, deque[asyncio.Future[None]]] = {}  # in turn order: the next first
@@ -99,7 +102,11 @@ class FairShare:
                 turn.set_result(None)
 
     def _may_take(self, who: Requester) -> bool:
-        """A free place, or for a small requester one of those kept beyond `capacity`."""
-        if self.in_use < self.capacity:
-            return True
-        return who.small and sum(held for other, held in self._held.items() if other.small) < RESERVED
+        """A free place, or for a small requester one of those kept beyond `capacity`; for the
+        others, while a small requester holds one, only below `shared` together."""
+        small = sum(held for other, held in self._held.items() if other.small)
+        if who.small:
+            return self.in_use < self.capacity or small < RESERVED
+        if small and self.shared is not None and self.in_use - small >= self.shared:
+            return False
+        return self.in_use < self.capacity

@@ -34,6 +34,10 @@ from .schema import parse_output
 from .server_context import ContextGuard, TokenizerUnavailable
 
 BACKEND = "vllm-server"
+# While a small request (a comment or two) has a request in flight, the others keep to this
+# many together: a server batches what it is sent in arrival order, so the small request's
+# steps stay short only if little else is in them (`llm.fairness`).
+SHARED = 2
 logger = logging.getLogger(__name__)
 URL_FORM = "http://host:port/v1"
 START_HINT = (
@@ -190,7 +194,7 @@ class VLLMServerProcessor:
         self.in_flight = 0
         self.peak_in_flight = 0
         self._servers: list[_Server] = []
-        self._slots = FairShare(settings.max_concurrent)  # handed fairly between requesters
+        self._slots = FairShare(settings.max_concurrent, SHARED)  # handed fairly between requesters
         self._guard: ContextGuard | None = None
 
     async def __aenter__(self) -> "VLLMServerProcessor":
