@@ -1,11 +1,10 @@
-"""RequestBatcher: requests that arrive within one window share one classification pass.
+"""RequestBatcher: requests that arrive within one window are admitted and run together.
 
-An LLM engine is fastest when it sees many prompts at once, and the taxonomy walk sends
-one batched call per node, so ten 1-text requests cost about what one 10-text request
-costs when they travel together. The first request for a taxonomy opens a window of
-`window` seconds; every request for that taxonomy arriving inside it joins, and then all
-their jobs go to `ClassificationService.run_jobs` in one call (each capability runs once
-over every text that wants it). Results are split back per request.
+The first request for a taxonomy opens a window of `window` seconds; every request for that
+taxonomy arriving inside it joins, and then all their jobs go to `ClassificationService.run_jobs`
+in one call, each text on its own path and in its own request's name (the backend batches
+what is in flight and hands its places between requesters, `llm.fairness`). Results are
+split back per request; `BatchStats` counts the passes.
 
 Admission is bounded: texts admitted and not yet answered may not pass
 `max_queued_texts`; a request that would pass it gets `Overloaded` (HTTP 503 with

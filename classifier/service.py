@@ -98,7 +98,7 @@ class ClassificationService:
         }
 
     async def run_jobs(self, jobs: Sequence[Job], taxonomy: Taxonomy) -> list[dict[str, Any]]:
-        """Per-job result objects, in order; each capability runs once over the jobs that want it.
+        """Per-job result objects, in order; each text on its own path (`run_capabilities`).
 
         The request batcher calls this with the jobs of several requests at once. A text that
         is empty or only whitespace asks the LLM nothing: it gets empty results, `skipped`.
