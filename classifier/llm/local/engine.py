@@ -2,9 +2,9 @@
 
 The worker runs vLLM's engine loop itself (`LLMEngine.add_request` and `step`, the loop
 `LLM.generate` and `AsyncLLM` run): between two steps it takes whatever requests the parent
-sent, so a request joins the running batch at the next step (continuous batching) instead
-of waiting for a whole `generate` pass to end, and each request's answer goes back the step
-it finishes. vLLM's `AsyncLLM` would run this same engine core in a second process of its
+sent, and they join the running batch as `admission` says (a small request's at the next
+step: continuous batching) instead of waiting for a whole `generate` pass to end; each
+request's answer goes back the step it finishes. vLLM's `AsyncLLM` would run this same engine core in a second process of its
 own (a ~1.6 GB front end, and a second process competing with the engine's pinned threads
 on a CPU); stepping it here keeps one process per engine.
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import itertools
 import os
 import signal
-from collections import deque
 from dataclasses import replace
 from multiprocessing.connection import Connection
 from typing import Any
@@ -24,6 +23,7 @@ from typing import Any
 from ..base import Prompt
 from ..errors import ContextOverflow
 from ..probabilities import TOP_LOGPROBS, spelled
+from .admission import Admission
 from .messages import EngineConfig, Finished, Generated, Request
 
 
@@ -61,32 +61,16 @@ def serve(conn: Connection, engine: "Engine") -> None:
             if message is None:
                 stopping = True
             else:
-                engine.queue(message)
+                engine.waiting.queue(message)
             wait = 0
         finished = engine.admit() + engine.step()
         if finished:
             conn.send(finished)
 
 
-# Requests that are not urgent join the running batch at most this many per step, so the
-# engine's own queue never holds more than a step's prefill: an urgent request that comes
-# next waits for one step at most, not for a file's backlog.
-BULK_PER_STEP = 4
-# While an urgent request runs, the others keep to this many in the engine (those admitted
-# first, the furthest along): the rest go back to the queue, so the urgent request's steps
-# stay short. On a GPU a step costs about the same with 8 prompts or 64; on a CPU it grows
-# with every prompt in it.
-SHARED = 2
-
-
 class Engine:
-    """The vLLM engine of one worker, its queue, and the prompt rendering and context guard.
-
-    Urgent requests (a small request someone waits for, `llm.fairness`) join the running
-    batch at the next step; the others as `BULK_PER_STEP` and `SHARED` allow. A request sent
-    back to the queue loses only the tokens it had generated: its prompt stays in the prefix
-    cache, so taking it up again costs little more than those tokens.
-    """
+    """The vLLM engine of one worker, its queue (`Admission`), and the prompt rendering and
+    context guard."""
 
     def __init__(self, config: EngineConfig) -> None:
         from vllm import LLM
@@ -98,36 +82,21 @@ class Engine:
         # vLLM's request id -> the request and whether it was truncated, in the order admitted
         self.running: dict[str, tuple[Request, bool]] = {}
         self._keys = itertools.count()  # vLLM's request ids: a request taken up again gets a new one
-        self.urgent: deque[Request] = deque()  # waiting to join the running batch
-        self.bulk: deque[Request] = deque()
+        self.waiting = Admission()  # to join the running batch
 
     @property
     def busy(self) -> bool:
-        return bool(self.running or self.urgent or self.bulk)
-
-    def queue(self, requests: list[Request]) -> None:
-        for request in requests:
-            (self.urgent if request.urgent else self.bulk).append(request)
+        return bool(self.running or self.waiting)
 
     def admit(self) -> Finished:
-        """Move waiting requests into the running batch: every urgent one; the others by
-        `BULK_PER_STEP`, and below `SHARED` in all while an urgent one runs."""
-        arrived = [self.urgent.popleft() for _ in range(len(self.urgent))]
-        if arrived:
-            self._make_room()
-        refused = self._add(arrived)
-        urgent = sum(request.urgent for request, _ in self.running.values())
-        room = BULK_PER_STEP if not urgent else SHARED - (len(self.running) - urgent)
-        return refused + self._add([self.bulk.popleft() for _ in range(min(len(self.bulk), max(0, room)))])
-
-    def _make_room(self) -> None:
-        """Send the requests that are not urgent back to the front of the queue, all but the
-        `SHARED` admitted first."""
-        back = [key for key, (request, _) in self.running.items() if not request.urgent][SHARED:]
+        """Move waiting requests into the running batch, and others back, as `Admission` plans."""
+        running = list(self.running)
+        add, back = self.waiting.plan([self.running[key][0] for key in running])
         if back:
-            self.engine.abort_request(back)
-            for key in reversed(back):
-                self.bulk.appendleft(self.running.pop(key)[0])
+            self.engine.abort_request([running[k] for k in back])
+            for k in back:
+                del self.running[running[k]]
+        return self._add(add)
 
     def _add(self, requests: list[Request]) -> Finished:
         """Add requests to the running batch; those that cannot run are answered at once:
