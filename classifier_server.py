@@ -179,7 +179,11 @@ def _is_loopback(host: str) -> bool:
 @option("--retention-days", type=click.FloatRange(0.001), default=JobSettings.retention_days,
         help="Ended batches (lines, outputs) and uploaded files are deleted after this many days.")
 @option("--retrain-after", type=click.IntRange(1), default=JobSettings.retrain_after,
-        help="Gold labels (POST /v1/labels) added or changed before the learned classifier is retrained.")
+        help="Gold labels (POST /v1/labels) added, changed or deleted before the learned classifier is retrained.")
+@option("--retrain-interval", type=click.FloatRange(0), default=JobSettings.retrain_interval,
+        help="Seconds at least between two retrainings of one API key's labels (training runs in the background).")
+@option("--max-labels", type=click.IntRange(1), default=JobSettings.max_labels,
+        help="Labels one API key may hold per taxonomy (POST /v1/labels past it: 409).")
 def main(**options: Any) -> None:
     """Serve the classifier over HTTP, and work classification jobs."""
     if options["jobs_only"] and options["no_jobs"]:
@@ -209,7 +213,8 @@ def main(**options: Any) -> None:
         webhook_secret=options["webhook_secret"], webhook_allow=tuple(options["webhook_allow"]),
         webhook_attempts=options["webhook_attempts"], webhook_backoff=options["webhook_backoff"],
         max_queued_lines=options["max_queued_lines"], retention_days=options["retention_days"],
-        retrain_after=options["retrain_after"],
+        retrain_after=options["retrain_after"], retrain_interval=options["retrain_interval"],
+        max_labels=options["max_labels"],
     )  # fmt: skip
     settings = replace(build_settings(options, server), jobs=jobs)
     try:

@@ -85,6 +85,7 @@ class RequestBatcher:
         taxonomy: str | None = None,
         *,
         background: bool = False,
+        owner: str = "",
     ) -> dict[str, Any]:
         """`ClassificationService.classify`, with the jobs run together with other requests'.
         `background`: a job's line, admitted only within `JOB_SHARE` of the queue bound."""
@@ -92,7 +93,7 @@ class RequestBatcher:
         async def enqueue(jobs: Sequence[Job], tree: Taxonomy) -> list[dict[str, Any]]:
             return await self._enqueue(jobs, tree, background)
 
-        return await self.service.classify(texts, capabilities, project_name, taxonomy, run=enqueue)
+        return await self.service.classify(texts, capabilities, project_name, taxonomy, run=enqueue, owner=owner)
 
     async def _enqueue(self, jobs: Sequence[Job], taxonomy: Taxonomy, background: bool) -> list[dict[str, Any]]:
         self._admit(len(jobs), background)

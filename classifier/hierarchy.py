@@ -52,6 +52,7 @@ class TextClassification:
     node_results: dict[NodePath, dict[str, Any]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     truncated: bool = False
+    labelled: bool = False  # answered by a label (its text, or a near duplicate, was labelled), not walked
 
 
 # One text's question at one node: the children accepted, recorded on the text's result.
@@ -118,6 +119,7 @@ class HierarchicalClassifier:
         results = [TextClassification() for _ in texts]
         twins = self.guidance.twins if self.guidance else {}
         for i, stems in twins.items():  # labelled already: the label is the answer
+            results[i].labelled = True
             for path in {stem[:depth] for stem in stems for depth in range(1, len(stem) + 1)}:
                 results[i].accepted.append(path)
                 results[i].node_results[path] = node_result(1.0, source="gold")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Sequence
 
 from .capabilities import CAPABILITIES, DEFAULT_CAPABILITIES, resolve, run_capabilities
 from .capabilities.base import RunContext
+from .gold import OPERATOR
 from .llm.base import Processor
 from .llm.fairness import Requester, requester
 from .settings import ClassifierSettings
@@ -38,6 +40,7 @@ class Job:
     capabilities: tuple[str, ...]
     prefix: str | None = None
     requester: Requester = Requester()  # who asked: requesters take turns in the backend (`llm.fairness`)
+    owner: str = ""  # whose labels answer it: the API key's digest ("" without keys; `gold.store`)
 
 
 Runner = Callable[[Sequence["Job"], Taxonomy], Awaitable[list[dict[str, Any]]]]
@@ -50,7 +53,7 @@ class ClassificationService:
         taxonomies: Mapping[str, Taxonomy],
         settings: ClassifierSettings,
         default_taxonomy: str | None = None,
-        knowledge: Mapping[str, Knowledge] | None = None,
+        knowledge: Mapping[tuple[str, str], Knowledge] | None = None,
     ) -> None:
         if not taxonomies:
             raise ValueError("the service needs at least one taxonomy")
@@ -58,9 +61,10 @@ class ClassificationService:
         self.taxonomies = dict(taxonomies)
         self.settings = settings
         self.default_taxonomy = default_taxonomy or next(iter(self.taxonomies))
-        # Per taxonomy name, what its gold gives the walk; replaced whole when it is retrained.
-        self.knowledge: dict[str, Knowledge] = dict(knowledge or {})
+        # Per (taxonomy name, owner), what its labels give the walk (`gold.training` keeps it current).
+        self.knowledge: dict[tuple[str, str], Knowledge] = dict(knowledge or {})
         self._requests = itertools.count(1)
+        self._in_flight: Counter[str] = Counter()  # texts of /classify requests in flight, per API key
 
     def taxonomy(self, name: str | None) -> Taxonomy:
         """The named taxonomy (the default when None); `UnknownTaxonomy` lists the loaded ones."""
@@ -77,25 +81,50 @@ class ClassificationService:
         project_name: str | None = None,
         taxonomy: str | None = None,
         run: Runner | None = None,
+        owner: str = "",
     ) -> dict[str, Any]:
-        """The whole response body of `POST /classify` for one request.
+        """The whole response body of `POST /classify` for one request of `owner` (an API key's
+        digest, "" without keys): answered from its labels, and taking turns as that key.
 
         `run` replaces `run_jobs` (the request batcher passes its queue, which runs these
         jobs together with other requests' jobs)."""
         started = time.perf_counter()
         tree = self.taxonomy(taxonomy)
         names = tuple(resolve(capabilities or DEFAULT_CAPABILITIES))
-        # A job's lines go in their job's name; a request of a comment or two is one people wait for.
-        who = requester.get()
-        if not who.name:
-            who = Requester(f"request {next(self._requests)}", small=len(texts) <= SMALL_REQUEST)
-        results = await (run or self.run_jobs)([Job(t, names, project_name, who) for t in texts], tree)
+        who = requester.get()  # a job's lines go in their job's name, and its owner's
+        own = not who.name
+        if not own:
+            owner = who.owner
+        else:
+            who = self._requester(owner, len(texts))
+            self._in_flight[owner] += len(texts)
+        try:
+            results = await (run or self.run_jobs)([Job(t, names, project_name, who, owner) for t in texts], tree)
+        finally:
+            if own:
+                self._in_flight[owner] -= len(texts)
+                if not self._in_flight[owner]:
+                    del self._in_flight[owner]
         return {
             "results": results,
             "processing_time": round(time.perf_counter() - started, 3),
             "batch_info": {"text_count": len(texts), "capabilities_executed": list(names)},
             "config_used": tree.name,
         }
+
+    def _requester(self, owner: str, texts: int) -> Requester:
+        """Who a request takes turns as. With API keys, a key's requests together are one
+        requester, and a request of a comment or two is waited for (`small`, run first) only
+        while the key has nothing else in flight: many small requests of one key are one bulk
+        requester, never a queue-jump each. Without keys, each request is its own."""
+        if not owner:
+            return Requester(f"request {next(self._requests)}", small=texts <= SMALL_REQUEST)
+        small = texts + self._in_flight[owner] <= SMALL_REQUEST
+        return Requester(f"key {owner}" + (" (small)" if small else ""), small=small)
+
+    def knowledge_for(self, taxonomy: str, owner: str) -> Knowledge | None:
+        """What answers `owner`'s texts: its own labels' knowledge, else the operator's."""
+        return self.knowledge.get((taxonomy, owner)) or self.knowledge.get((taxonomy, OPERATOR))
 
     async def run_jobs(self, jobs: Sequence[Job], taxonomy: Taxonomy) -> list[dict[str, Any]]:
         """Per-job result objects, in order; each text on its own path (`run_capabilities`).
@@ -122,7 +151,7 @@ class ClassificationService:
             taxonomy=taxonomy,
             processor=self.processor,
             settings=self.settings,
-            knowledge=self.knowledge.get(taxonomy.name),
+            knowledge=[self.knowledge_for(taxonomy.name, j.owner) for j in jobs],
             requesters=[j.requester for j in jobs],
         )
         outcomes = await run_capabilities(ctx, [j.capabilities for j in jobs])

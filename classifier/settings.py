@@ -111,7 +111,9 @@ class JobSettings:
     webhook_backoff: float = 2.0  # seconds before the second attempt, doubling after
     max_queued_lines: int = 1_000_000  # per API key: lines waiting in its batches; past it 429
     retention_days: float = 30.0  # ended batches and old files are deleted after this long
-    retrain_after: int = 20  # gold labels added or changed before the learned classifier is retrained
+    retrain_after: int = 20  # gold labels added, changed or deleted before the learned classifier is retrained
+    retrain_interval: float = 60.0  # seconds at least between two retrainings of one owner's labels
+    max_labels: int = 100_000  # labels one API key may hold per taxonomy; past it 409
 
     @property
     def url(self) -> str:

@@ -11,9 +11,9 @@ import pytest
 
 from classifier.eval.gold import Example
 from classifier.eval.learning import draw_gold
-from classifier.gold.knowledge import Knowledge
+from classifier.gold.knowledge import Knowledge, nearest
 from classifier.gold.label_studio import labelling_config, tasks_from_results
-from classifier.gold.learned import LearnedModel, LevelThresholds
+from classifier.gold.learned import LearnedModel, LevelThresholds, NodeModels
 from classifier.taxonomy import format_path
 
 from .trees import training
@@ -38,10 +38,10 @@ def test_retrieval_never_returns_the_comment_itself_and_its_label_is_the_answer(
     guidance = knowledge().guidance(["the trainer  RUSHED", "Went too quickly", "The trainer rushed!"],
                                     np.stack([unit(1, 0, 0), unit(1, 0.5, 0), unit(1, 0.1, 0)]), examples=2,
                                     route="llm")
-    assert 0 not in guidance.nearest[0]  # its own text, case and spacing aside
+    assert 0 not in nearest(guidance.similarity[0], None, 3)  # its own text, case and spacing aside
     # Labelled already (the same text, or a near duplicate): the label is the answer.
     assert guidance.twins == {0: frozenset({PACE}), 2: frozenset({PACE})}
-    assert guidance.nearest[1] == [2, 0, 1]  # nearest first
+    assert nearest(guidance.similarity[1], None, 3) == [2, 0, 1]  # nearest first
     # Each example's answer at a node is its children there, or nothing (shown as "none of these").
     assert guidance.labelled(1, (), ["Delivery", "Logistics"]) == [
         ("Too fast and no coffee", ["Delivery", "Logistics"]), ("The trainer rushed", ["Delivery"])]
@@ -51,7 +51,7 @@ def test_retrieval_never_returns_the_comment_itself_and_its_label_is_the_answer(
 
 
 def model(rows_level1: LevelThresholds, rows_level2: LevelThresholds) -> LearnedModel:
-    return LearnedModel("v", models={}, levels={1: rows_level1, 2: rows_level2})
+    return LearnedModel("v", models=NodeModels.empty(3), levels={1: rows_level1, 2: rows_level2})
 
 
 def guided(row: dict, route: str):

@@ -3,11 +3,13 @@ Label Studio export files, and the store's idempotent writes on SQLite and Postg
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
 from sqlalchemy import insert, select
 
+from classifier.gold import OPERATOR
 from classifier.gold.label_studio import LabelStudioError, read_export
 from classifier.gold.labels import LabelError, checked, read_csv, taxonomy_version
 from classifier.gold.store import GoldStore
@@ -89,6 +91,31 @@ def test_label_studio_export_gives_each_tasks_latest_annotation_that_was_not_can
         read_export({"tasks": []}, RESTAURANTS)
 
 
+def test_label_studio_imports_refuse_what_they_cannot_read_naming_the_task():
+    choices = label_studio_task(8, "Rude waiter", [annotation(5, [], "t")])
+    choices["annotations"][0]["result"] = [{"type": "choices", "value": {"choices": ["Service"]}}]
+    with pytest.raises(LabelStudioError, match="task 8: a result of type 'choices' cannot be read"):
+        read_export([choices], RESTAURANTS)
+    json_min = [{"id": 9, "text": "Rude waiter", "topics": {"taxonomy": [["Service", "General"]]}}]
+    with pytest.raises(LabelStudioError, match="task 9 has no annotations list.*export as JSON"):
+        read_export(json_min, RESTAURANTS)
+    with pytest.raises(LabelStudioError, match="task 2 of the export is not an object"):
+        read_export([label_studio_task(1, "x", []), "not a task"], RESTAURANTS)
+
+
+def test_csv_with_a_byte_order_mark_reads_and_other_encodings_are_refused_by_name(tmp_path):
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes("text,paths\nRude waiter,Service>General\n".encode("utf-8-sig"))
+    [label] = read_csv(excel, RESTAURANTS)
+    assert label.stems == {("Service", "General")}
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("text,paths\nCaf\u00e9 was cold,Food>Quality\n".encode("latin-1"))
+    with pytest.raises(LabelError, match="latin.csv: not UTF-8 text"):
+        read_csv(latin, RESTAURANTS)
+    with pytest.raises(LabelError, match="NUL"):
+        checked(RESTAURANTS, "cold\x00soup", ["Food>Quality"])
+
+
 def test_taxonomy_version_changes_with_the_tree():
     assert taxonomy_version(RESTAURANTS) == taxonomy_version(load_taxonomy(RESTAURANTS.source))
     assert taxonomy_version(RESTAURANTS) != taxonomy_version(training())
@@ -96,16 +123,21 @@ def test_taxonomy_version_changes_with_the_tree():
 
 def check_store(store: GoldStore) -> None:
     first = checked(RESTAURANTS, "The soup was cold.", ["Food>Quality"])
-    assert store.put("restaurants", [first], source="import", owner="cli") == (1, 0)
+    assert store.put("restaurants", [first], source="import", owner=OPERATOR) == (1, 0)
     again = checked(RESTAURANTS, "the soup  was cold.", ["Food>Quality", "Service>General"])  # same text
-    assert store.put("restaurants", [again], source="correction", owner="k1") == (0, 1)
-    [stored] = store.labels("restaurants")
-    assert stored.label.stems == again.stems and stored.source == "correction" and stored.owner == "k1"
-    assert store.labels("laptops") == []  # per taxonomy
-    assert store.changed_since("restaurants", stored.updated_at - 1) == 1
-    assert store.changed_since("restaurants", stored.updated_at) == 0
-    assert store.delete("restaurants", first.key) and not store.delete("restaurants", first.key)
-    assert store.labels("restaurants") == []
+    assert store.put("restaurants", [again], source="correction", owner="k1") == (1, 0)  # k1's own label
+    assert store.put("restaurants", [again], source="correction", owner="k1") == (0, 1)  # idempotent per owner
+    [imported] = store.labels("restaurants", OPERATOR)
+    assert imported.label.stems == first.stems and imported.shared  # untouched by k1
+    [seen_by_k1] = store.view("restaurants", "k1")
+    assert seen_by_k1.label.stems == again.stems and seen_by_k1.owner == "k1" and not seen_by_k1.shared
+    [seen_by_k2] = store.view("restaurants", "k2")  # k2 reads the operator's, never k1's
+    assert seen_by_k2.label.stems == first.stems and seen_by_k2.shared
+    assert store.view("laptops", "k1") == []  # per taxonomy
+    assert store.count("restaurants", "k1") == 1 and store.owners("restaurants") == ["cli", "k1"]
+    assert not store.delete("restaurants", first.key, "k2")  # not k2's to delete
+    assert store.delete("restaurants", first.key, "k1") and not store.delete("restaurants", first.key, "k1")
+    assert [s.owner for s in store.view("restaurants", "k1")] == [OPERATOR]  # the operator's again
     with pytest.raises(LabelError, match="unknown label source"):
         store.put("restaurants", [first], source="guess", owner="cli")
 
@@ -133,5 +165,34 @@ def test_a_schema_1_database_gains_the_gold_table(tmp_path):
     old.close()
     store = JobStore(url, tmp_path)
     with store.engine.connect() as db:
-        assert max(db.scalars(select(meta.c.version))) == SCHEMA_VERSION == 2
+        assert max(db.scalars(select(meta.c.version))) == SCHEMA_VERSION == 3
     assert GoldStore(store.engine).labels("restaurants") == []
+
+
+SCHEMA_2_GOLD = """CREATE TABLE gold_labels (taxonomy VARCHAR(128) NOT NULL, text_key VARCHAR(64) NOT NULL,
+    text TEXT NOT NULL, stems TEXT NOT NULL, polarity TEXT NOT NULL, source VARCHAR(32) NOT NULL,
+    owner VARCHAR(32) NOT NULL, created_at FLOAT NOT NULL, updated_at FLOAT NOT NULL,
+    PRIMARY KEY (taxonomy, text_key))"""
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_a_schema_2_database_keeps_its_labels_with_their_owners(tmp_path, database):
+    with (postgres_database() if database == "postgresql" else nullcontext(f"sqlite:///{tmp_path / 'j.db'}")) as url:
+        old = JobStore(url, tmp_path)
+        with old.engine.begin() as db:
+            db.execute(meta.delete())
+            db.execute(insert(meta).values(version=2))
+            db.exec_driver_sql("DROP TABLE gold_labels")
+            db.exec_driver_sql(SCHEMA_2_GOLD)
+            db.exec_driver_sql("INSERT INTO gold_labels VALUES ('restaurants', 'abc', 'The soup was cold.', "
+                               "'[\"Food>Quality\"]', '{}', 'import', 'cli', 1.0, 2.0)")
+        old.close()
+        store = JobStore(url, tmp_path)
+        try:
+            [kept] = GoldStore(store.engine).labels("restaurants", OPERATOR)
+            assert kept.label.text == "The soup was cold." and kept.updated_at == 2.0
+            # The new key: the same text may now be labelled by another owner as well.
+            label = checked(RESTAURANTS, "The soup was cold.", ["Service>General"])
+            assert GoldStore(store.engine).put("restaurants", [label], source="correction", owner="k1") == (1, 0)
+        finally:
+            store.close()

@@ -11,6 +11,7 @@ import httpx
 
 from classifier.api import FixedBackend, create_app
 from classifier.eval.gold import load_semeval
+from classifier.gold import OPERATOR
 from classifier.gold.labels import Label
 from classifier.gold.store import GoldStore
 from classifier.gold.training import model_path
@@ -49,8 +50,9 @@ async def test_a_correction_changes_the_next_answer_for_a_near_duplicate(tmp_pat
     app = create_app(settings, {"restaurants": RESTAURANTS}, FixedBackend(ScriptedProcessor(nothing_applies)))
     async with app.router.lifespan_context(app):
         knowledge = app.state.serving.service.knowledge
-        await until(lambda: "restaurants" in knowledge)
-        assert knowledge["restaurants"].model is not None and model_path(tmp_path / "learned", RESTAURANTS).exists()
+        await until(lambda: ("restaurants", OPERATOR) in knowledge)
+        assert knowledge[("restaurants", OPERATOR)].model is not None
+        assert model_path(tmp_path / "learned", RESTAURANTS).exists()
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
 
@@ -74,12 +76,12 @@ async def test_a_correction_changes_the_next_answer_for_a_near_duplicate(tmp_pat
             listed = (await client.get("/v1/labels", params={"taxonomy": "restaurants", "limit": 1000})).json()
             assert len(listed["data"]) == len({e.text.casefold() for e in real} | {COMMENT.casefold()})
             mine = next(item for item in listed["data"] if item["text"] == COMMENT)
-            assert mine["paths"] == ["Service>General"] and mine["source"] == "correction"
+            assert mine["paths"] == ["Service>General"] and mine["source"] == "correction" and not mine["shared"]
 
             deleted = await client.delete(f"/v1/labels/{mine['id']}", params={"taxonomy": "restaurants"})
             assert deleted.json()["deleted"] is True
             assert (await client.delete(f"/v1/labels/{mine['id']}", params={"taxonomy": "restaurants"})).status_code == 404
-            await until(lambda: COMMENT not in knowledge["restaurants"].texts)
+            assert COMMENT not in knowledge[("restaurants", "")].texts  # gone from retrieval at once
             assert (await answer(NEAR)) == before
 
             bad = await client.post("/v1/labels", json={**correction, "paths": ["Food>Smell"]})

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
+from .middleware import OwnerDep
 from .protocol import ClassifyRequest, ClassifyResponse, ErrorResponse, HealthResponse, JSONBody, ReadyResponse
 from .serving import Serving
 
@@ -41,9 +42,9 @@ async def root(serving: ServingDep) -> Response:
 
 @router.post("/classify", response_model=ClassifyResponse, responses=ERRORS)
 @router.post("/v1/classify", response_model=ClassifyResponse, responses=ERRORS, include_in_schema=False)
-async def classify(body: ClassifyRequest, serving: ServingDep) -> Response:
+async def classify(body: ClassifyRequest, serving: ServingDep, owner: OwnerDep) -> Response:
     """Classify texts with the capabilities asked for; one result per text, in order."""
-    return JSONBody(await serving.classify(body))
+    return JSONBody(await serving.classify(body, owner=owner))
 
 
 @router.get("/health", response_model=HealthResponse)

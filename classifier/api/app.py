@@ -68,10 +68,12 @@ async def _jobs(app: FastAPI, settings: Settings, metrics: Metrics) -> AsyncIter
     store = await asyncio.to_thread(JobStore, settings.jobs.url, settings.jobs.data_dir)
     app.state.jobs = jobs = JobsServing(store, app.state.serving, settings.jobs)
     metrics.watch_jobs(store)
-    learning = Learning(GoldStore(store.engine), app.state.serving.service.taxonomies,
-                        app.state.serving.service.knowledge, Embedder(settings.engine.cache_dir),
-                        settings.jobs.data_dir / "learned", settings.jobs.retrain_after)
-    app.state.labels = LabelsServing(learning.store, app.state.serving.service, learning)
+    service = app.state.serving.service
+    learning = Learning(GoldStore(store.engine), service.taxonomies, service.knowledge,
+                        Embedder(settings.engine.cache_dir), settings.jobs.data_dir / "learned",
+                        settings.jobs.retrain_after, settings.jobs.retrain_interval, settings.jobs.max_labels)
+    app.state.labels = LabelsServing(learning.store, service, learning, settings.server.max_text_chars)
+    app.state.serving.gold = learning.status
     loading = asyncio.create_task(learning.start())  # the gold is read while the server already answers
     worker, running = None, None
     if settings.jobs.enabled:

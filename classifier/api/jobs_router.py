@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Depends, File, Form, Query, Request, Upload
 from starlette.responses import FileResponse, HTMLResponse, Response
 
 from .jobs_serving import JobsServing
+from .middleware import OwnerDep
 from .protocol import JSONBody
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -17,13 +18,7 @@ async def _jobs(request: Request) -> JobsServing:
     return request.app.state.jobs
 
 
-def _owner(request: Request) -> str:
-    """The API key's digest (set by BearerAuth), or "" on a server without keys."""
-    return getattr(request.state, "owner", "")
-
-
 JobsDep = Annotated[JobsServing, Depends(_jobs)]
-OwnerDep = Annotated[str, Depends(_owner)]
 
 
 @router.post("/files")

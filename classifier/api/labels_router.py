@@ -1,14 +1,15 @@
-"""The gold routes: corrections in (`POST /v1/labels`), listing and deletion. Thin: `LabelsServing` acts."""
+"""The gold routes: corrections in (`POST /v1/labels`), listing and deletion, each on the
+caller's own labels. Thin: `LabelsServing` acts."""
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
-from .jobs_router import OwnerDep
 from .labels_serving import LabelsServing
-from .protocol import JSONBody
+from .middleware import OwnerDep
+from .protocol import JSONBody, LabelRequest
 
 router = APIRouter(prefix="/v1", tags=["labels"])
 
@@ -21,17 +22,18 @@ LabelsDep = Annotated[LabelsServing, Depends(_labels)]
 
 
 @router.post("/labels")
-async def label(body: Annotated[dict[str, Any], Body()], labels: LabelsDep, owner: OwnerDep) -> Response:
+async def label(body: LabelRequest, labels: LabelsDep, owner: OwnerDep) -> Response:
     """A correction: `{"text", "paths": ["Food>Quality"], "polarity"?: {...}, "taxonomy"?}`; idempotent per text."""
     return JSONBody(await labels.label(owner, body))
 
 
 @router.get("/labels")
-async def listing(labels: LabelsDep, taxonomy: str | None = None, after: str | None = None,
+async def listing(labels: LabelsDep, owner: OwnerDep, taxonomy: str | None = None, after: str | None = None,
                   limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
-    return JSONBody(await labels.labels(taxonomy, after, limit))
+    """Your labels and the operator's (`shared`), by id."""
+    return JSONBody(await labels.labels(owner, taxonomy, after, limit))
 
 
 @router.delete("/labels/{label_id}")
-async def delete(label_id: str, labels: LabelsDep, taxonomy: str | None = None) -> Response:
-    return JSONBody(await labels.delete(taxonomy, label_id))
+async def delete(label_id: str, labels: LabelsDep, owner: OwnerDep, taxonomy: str | None = None) -> Response:
+    return JSONBody(await labels.delete(owner, taxonomy, label_id))

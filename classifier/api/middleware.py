@@ -8,8 +8,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from typing import Annotated
 
-from fastapi import HTTPException
+from fastapi import Depends, HTTPException, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .metrics import Metrics
@@ -43,6 +44,14 @@ class RequestMetrics:
         finally:
             self.metrics.requests.labels(route, scope["method"], str(status)).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+
+
+def _owner(request: Request) -> str:
+    """The API key's digest (set by BearerAuth), or "" on a server without keys."""
+    return getattr(request.state, "owner", "")
+
+
+OwnerDep = Annotated[str, Depends(_owner)]  # who asks: jobs, labels and answers are kept per owner
 
 
 def key_owner(key: str | None) -> str:

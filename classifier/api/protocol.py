@@ -54,6 +54,18 @@ class ClassifyRequest(BaseModel):
     )
 
 
+class LabelRequest(BaseModel):
+    """A correction (`POST /v1/labels`): the comment and the paths it should get."""
+
+    model_config = {"extra": "forbid"}
+
+    text: StrictStr = Field(description="The comment, as it was (or will be) sent to /classify.")
+    paths: list[StrictStr] = Field(description='Its complete stems, e.g. ["Food>Quality"]; [] for none of the topics.')
+    polarity: dict[StrictStr, StrictStr] = Field(
+        default_factory=dict, description="Per path: Positive, Negative, Neutral or Mixed.")
+    taxonomy: StrictStr | None = Field(default=None, description="A taxonomy the server loaded; default: --config.")
+
+
 class BatchInfo(BaseModel):
     text_count: int
     capabilities_executed: list[str]
@@ -101,6 +113,8 @@ class ReadyResponse(BaseModel):
     backend: str
     model: str
     detail: dict[str, Any]
+    gold: dict[str, Any] | None = Field(
+        default=None, description="Per taxonomy: owners' labels loaded, loading, and any that failed to load, with why.")
 
 
 def check_limits(request: ClassifyRequest, limits: ServerSettings) -> None:

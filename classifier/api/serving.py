@@ -12,7 +12,7 @@ from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from ..batching import RequestBatcher
 from ..capabilities import CAPABILITIES, DEFAULT_CAPABILITIES
@@ -81,17 +81,19 @@ class Serving:
         self.service, self.batcher, self.backend, self.metrics, self.limits = service, batcher, backend, metrics, limits
         self.counters = Counters()
         self.started = time.monotonic()
+        self.gold: Callable[[], dict[str, Any]] | None = None  # the learning loop's status, with a jobs store
 
     @property
     def processor(self) -> Processor:
         return self.service.processor
 
-    async def classify(self, request: ClassifyRequest, *, background: bool = False) -> dict[str, Any]:
-        """One request's answer; `background` for a job's line (see `RequestBatcher`)."""
+    async def classify(self, request: ClassifyRequest, *, background: bool = False, owner: str = "") -> dict[str, Any]:
+        """One request's answer for `owner` (its API key's digest); `background` for a job's
+        line (see `RequestBatcher`)."""
         check_limits(request, self.limits)
         taxonomy = self.taxonomy_for(request)
         body = await self.batcher.classify(request.texts, request.capabilities, request.project_name, taxonomy,
-                                           background=background)
+                                           background=background, owner=owner)
         if request.summary:
             body["summary"] = summarize(body["results"], self.service.taxonomy(taxonomy)).as_dict()
         counters = self.counters
@@ -148,14 +150,18 @@ class Serving:
             "backend": health.backend,
             "model": health.model,
             "gpus": gpus,
-            "detail": health.detail,
+            "detail": {**health.detail, **self._gold()},
         }
 
     async def ready(self) -> dict[str, Any]:
         """Readiness: asks the backend now (a server's models list, an engine's worker)."""
         health = await self._backend_health(probe=True)
         return {"status": "ready" if health.ok else "unavailable", "backend": health.backend,
-                "model": health.model, "detail": health.detail}  # fmt: skip
+                "model": health.model, "detail": health.detail, **self._gold()}  # fmt: skip
+
+    def _gold(self) -> dict[str, Any]:
+        """Per taxonomy, the labels' state: slots loaded, loading, and those that failed with why."""
+        return {"gold": self.gold()} if self.gold is not None else {}
 
     async def _backend_health(self, *, probe: bool) -> Health:
         try:

@@ -51,7 +51,7 @@ class RunContext:
     processor: Processor
     settings: ClassifierSettings
     classifications: dict[int, TextClassification] = field(default_factory=dict)
-    knowledge: Knowledge | None = None  # the taxonomy's gold, where it has some
+    knowledge: Sequence[Knowledge | None] = ()  # per text: the labels that answer it (its owner's), if any
     requesters: Sequence[Requester] = ()  # per text: who asked (`llm.fairness`); none: the caller's own
 
 

@@ -1,6 +1,7 @@
 """The `classification` capability: the hierarchical walk, rendered in the prototype's shape."""
 from __future__ import annotations
 
+import asyncio
 from typing import Iterable
 
 from ..hierarchy import HierarchicalClassifier, TextClassification
@@ -16,8 +17,18 @@ class Classification(Capability):
         return {"classification_paths": [], "node_results": {}}
 
     async def run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
+        groups: dict[int, list[int]] = {}  # texts answered from the same labels go together
+        for i in indices:
+            groups.setdefault(id(ctx.knowledge[i]) if ctx.knowledge else 0, []).append(i)
+        outcomes: dict[int, Outcome] = {}
+        for group in await asyncio.gather(*(self._run(ctx, group) for group in groups.values())):
+            outcomes.update(group)
+        return outcomes
+
+    async def _run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
         texts = [ctx.texts[i] for i in indices]
-        s, knowledge = ctx.settings, ctx.knowledge
+        s = ctx.settings
+        knowledge = ctx.knowledge[indices[0]] if ctx.knowledge else None
         guided = knowledge is not None and s.strategy == "select"  # the other walks do not read gold
         guidance = await knowledge.guide(texts, examples=s.examples, route=s.route) if guided else None
         found = await HierarchicalClassifier(ctx.processor, s, guidance).classify(texts, ctx.taxonomy)
@@ -28,6 +39,7 @@ class Classification(Capability):
                 value={
                     "classification_paths": [format_path(ctx.prefixes[i], p) for p in result.accepted],
                     "node_results": node_results(result),
+                    **({"source": "gold"} if result.labelled else {}),  # also when the label holds no topic
                 },
                 errors=result.errors,
                 truncated=result.truncated,

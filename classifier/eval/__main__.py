@@ -36,6 +36,7 @@ from .calibrate import (
 )  # fmt: skip
 from .chart import render_chart, render_reliability
 from .flags import FLAGGED, fit_flags, flag_lines, flag_section, redecided
+from ..gold import OPERATOR
 from ..gold.knowledge import Knowledge
 from .gold import LOADERS, PARTS, Example, excluding, part, sample
 from .learning import draw_gold, gold_knowledge, gold_options
@@ -252,7 +253,7 @@ async def _evaluate(
     try:
         processor = pool.processor
         service = ClassificationService(processor, {taxonomy.name: taxonomy}, settings,
-                                        knowledge={taxonomy.name: knowledge} if knowledge else None)
+                                        knowledge={(taxonomy.name, OPERATOR): knowledge} if knowledge else None)
         reader: CounterReader = (
             server_reader(engine.server_urls) if engine.backend == "vllm-server" else usage_reader(processor.usage)
         )

@@ -5,3 +5,4 @@ lists, trains and exports."""
 
 # Who decides a node of the select walk where the taxonomy has gold.
 ROUTES = ("llm", "learned", "cascade")
+OPERATOR = "cli"  # the owner of labels imported with `python -m classifier.gold`: every key reads them

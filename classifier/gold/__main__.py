@@ -23,14 +23,14 @@ from ..eval.gold import LOADERS
 from ..jobs.store import JobStore
 from ..settings import DEFAULT_CACHE_DIR, JobSettings
 from ..taxonomy import Taxonomy, TaxonomyError, format_path, load_taxonomy
+from . import OPERATOR
 from .embedder import Embedder, EmbedderMissing
 from .label_studio import LabelStudioError, labelling_config, read_export, tasks_from_results
 from .labels import Label, LabelError, checked, read_csv, to_wire
 from .store import GoldStore, usable
-from .training import load_saved, model_path, train_saved
+from .training import build, model_path
 
 IMPORT_KINDS = ("paths", "label-studio", *sorted(LOADERS))
-CLI_OWNER = "cli"
 
 where = stack(
     click.option("--config", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -66,9 +66,14 @@ def import_(file: Path, kind: str, **where_: Any) -> None:
     try:
         labels = _read(file, kind, taxonomy)
         added, replaced = store.put(taxonomy.name, labels, source="label_studio" if kind == "label-studio" else "import",
-                                    owner=CLI_OWNER)
+                                    owner=OPERATOR)
     except (LabelError, LabelStudioError) as exc:
         raise click.ClickException(str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"{file}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise click.ClickException(f"{file}: not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno}); "
+                                   "give Label Studio's JSON export") from None
     click.echo(f"taxonomy {taxonomy.name}: {added} labels added, {replaced} replaced")
 
 
@@ -85,9 +90,9 @@ def _read(file: Path, kind: str, taxonomy: Taxonomy) -> list[Label]:
 @click.option("--limit", default=20, show_default=True)
 @where
 def list_(limit: int, **where_: Any) -> None:
-    """How many labels the taxonomy has, and the first LIMIT as JSON lines."""
+    """How many labels the operator imported for the taxonomy, and the first LIMIT as JSON lines."""
     taxonomy, store = _open(**where_)
-    stored = store.labels(taxonomy.name)
+    stored = store.labels(taxonomy.name, OPERATOR)
     click.echo(f"taxonomy {taxonomy.name}: {len(stored)} labels", err=True)
     for item in stored[:limit]:
         click.echo(json.dumps({**to_wire(item.label, taxonomy), "source": item.source}, ensure_ascii=False))
@@ -97,9 +102,9 @@ def list_(limit: int, **where_: Any) -> None:
 @click.argument("label_id")
 @where
 def delete(label_id: str, **where_: Any) -> None:
-    """Delete one label by its id (as `list` shows it)."""
+    """Delete one imported label by its id (as `list` shows it)."""
     taxonomy, store = _open(**where_)
-    if not store.delete(taxonomy.name, label_id):
+    if not store.delete(taxonomy.name, label_id, OPERATOR):
         raise click.ClickException(f"no label {label_id!r} in taxonomy {taxonomy.name!r}")
     click.echo(f"deleted {label_id}")
 
@@ -108,18 +113,17 @@ def delete(label_id: str, **where_: Any) -> None:
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE_DIR)
 @where
 def train(cache_dir: Path, **where_: Any) -> None:
-    """Train the taxonomy's learned classifier on its gold now (a server reads it at start)."""
+    """Train the taxonomy's learned classifier on the imported labels now (a server reads it at start)."""
     taxonomy, store = _open(**where_)
-    labels = usable(store.labels(taxonomy.name), taxonomy)
+    labels = usable(store.labels(taxonomy.name, OPERATOR), taxonomy)
     if not labels:
         raise click.ClickException(f"taxonomy {taxonomy.name!r} has no labels: import some first")
     path = model_path(where_["data_dir"] / "learned", taxonomy)
-    saved = load_saved(path, taxonomy)
     try:
-        knowledge, _ = train_saved(labels, taxonomy, Embedder(cache_dir), path, saved.vectors if saved else {})
+        knowledge = build(labels, taxonomy, Embedder(cache_dir), path, {}, train=True)
     except EmbedderMissing as exc:
         raise click.ClickException(str(exc)) from None
-    modelled = len(knowledge.model.models) if knowledge.model else 0
+    modelled = len(knowledge.model.models) if knowledge and knowledge.model else 0
     click.echo(f"taxonomy {taxonomy.name}: trained on {len(labels)} labels, {modelled} nodes modelled: {path}")
 
 
@@ -142,6 +146,8 @@ def tasks(results: Path, config: Path, out: Path, model_version: str) -> None:
         made = tasks_from_results(results.read_text(encoding="utf-8"), load_taxonomy(config), model_version)
     except LabelStudioError as exc:
         raise click.ClickException(str(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise click.ClickException(f"{results}: not UTF-8 text (byte {exc.start})") from None
     out.write_text(json.dumps(made, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     click.echo(f"{len(made)} tasks: {out}")
 

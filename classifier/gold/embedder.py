@@ -61,6 +61,10 @@ class Embedder:
         self._model = None
         self._lock = threading.Lock()
 
+    def load(self) -> None:
+        """Load the model now; `EmbedderMissing` says how to install it."""
+        self._loaded()
+
     def _loaded(self):  # noqa: ANN202 - sentence_transformers is imported late (it pulls torch)
         with self._lock:
             if self._model is None:

@@ -11,7 +11,9 @@ left to the LLM (its candidates), and which labelled comments the LLM sees as ex
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Sequence
 
 import numpy as np
@@ -29,6 +31,11 @@ def normalized(text: str) -> str:
     return " ".join(text.split()).casefold()
 
 
+def text_key(text: str) -> str:
+    """A label's id: one label per text (case and spacing aside), taxonomy and owner."""
+    return hashlib.sha256(normalized(text).encode()).hexdigest()[:32]
+
+
 @dataclass(frozen=True)
 class Knowledge:
     """One taxonomy's gold, embedded, and the model trained on it (None: too little gold)."""
@@ -40,30 +47,61 @@ class Knowledge:
     embedder: Embedder
     model: LearnedModel | None = None
 
+    @cached_property
+    def keys(self) -> list[str]:
+        """Each labelled comment's id (`text_key`), in order."""
+        return [text_key(text) for text in self.texts]
+
+    @cached_property
+    def _own(self) -> dict[str, int]:
+        return {normalized(text): k for k, text in enumerate(self.texts)}
+
+    @cached_property
+    def about(self) -> dict[NodePath, np.ndarray]:
+        """Per node, the labelled comments with a stem through it: an example's lookup scans
+        these, never the whole gold."""
+        found: dict[NodePath, list[int]] = {}
+        for k, stems in enumerate(self.stems):
+            for path in {stem[:depth] for stem in stems for depth in range(1, len(stem) + 1)}:
+                found.setdefault(path, []).append(k)
+        return {path: np.array(ks) for path, ks in found.items()}
+
     async def guide(self, texts: Sequence[str], *, examples: int, route: str) -> "Guidance":
-        """Embed `texts` (in a thread) and look up what the gold says of each: a comment labelled
-        already gets its label (a correction shows in the next answer); the others get examples
-        and probabilities."""
-        vectors = await asyncio.to_thread(self.embedder.embed, texts)
-        return self.guidance(texts, vectors, examples=examples, route=route)
+        """What the gold says of each of `texts` (in a thread: embedding and lookup): a comment
+        labelled already gets its label (a correction shows in the next answer); the others get
+        examples and probabilities."""
+        return await asyncio.to_thread(lambda: self.guidance(texts, self.embedder.embed(texts), examples=examples,
+                                                             route=route))
 
     def guidance(self, texts: Sequence[str], vectors: np.ndarray, *, examples: int, route: str) -> "Guidance":
         if route not in ROUTES:
             raise ValueError(f"unknown route {route!r}; choose one of {ROUTES}")
         model = self.model if route != "llm" else None
         rows = model.probabilities(vectors) if model and len(vectors) else None
-        own = {normalized(t): k for k, t in enumerate(self.texts)}
-        itself = {row: k for row, text in enumerate(texts) if (k := own.get(normalized(text))) is not None}
-        similarity = vectors @ self.vectors.T if len(self.texts) else np.zeros((len(texts), 0))
+        itself = {row: k for row, text in enumerate(texts) if (k := self._own.get(normalized(text))) is not None}
+        similarity = vectors @ self.vectors.T if len(self.texts) else np.zeros((len(texts), 0), dtype=np.float32)
         for row, k in itself.items():  # a comment never retrieves itself
             similarity[row, k] = -np.inf
-        order = np.argsort(-similarity, axis=1, kind="stable")
         twins = {row: self.stems[k] for row, k in itself.items()}
-        for row, o in enumerate(order):  # or one that differs from it only by a character or two
-            if row not in twins and len(o) and similarity[row, o[0]] >= NEAR_DUPLICATE:
-                twins[row] = self.stems[o[0]]
-        return Guidance(self, [list(o[np.isfinite(s[o])]) for o, s in zip(order, similarity)], rows, model,
-                        examples, route, twins)
+        if similarity.shape[1]:  # or one that differs from it only by a character or two
+            best = similarity.argmax(axis=1)
+            for row, k in enumerate(best):
+                if row not in twins and similarity[row, k] >= NEAR_DUPLICATE:
+                    twins[row] = self.stems[k]
+        return Guidance(self, similarity, rows, model, examples, route, twins)
+
+
+def nearest(similarity: np.ndarray, among: np.ndarray | None, count: int) -> list[int]:
+    """The `count` gold indices (of `among`, else of all) most similar, nearest first; never
+    one at -inf (the comment itself). A partial sort: the cost grows with the candidates, not
+    with their order."""
+    candidates = np.arange(len(similarity)) if among is None else among
+    scores = similarity[candidates]
+    if count < len(candidates):
+        top = np.argpartition(-scores, count)[:count]
+        candidates, scores = candidates[top], scores[top]
+    order = np.argsort(-scores, kind="stable")
+    return [int(candidates[o]) for o in order if np.isfinite(scores[o])]
 
 
 @dataclass(frozen=True)
@@ -71,7 +109,7 @@ class Guidance:
     """What the gold says of each comment of one batch (by its index in the batch)."""
 
     knowledge: Knowledge
-    nearest: list[list[int]]  # per comment: gold indices, nearest first
+    similarity: np.ndarray  # (comments, gold): cosine similarity; -inf for the comment's own label
     rows: list[dict[NodePath, float]] | None  # per comment: the learned node probabilities
     model: LearnedModel | None
     examples: int  # how many labelled comments the LLM sees at each node
@@ -82,11 +120,13 @@ class Guidance:
     def labelled(self, i: int, path: NodePath, children: Sequence[str]) -> list[tuple[str, list[str]]]:
         """Up to `examples` gold comments nearest to comment i, with their answer among
         `children` of `path`; below the root, those about `path` come first."""
-        stems, texts = self.knowledge.stems, self.knowledge.texts
-        nearest = self.nearest[i]
-        about = [k for k in nearest if any(s[: len(path)] == path for s in stems[k])][: self.examples] if path else []
-        chosen = set(about)
-        picked = (about + [k for k in nearest[: self.examples + len(about)] if k not in chosen])[: self.examples]
+        stems, texts, similarity = self.knowledge.stems, self.knowledge.texts, self.similarity[i]
+        about = self.knowledge.about.get(path) if path else None
+        picked = nearest(similarity, about, self.examples) if about is not None else []
+        if len(picked) < self.examples:
+            chosen = set(picked)
+            rest = nearest(similarity, None, self.examples + len(picked))
+            picked += [k for k in rest if k not in chosen][: self.examples - len(picked)]
         return [(texts[k], [c for c in children if any(s[: len(path) + 1] == path + (c,) for s in stems[k])])
                 for k in picked]
 

@@ -97,13 +97,22 @@ def read_export(export: Any, taxonomy: Taxonomy) -> list[Label]:
     if not isinstance(export, list):
         raise LabelStudioError("a Label Studio JSON export is a list of tasks (Export -> JSON)")
     labels = []
-    for task in export:
-        annotations = [a for a in task.get("annotations", []) if not a.get("was_cancelled")]
+    for position, task in enumerate(export, start=1):
+        if not isinstance(task, dict):
+            raise LabelStudioError(f"task {position} of the export is not an object; give Label Studio's JSON export")
+        name = f"Label Studio task {task.get('id', f'at position {position}')}"
+        if not isinstance(task.get("annotations"), list):
+            raise LabelStudioError(f"{name} has no annotations list (a JSON-MIN or CSV export?): export as JSON")
+        annotations = [a for a in task["annotations"] if isinstance(a, dict) and not a.get("was_cancelled")]
         if not annotations:
             continue
         latest = max(annotations, key=lambda a: (a.get("updated_at") or "", a.get("id") or 0))
-        chosen = [path for item in latest.get("result", []) if item.get("type") == "taxonomy"
-                  for path in item.get("value", {}).get("taxonomy", [])]
+        results = latest.get("result") or []
+        other = next((item.get("type") for item in results if item.get("type") != "taxonomy"), None)
+        if other is not None:
+            raise LabelStudioError(f"{name}: a result of type {other!r} cannot be read as topics; label with the "
+                                   "Taxonomy config of `python -m classifier.gold label-config`")
+        chosen = [path for item in results for path in item.get("value", {}).get("taxonomy", [])]
         try:
             labels.append(checked(taxonomy, (task.get("data") or {}).get("text"), [">".join(p) for p in chosen]))
         except LabelError as exc:

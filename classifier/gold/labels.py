@@ -15,7 +15,8 @@ from typing import Any, Iterable, Mapping
 
 from ..outputs import POLARITIES
 from ..taxonomy import NodePath, Taxonomy, format_path, parse_stem
-from .knowledge import normalized
+from . import OPERATOR  # noqa: F401 - the owner of imported labels, named where labels are
+from .knowledge import text_key
 
 SOURCES = ("import", "correction", "label_studio")
 
@@ -34,10 +35,6 @@ class Label:
     def key(self) -> str:
         """Its id: one label per text (case and spacing aside) and taxonomy."""
         return text_key(self.text)
-
-
-def text_key(text: str) -> str:
-    return hashlib.sha256(normalized(text).encode()).hexdigest()[:32]
 
 
 def taxonomy_version(taxonomy: Taxonomy) -> str:
@@ -61,6 +58,8 @@ def checked(taxonomy: Taxonomy, text: Any, paths: Iterable[str], polarity: Mappi
     """A label from its written parts, every path and polarity checked against `taxonomy`."""
     if not isinstance(text, str) or not text.strip():
         raise LabelError("a label needs a non-empty comment text")
+    if "\x00" in text:
+        raise LabelError("the label's text holds a NUL character; remove it")
     stems = {written: stem_of(taxonomy, written) for written in paths}
     feelings: dict[NodePath, str] = {}
     for written, value in (polarity or {}).items():
@@ -76,21 +75,27 @@ def checked(taxonomy: Taxonomy, text: Any, paths: Iterable[str], polarity: Mappi
 def read_csv(path: Path, taxonomy: Taxonomy) -> list[Label]:
     """A CSV of `text` and `paths` (`|`-joined; empty: about none of the topics), optionally
     `polarity` (`|`-joined, one per path). `LabelError` names the row."""
-    with Path(path).open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle)
-        missing = {"text", "paths"} - set(reader.fieldnames or ())
-        if missing:
-            raise LabelError(f"{path}: the CSV needs the columns text and paths (missing: {', '.join(sorted(missing))})")
-        labels = []
-        for row_no, row in enumerate(reader, start=2):
-            paths = [p for p in (row["paths"] or "").split("|") if p.strip()]
-            feelings = [p.strip() for p in (row.get("polarity") or "").split("|") if p.strip()]
-            if feelings and len(feelings) != len(paths):
-                raise LabelError(f"{path} line {row_no}: {len(feelings)} polarities for {len(paths)} paths")
-            try:
-                labels.append(checked(taxonomy, row["text"], paths, dict(zip(paths, feelings))))
-            except LabelError as exc:
-                raise LabelError(f"{path} line {row_no}: {exc}") from None
+    try:
+        with Path(path).open(encoding="utf-8-sig", newline="") as handle:  # -sig: Excel's byte-order mark
+            return _read_rows(path, csv.DictReader(handle), taxonomy)
+    except UnicodeDecodeError as exc:
+        raise LabelError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8 CSV") from None
+
+
+def _read_rows(path: Path, reader: csv.DictReader, taxonomy: Taxonomy) -> list[Label]:
+    missing = {"text", "paths"} - set(reader.fieldnames or ())
+    if missing:
+        raise LabelError(f"{path}: the CSV needs the columns text and paths (missing: {', '.join(sorted(missing))})")
+    labels = []
+    for row_no, row in enumerate(reader, start=2):
+        paths = [p for p in (row["paths"] or "").split("|") if p.strip()]
+        feelings = [p.strip() for p in (row.get("polarity") or "").split("|") if p.strip()]
+        if feelings and len(feelings) != len(paths):
+            raise LabelError(f"{path} line {row_no}: {len(feelings)} polarities for {len(paths)} paths")
+        try:
+            labels.append(checked(taxonomy, row["text"], paths, dict(zip(paths, feelings))))
+        except LabelError as exc:
+            raise LabelError(f"{path} line {row_no}: {exc}") from None
     return labels
 
 

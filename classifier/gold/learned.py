@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
+from scipy.special import expit
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
@@ -25,6 +26,7 @@ from sklearn.model_selection import KFold
 from ..taxonomy import NodePath, Taxonomy
 
 MIN_EXAMPLES = 3  # fewest positives and negatives a node needs for a model of its own
+CALIBRATION_FOLDS = 3  # each node's probability is the mean of this many calibrated regressions
 FOLDS = 5
 SURE_PRECISION = 0.9  # how often the learned classifier's lone decisions were right on held-back gold
 GRID = np.round(np.arange(0.02, 1.0, 0.02), 2)
@@ -40,18 +42,57 @@ class LevelThresholds:
     sure_yes: float = 1.01
 
 
+@dataclass(frozen=True)
+class NodeModels:
+    """Every modelled node's calibrated regressions as plain arrays (no pickled estimator):
+    node m's probability for a vector x is the mean over its `CALIBRATION_FOLDS` regressions k
+    of expit(-(slope[m,k] * (weights[m,k] . x + bias[m,k]) + offset[m,k])), what scikit-learn's
+    sigmoid-calibrated `predict_proba` computes, here for all nodes in one product."""
+
+    paths: tuple[NodePath, ...]
+    weights: np.ndarray  # (nodes, folds, dimensions)
+    bias: np.ndarray  # (nodes, folds)
+    slope: np.ndarray  # (nodes, folds)
+    offset: np.ndarray  # (nodes, folds)
+
+    @classmethod
+    def empty(cls, dimensions: int) -> "NodeModels":
+        zero = np.zeros((0, CALIBRATION_FOLDS), dtype=np.float32)
+        return cls((), np.zeros((0, CALIBRATION_FOLDS, dimensions), dtype=np.float32), zero, zero, zero)
+
+    @classmethod
+    def from_fitted(cls, fitted: dict[NodePath, CalibratedClassifierCV], dimensions: int) -> "NodeModels":
+        if not fitted:
+            return cls.empty(dimensions)
+        parts = [[(c.estimator.coef_[0], c.estimator.intercept_[0], c.calibrators[0].a_, c.calibrators[0].b_)
+                  for c in model.calibrated_classifiers_] for model in fitted.values()]
+        weights, bias, slope, offset = (np.array([[fold[n] for fold in node] for node in parts], dtype=np.float32)
+                                        for n in range(4))
+        return cls(tuple(fitted), weights, bias, slope, offset)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def predict(self, vectors: np.ndarray) -> np.ndarray:
+        """(rows, nodes) probabilities."""
+        if not len(self.paths):
+            return np.zeros((len(vectors), 0), dtype=np.float32)
+        scores = np.einsum("nd,mkd->nmk", vectors.astype(np.float32), self.weights) + self.bias
+        return expit(-(self.slope * scores + self.offset)).mean(axis=2)
+
+
 @dataclass
 class LearnedModel:
     taxonomy_version: str  # `labels.taxonomy_version` of the tree it was trained for
-    models: dict[NodePath, CalibratedClassifierCV]
+    models: NodeModels
     levels: dict[int, LevelThresholds] = field(default_factory=dict)
     gold_count: int = 0
     trained_at: float = field(default_factory=time.time)
 
     def probabilities(self, vectors: np.ndarray) -> list[dict[NodePath, float]]:
         """Per row, each modelled node's probability (nodes without a model are absent)."""
-        columns = {path: model.predict_proba(vectors)[:, 1] for path, model in self.models.items()}
-        return [{path: float(column[row]) for path, column in columns.items()} for row in range(len(vectors))]
+        table = self.models.predict(vectors).tolist()
+        return [dict(zip(self.models.paths, row)) for row in table]
 
     def thresholds(self, path: NodePath) -> LevelThresholds:
         return self.levels.get(len(path), LevelThresholds())
@@ -62,8 +103,7 @@ def positives(stems: Sequence[frozenset[NodePath]], path: NodePath) -> np.ndarra
     return np.array([any(stem[: len(path)] == path for stem in s) for s in stems], dtype=int)
 
 
-def fit_nodes(vectors: np.ndarray, stems: Sequence[frozenset[NodePath]], taxonomy: Taxonomy,
-              ) -> dict[NodePath, CalibratedClassifierCV]:
+def fit_nodes(vectors: np.ndarray, stems: Sequence[frozenset[NodePath]], taxonomy: Taxonomy) -> NodeModels:
     """A calibrated logistic regression per node with at least `MIN_EXAMPLES` positives and negatives."""
     models = {}
     for path, _ in taxonomy.nodes():
@@ -71,12 +111,12 @@ def fit_nodes(vectors: np.ndarray, stems: Sequence[frozenset[NodePath]], taxonom
         found = int(y.sum())
         if min(found, len(y) - found) < MIN_EXAMPLES:
             continue
-        model = CalibratedClassifierCV(LogisticRegression(C=4.0, max_iter=1000), cv=min(3, found, len(y) - found),
+        model = CalibratedClassifierCV(LogisticRegression(C=4.0, max_iter=1000), cv=CALIBRATION_FOLDS,
                                        method="sigmoid")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             models[path] = model.fit(vectors, y)
-    return models
+    return NodeModels.from_fitted(models, vectors.shape[1])
 
 
 def out_of_fold(vectors: np.ndarray, stems: Sequence[frozenset[NodePath]], taxonomy: Taxonomy,

@@ -1,146 +1,241 @@
-"""The learning loop: each taxonomy's stored gold becomes the `Knowledge` the walk reads.
+"""The learning loop: each owner's labels of a taxonomy become the `Knowledge` its answers read.
 
-At start, and by `python -m classifier.gold train`, the gold is embedded and the learned
-model trained; both are saved beside the jobs (`<data dir>/learned/<taxonomy>.joblib`) with
-the taxonomy version they were made for, and a file made for another version is never
-applied. A new label joins retrieval at once (its text is embedded alone); the model is
-retrained in the background once `retrain_after` labels changed since it was trained.
+Per taxonomy and owner (`store`: the operator's imports, each API key's corrections) there is
+one slot, and one writer for it: every change of its labels and every swap of its knowledge
+happens under the slot's lock, reading the store as the truth, so no update is lost and no
+older state overwrites a newer one. A change reaches retrieval at once; the learned model is
+retrained in the background (one training at a time, in a thread of its own, never on a
+request's path) once `retrain_after` labels were added, changed or deleted, and not more often
+than every `retrain_interval` seconds. A finished training swaps only the model, never the
+retrieval that changed meanwhile.
+
+Models are saved as `<data dir>/learned/<taxonomy>/<owner>.safetensors` (`model_file`), naming
+the labels they were trained on: at start a model is reused only for exactly those labels and
+otherwise trained anew. A slot that fails to load says so in `status()` (`/ready`, `/health`).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Callable, Mapping, MutableMapping, Sequence, TypeVar
 
-import joblib
 import numpy as np
 
 from ..taxonomy import Taxonomy
+from . import model_file
 from .embedder import Embedder
 from .knowledge import Knowledge, learned_from
-from .labels import Label, taxonomy_version, text_key
-from .learned import LearnedModel
-from .store import GoldStore, usable
+from . import OPERATOR
+from .labels import Label, taxonomy_version
+from .model_file import Saved
+from .store import GoldStore, Stored, usable
 
 logger = logging.getLogger(__name__)
-RETRAIN_AFTER = 20  # labels added or changed since the model was trained
+RETRAIN_AFTER = 20  # labels added, changed or deleted since the model was trained
+RETRAIN_INTERVAL = 60.0  # seconds at least between two trainings of one slot
+T = TypeVar("T")
+SlotKey = tuple[str, str]  # (taxonomy name, owner)
 
 
-@dataclass(frozen=True)
-class Saved:
-    """What a model file holds: the model and the embedding of every gold text it saw, by label id."""
-
-    version: str
-    model: LearnedModel | None
-    vectors: dict[str, np.ndarray]
-    trained_at: float
+class QuotaExceeded(ValueError):
+    """An owner holds as many labels of a taxonomy as it may."""
 
 
-def model_path(models_dir: Path, taxonomy: Taxonomy) -> Path:
-    return models_dir / f"{taxonomy.name}.joblib"
+def model_path(models_dir: Path, taxonomy: Taxonomy, owner: str = OPERATOR) -> Path:
+    return models_dir / taxonomy.name / f"{owner or 'anonymous'}.safetensors"
 
 
-def load_saved(path: Path, taxonomy: Taxonomy) -> Saved | None:
-    """The saved model for this taxonomy version; None when absent, unreadable or for another version."""
-    try:
-        saved = joblib.load(path)
-    except FileNotFoundError:
+def labels_digest(stored: Sequence[Stored]) -> str:
+    return model_file.fingerprint([(s.owner, s.label.key, s.updated_at) for s in stored])
+
+
+def build(stored: Sequence[Stored], taxonomy: Taxonomy, embedder: Embedder, path: Path | None,
+          known: Mapping[str, np.ndarray], *, train: bool, model: Any = None) -> Knowledge | None:
+    """Blocking: the knowledge of these labels. Embeddings come from `known` or the saved file
+    where they are there, else are computed. The model: the saved one when it was trained on
+    exactly these labels; else, with `train`, one trained now (and saved); else `model`."""
+    if not stored:
         return None
-    except Exception:  # noqa: BLE001 - a damaged file is retrained, not fatal
-        logger.warning("learned model %s cannot be read; it will be retrained", path, exc_info=True)
-        return None
-    if not isinstance(saved, Saved) or saved.version != taxonomy_version(taxonomy):
-        logger.warning("learned model %s was trained for another taxonomy version; not applied", path)
-        return None
-    return saved
-
-
-def train_saved(labels: list[Label], taxonomy: Taxonomy, embedder: Embedder, path: Path,
-                known: Mapping[str, np.ndarray] = {}) -> tuple[Knowledge, Saved]:
-    """Embed what is not embedded yet, train, save (atomically): the knowledge and the file's content."""
-    fresh = [label for label in labels if label.key not in known]
-    vectors = {**known, **dict(zip((l.key for l in fresh), embedder.embed([l.text for l in fresh])))}
-    matrix = np.array([vectors[l.key] for l in labels], dtype=np.float32).reshape(len(labels), -1)
     version = taxonomy_version(taxonomy)
+    saved = model_file.load(path, version) if path is not None else None
+    vectors = {**(saved.vector_of() if saved else {}), **known}
+    labels = [s.label for s in stored]
+    fresh = [label for label in labels if label.key not in vectors]
+    vectors.update(zip((l.key for l in fresh), embedder.embed([l.text for l in fresh])))
+    matrix = np.array([vectors[l.key] for l in labels], dtype=np.float32).reshape(len(labels), -1)
+    digest = labels_digest(stored)
+    if saved is not None and saved.fingerprint == digest:
+        return Knowledge(taxonomy, [l.text for l in labels], [l.stems for l in labels], matrix, embedder, saved.model)
+    if not train:
+        return Knowledge(taxonomy, [l.text for l in labels], [l.stems for l in labels], matrix, embedder, model)
     knowledge = learned_from(taxonomy, [l.text for l in labels], [l.stems for l in labels], matrix, embedder, version)
-    saved = Saved(version, knowledge.model, {l.key: vectors[l.key] for l in labels}, time.time())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    joblib.dump(saved, partial)
-    partial.replace(path)
-    return knowledge, saved
+    if path is not None:
+        model_file.save(path, Saved(version, digest, tuple(l.key for l in labels), matrix, knowledge.model))
+    return knowledge
+
+
+@dataclass
+class Slot:
+    """One taxonomy's labels of one owner, as the learning loop keeps them."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    changes: int = 0  # labels added, changed or deleted since the last training began
+    trained: float = float("-inf")  # when (monotonic) the last training began
+    training: asyncio.Task | None = None
+    state: str = "loading"  # loading | ready | empty | failed
+    error: str = ""
 
 
 class Learning:
-    """Keeps `knowledge` (a service's, by taxonomy name) in step with the stored gold."""
+    """Keeps `knowledge` (a service's, by (taxonomy name, owner)) in step with the stored labels."""
 
-    def __init__(self, store: GoldStore, taxonomies: Mapping[str, Taxonomy], knowledge: dict[str, Knowledge],
-                 embedder: Embedder, models_dir: Path, retrain_after: int = RETRAIN_AFTER) -> None:
-        self.store, self.knowledge = store, knowledge
+    def __init__(self, store: GoldStore, taxonomies: Mapping[str, Taxonomy],
+                 knowledge: MutableMapping[SlotKey, Knowledge], embedder: Embedder, models_dir: Path,
+                 retrain_after: int = RETRAIN_AFTER, retrain_interval: float = RETRAIN_INTERVAL,
+                 max_labels: int = 100_000) -> None:
+        self.store, self.knowledge, self.embedder, self.models_dir = store, knowledge, embedder, models_dir
         self.taxonomies = {taxonomy.name: taxonomy for taxonomy in taxonomies.values()}  # gold is kept by name
-        self.embedder, self.models_dir, self.retrain_after = embedder, models_dir, retrain_after
-        self.trained_at: dict[str, float] = {}
-        self._training: dict[str, asyncio.Task] = {}
+        self.retrain_after, self.retrain_interval, self.max_labels = retrain_after, retrain_interval, max_labels
+        self.slots: dict[SlotKey, Slot] = {}
+        self._trainer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gold-training")
 
-    def load(self, name: str) -> None:
-        """Blocking: the taxonomy's gold into `knowledge`, the saved model reused when it is
-        current, else trained (and saved) anew. No gold: no knowledge."""
-        taxonomy = self.taxonomies[name]
-        labels = usable(self.store.labels(name), taxonomy)
-        if not labels:
-            self.knowledge.pop(name, None)
-            return
-        path = model_path(self.models_dir, taxonomy)
-        saved = load_saved(path, taxonomy)
-        if saved is not None and not self.store.changed_since(name, saved.trained_at):
-            matrix = np.array([saved.vectors[l.key] for l in labels], dtype=np.float32)
-            self.knowledge[name] = Knowledge(taxonomy, [l.text for l in labels], [l.stems for l in labels], matrix,
-                                             self.embedder, saved.model)
-            self.trained_at[name] = saved.trained_at
-            return
-        started = time.time()
-        self.knowledge[name], _ = train_saved(labels, taxonomy, self.embedder, path, saved.vectors if saved else {})
-        self.trained_at[name] = started
-        logger.info("taxonomy %s: learned from %d labels", name, len(labels))
+    def _slot(self, key: SlotKey) -> Slot:
+        return self.slots.setdefault(key, Slot())
+
+    async def _in_trainer(self, work: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._trainer, work)
+
+    def _known(self, key: SlotKey) -> dict[str, np.ndarray]:
+        """The embeddings already computed for this slot's view: its own knowledge's and the operator's."""
+        known: dict[str, np.ndarray] = {}
+        for k in ((key[0], OPERATOR), key):
+            if (have := self.knowledge.get(k)) is not None:
+                known.update(zip(have.keys, have.vectors))
+        return known
+
+    def _view(self, key: SlotKey) -> list[Stored]:
+        return usable(self.store.view(*key), self.taxonomies[key[0]])
 
     async def start(self) -> None:
-        """Every taxonomy's gold, loaded (or learned) in turn; one that fails keeps none."""
+        """Every taxonomy's slots (the operator's first), loaded or trained in turn."""
         for name in self.taxonomies:
-            await self.reload(name)
+            owners = await asyncio.to_thread(self.store.owners, name)
+            for owner in [OPERATOR, *(o for o in owners if o != OPERATOR)]:
+                await self.load((name, owner))
 
-    async def added(self, name: str, labels: list[Label]) -> None:
-        """New labels join retrieval now; the model is retrained in the background after enough of them."""
-        current = self.knowledge.get(name)
-        if current is None:
-            await self.reload(name)
+    async def load(self, key: SlotKey) -> None:
+        """The slot's knowledge from the store, its saved model reused when it names exactly these
+        labels, else trained (and saved); a failure is kept in the slot's state, shown by `status`."""
+        slot = self._slot(key)
+        async with slot.lock:
+            slot.state = "loading"
+            try:
+                path = model_path(self.models_dir, self.taxonomies[key[0]], key[1])
+                knowledge = await self._in_trainer(lambda: build(
+                    self._view(key), self.taxonomies[key[0]], self.embedder, path, self._known(key), train=True))
+            except Exception as exc:  # noqa: BLE001 - the slot says so; answers go on without it
+                logger.exception("loading the labels of taxonomy %s (owner %r) failed", *key)
+                slot.state, slot.error = "failed", f"{type(exc).__name__}: {exc}"
+                return
+            self._install(key, knowledge)
+            slot.state, slot.error, slot.changes, slot.trained = "ready" if knowledge else "empty", "", 0, time.monotonic()
+
+    def _install(self, key: SlotKey, knowledge: Knowledge | None) -> None:
+        if knowledge is None:
+            self.knowledge.pop(key, None)
+        else:
+            self.knowledge[key] = knowledge
+
+    async def add(self, name: str, owner: str, labels: list[Label], *, source: str) -> int:
+        """Store `owner`'s labels and put them in its retrieval now: how many were new.
+        `QuotaExceeded` when they would take it past `max_labels`."""
+        key = (name, owner)
+        slot = self._slot(key)
+        async with slot.lock:
+            def store() -> int:
+                held = self.store.count(name, owner)
+                if held + len(labels) > self.max_labels:  # replacing a label it holds adds none
+                    mine = {s.label.key for s in self.store.labels(name, owner)}
+                    if held + len({l.key for l in labels} - mine) > self.max_labels:
+                        raise QuotaExceeded(f"{held} labels of taxonomy {name!r} are stored for this key and "
+                                            f"{self.max_labels} is the most it may hold: delete some first")
+                self.embedder.load()  # no embedding model: refused before anything is stored
+                return self.store.put(name, labels, source=source, owner=owner)[0]
+
+            added = await asyncio.to_thread(store)
+            await self._refresh(key, slot, len(labels))
+        return added
+
+    async def remove(self, name: str, owner: str, label_id: str) -> bool:
+        """Delete `owner`'s label: gone from retrieval now, from the model at the next training."""
+        key = (name, owner)
+        slot = self._slot(key)
+        async with slot.lock:
+            if not await asyncio.to_thread(self.store.delete, name, label_id, owner):
+                return False
+            await self._refresh(key, slot, 1)
+        return True
+
+    async def _refresh(self, key: SlotKey, slot: Slot, changed: int) -> None:
+        """Under the slot's lock: its retrieval read anew from the store (the model kept), and a
+        training scheduled when enough changed."""
+        current = self.knowledge.get(key) or self.knowledge.get((key[0], OPERATOR))
+        model = current.model if current is not None else None
+        knowledge = await asyncio.to_thread(lambda: build(
+            self._view(key), self.taxonomies[key[0]], self.embedder, None, self._known(key), train=False, model=model))
+        self._install(key, knowledge)
+        slot.state = "ready" if knowledge else "empty"
+        slot.changes += changed
+        self._schedule(key, slot)
+
+    def _schedule(self, key: SlotKey, slot: Slot) -> None:
+        if slot.changes < self.retrain_after or slot.training is not None:
             return
-        vectors = await asyncio.to_thread(self.embedder.embed, [l.text for l in labels])
-        self.knowledge[name] = with_labels(current, labels, vectors)
-        if name not in self._training and await asyncio.to_thread(
-                self.store.changed_since, name, self.trained_at.get(name, 0.0)) >= self.retrain_after:
-            self._training[name] = asyncio.create_task(self.reload(name))
-            self._training[name].add_done_callback(lambda _: self._training.pop(name, None))
+        slot.training = asyncio.create_task(self._retrain(key, slot))
 
-    async def reload(self, name: str) -> None:
-        """`load` in a thread (after a deletion, too: retrieval must forget the label)."""
+    async def _retrain(self, key: SlotKey, slot: Slot) -> None:
+        """Train on a snapshot of the labels, then swap in the model alone (retrieval may be newer)."""
         try:
-            await asyncio.to_thread(self.load, name)
-        except Exception:  # noqa: BLE001 - the old knowledge stays in use
-            logger.exception("loading the gold of taxonomy %s failed; what it had stays in use", name)
+            await asyncio.sleep(max(0.0, slot.trained + self.retrain_interval - time.monotonic()))
+            async with slot.lock:
+                stored, taken = await asyncio.to_thread(self._view, key), slot.changes
+                known = self._known(key)
+                slot.trained = time.monotonic()
+            path = model_path(self.models_dir, self.taxonomies[key[0]], key[1])
+            trained = await self._in_trainer(lambda: build(stored, self.taxonomies[key[0]], self.embedder, path,
+                                                           known, train=True))
+            async with slot.lock:
+                current = self.knowledge.get(key)
+                if trained is not None and current is not None:
+                    self.knowledge[key] = replace(current, model=trained.model)
+                slot.changes -= taken
+                logger.info("taxonomy %s (owner %r): learned from %d labels", *key, len(stored))
+        except Exception as exc:  # noqa: BLE001 - the model in use stays; the slot says why
+            logger.exception("training on the labels of taxonomy %s (owner %r) failed", *key)
+            slot.error = f"training failed: {type(exc).__name__}: {exc}"
+        finally:
+            slot.training = None
+        if slot.changes >= self.retrain_after:
+            self._schedule(key, slot)
+
+    def status(self) -> dict[str, Any]:
+        """Per taxonomy: how many owners have labels loaded, and every slot that failed, with why."""
+        report: dict[str, Any] = {}
+        for (name, owner), slot in self.slots.items():
+            entry = report.setdefault(name, {"slots": 0, "loading": 0, "failed": []})
+            entry["slots"] += slot.state in ("ready", "loading")
+            entry["loading"] += slot.state == "loading"
+            if slot.state == "failed" or slot.error:
+                entry["failed"].append({"owner": "operator" if owner == OPERATOR else "key", "error": slot.error})
+        return report
 
     async def close(self) -> None:
-        for task in list(self._training.values()):
-            await asyncio.gather(task, return_exceptions=True)
-
-
-def with_labels(knowledge: Knowledge, labels: list[Label], vectors: np.ndarray) -> Knowledge:
-    """`knowledge` with these labels in its retrieval (a text labelled before gets the new label)."""
-    keys = {label.key: k for k, label in enumerate(labels)}
-    kept = [k for k, text in enumerate(knowledge.texts) if text_key(text) not in keys]
-    return replace(knowledge, texts=[knowledge.texts[k] for k in kept] + [l.text for l in labels],
-                   stems=[knowledge.stems[k] for k in kept] + [l.stems for l in labels],
-                   vectors=np.vstack([knowledge.vectors[kept], vectors]).astype(np.float32))
-
+        tasks = [slot.training for slot in self.slots.values() if slot.training is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._trainer.shutdown(wait=True)

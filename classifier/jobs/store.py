@@ -20,14 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
-from sqlalchemy import Column, and_, create_engine, event, func, insert, or_, select, update
+from sqlalchemy import Column, and_, create_engine, event, func, insert, inspect, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
 from . import outbox
 from .file_store import FileStore, new_id
-from .tables import SCHEMA_VERSION, STATE_TIMES, TERMINAL, batches, chunks, files, lines, meta, metadata, turns
+from .tables import (SCHEMA_VERSION, STATE_TIMES, TERMINAL, batches, chunks, files, gold_labels, lines, meta, metadata,
+                     turns)
 
 
 
@@ -64,14 +65,16 @@ class JobStore(FileStore):
         self.migrate()
 
     def migrate(self) -> None:
-        """Create the tables (a first start) and record the schema version; refuse a newer one."""
-        metadata.create_all(self.engine)
+        """Create the tables (a first start), upgrade older ones, record the schema version; refuse a newer one."""
         with self.engine.begin() as db:
-            found = db.scalar(select(func.max(meta.c.version)))
+            found = db.scalar(select(func.max(meta.c.version))) if inspect(db).has_table(meta.name) else None
+            if found is not None and found > SCHEMA_VERSION:
+                raise RuntimeError(f"the jobs database has schema {found}; this version knows {SCHEMA_VERSION}: upgrade")
+            if found == 2:
+                _owned_labels(db)
+            metadata.create_all(db)
             if found is None or found < SCHEMA_VERSION:  # create_all added the new tables
                 db.execute(insert(meta).values(version=SCHEMA_VERSION))
-            elif found > SCHEMA_VERSION:
-                raise RuntimeError(f"the jobs database has schema {found}; this version knows {SCHEMA_VERSION}: upgrade")
 
     def close(self) -> None:
         self.engine.dispose()
@@ -346,3 +349,14 @@ def batch_object(row: Any) -> dict[str, Any]:
         "metadata": meta_data, "webhook_attempts": json.loads(row["webhook_attempts"]),
     }  # fmt: skip
 
+
+
+def _owned_labels(db) -> None:  # noqa: ANN001 - a SQLAlchemy connection in a transaction
+    """Schema 2 -> 3: the gold table's key gains the owner (a label per owner and text). The rows
+    are copied aside, the table made anew by `create_all`, and copied back; SQLite cannot alter a key."""
+    columns = ", ".join(c.name for c in gold_labels.columns)
+    db.exec_driver_sql("CREATE TABLE gold_labels_v2 AS SELECT * FROM gold_labels")
+    db.exec_driver_sql("DROP TABLE gold_labels")
+    gold_labels.create(db)
+    db.exec_driver_sql(f"INSERT INTO gold_labels ({columns}) SELECT {columns} FROM gold_labels_v2")
+    db.exec_driver_sql("DROP TABLE gold_labels_v2")

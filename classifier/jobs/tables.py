@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text
 
-SCHEMA_VERSION = 2  # 2: gold_labels
+SCHEMA_VERSION = 3  # 2: gold_labels; 3: a label per owner (the owner in its key)
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 # The timestamp column of each state, as OpenAI's batch object names them.
 STATE_TIMES = {"in_progress": "in_progress_at", "finalizing": "finalizing_at", "completed": "completed_at",
@@ -83,12 +83,12 @@ webhooks = Table(
 gold_labels = Table(
     "gold_labels", metadata,
     Column("taxonomy", String(128), primary_key=True),
+    Column("owner", String(32), primary_key=True),  # whose label: an API key's digest, "" without keys, "cli" imported
     Column("text_key", String(64), primary_key=True),
     Column("text", Text, nullable=False),
     Column("stems", Text, nullable=False),  # JSON list of stems, "Food>Quality"
     Column("polarity", Text, nullable=False),  # JSON object, stem -> polarity
     Column("source", String(32), nullable=False),  # import | correction | label_studio
-    Column("owner", String(32), nullable=False),  # who gave it (API key digest; "cli" for imports)
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False, index=True),
 )  # fmt: skip

@@ -91,7 +91,8 @@ class JobWorker:
         self._stopping.set()
 
     async def _work(self, claim: Claim) -> None:
-        requester.set(Requester(f"job {claim.batch_id}"))  # its lines take turns with other requests as one
+        # Its lines take turns with other requests as one, and are answered from its owner's labels.
+        requester.set(Requester(f"job {claim.batch_id}", owner=claim.owner))
         started = time.perf_counter()
         heartbeat = asyncio.create_task(self._keep_lease(claim))
         try:

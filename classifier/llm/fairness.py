@@ -29,10 +29,12 @@ RESERVED = 4  # places beyond the capacity for small requesters together (a comm
 
 @dataclass(frozen=True)
 class Requester:
-    """Who a prompt is for: a request, a job. `small`: a comment or two, which people wait for."""
+    """Who a prompt is for: a request, a job. `small`: a comment or two, which people wait for.
+    `owner`: the API key (digest) whose labels answer it, for a job's lines."""
 
     name: str = ""
     small: bool = False
+    owner: str = ""
 
 
 requester: ContextVar[Requester] = ContextVar("requester", default=Requester())
