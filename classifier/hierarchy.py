@@ -221,8 +221,14 @@ class HierarchicalClassifier:
         [answer] = await self.processor.process_choice([prompt], letters)
         if not self._record(results[i], path, answer):
             return []
-        scored = {child: self.calibrated(child, answer.value["probabilities"][letter])
-                  for letter, child in zip(letters, children)}
+        probabilities = answer.value["probabilities"]
+        if probabilities is None:  # a server without log-probabilities: the letter it wrote decides
+            chosen = dict(zip(letters, children)).get(answer.value["choice"])
+            if chosen is not None:
+                results[i].accepted.append(chosen)
+                results[i].node_results[chosen] = node_result(None)
+            return [chosen] if chosen is not None else []
+        scored = {child: self.calibrated(child, probabilities[letter]) for letter, child in zip(letters, children)}
         accepted = []
         for child, probability in accepted_children(scored, s.min_probability, s.max_paths):
             results[i].accepted.append(child)

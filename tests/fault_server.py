@@ -121,6 +121,7 @@ class FaultServer:
         self.answer = answer
         self.api_key = api_key  # when set, every request needs `Authorization: Bearer KEY`, as vLLM's --api-key
         self.retry_after: str | None = None
+        self.logprobs = True  # False: answers carry none, as a server started with --max-logprobs 0
         self.delay = delay  # seconds every chat answer takes, to make concurrency visible
         self.hang_seconds = hang_seconds
         self.down = False
@@ -252,7 +253,7 @@ class FaultServer:
         }.get(fault) or (_choice_answer(body) or json.dumps(self.answer(body)), "stop")
         choices = [
             {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish,
-             "logprobs": _choice_logprobs(body, content)}
+             "logprobs": _choice_logprobs(body, content) if self.logprobs else None}
         ]
         return JSONResponse(
             {

@@ -65,7 +65,9 @@ class Decision:
     """One comment's answer to a capability's question."""
 
     passed: bool
-    probability: float  # of the words for what the capability looks for, calibrated where it has a map
+    # Of the words for what the capability looks for, calibrated where it has a map. None: the
+    # server gave no log-probabilities, and the word it chose decided alone.
+    probability: float | None
 
 
 async def decide(ctx: RunContext, capability: str, sorting: Sorting,
@@ -74,8 +76,15 @@ async def decide(ctx: RunContext, capability: str, sorting: Sorting,
     flag = ctx.settings.flags.get(capability, DEFAULT_FLAG)
     answers = await in_batches(lambda part: ctx.processor.process_choice(part, sorting.words), prompts,
                                ctx.settings.batch_size)
-    return [Decision(*flag.decide(sorting.probability(answer.value["probabilities"]))) if answer.ok else answer
-            for answer in answers]
+    return [(decided(flag, sorting, answer.value) if answer.ok else answer) for answer in answers]
+
+
+def decided(flag: FlagCalibration, sorting: Sorting, answer: Mapping[str, Any]) -> Decision:
+    """A decision from the chosen word's probabilities, or from the word alone where the server
+    gave none (no threshold can be applied then: a word of the capability's kind passes)."""
+    if answer["probabilities"] is None:
+        return Decision(answer["choice"] in sorting.found, None)
+    return Decision(*flag.decide(sorting.probability(answer["probabilities"])))
 
 
 @dataclass(frozen=True)
@@ -131,6 +140,6 @@ class Details:
 
     def wire(self, decision: Decision, answer: dict[str, Any] | None) -> dict[str, Any]:
         """The prototype's shape plus the decision's probability, on the value and on each item."""
-        probability = round(decision.probability, 4)
+        probability = None if decision.probability is None else round(decision.probability, 4)
         listed = [{**item, "probability": probability} for item in (answer or {}).get(self.items, [])]
         return {self.flag: bool(listed), "probability": probability, self.items: listed}

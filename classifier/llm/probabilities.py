@@ -39,11 +39,14 @@ def option_probabilities(top: Mapping[str, float], options: Sequence[str]) -> di
 def choice_answer(text: str, top: Mapping[str, float] | None, options: Sequence[str]) -> dict[str, object]:
     """A choice item's value, `{"choice", "probabilities"}`, from the generated text (an
     option, or the first token of one) and the top log-probabilities of its first token;
-    `InvalidOutput` when either is not usable."""
+    `probabilities` None where the server gave none (retrying would not bring them);
+    `InvalidOutput` when the text begins no option."""
     picked = text.strip()
     begun = [option for option in options if picked and option.startswith(picked)]
-    if not begun or not top:
-        raise InvalidOutput(f"expected one of {list(options)} with log-probabilities, got {picked!r}")
+    if not begun:
+        raise InvalidOutput(f"expected one of {list(options)}, got {picked!r}")
+    if not top:
+        return {"choice": picked if picked in options else begun[0], "probabilities": None}
     probabilities = option_probabilities(top, options)
     choice = picked if picked in options else max(begun, key=probabilities.__getitem__)
     return {"choice": choice, "probabilities": probabilities}

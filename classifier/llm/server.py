@@ -193,6 +193,7 @@ class VLLMServerProcessor:
         self.usage = Usage()
         self.in_flight = 0
         self.peak_in_flight = 0
+        self.log_probabilities: bool | None = None  # whether the servers give them (seen on choice answers)
         self._servers: list[_Server] = []
         self._slots = FairShare(settings.max_concurrent, SHARED)  # handed fairly between requesters
         self._guard: ContextGuard | None = None
@@ -317,6 +318,7 @@ class VLLMServerProcessor:
         def parse(choice: Any) -> dict[str, Any]:
             content = choice.logprobs.content if choice.logprobs is not None else None
             top = {alternative.token: alternative.logprob for alternative in content[0].top_logprobs} if content else None
+            self.log_probabilities = bool(top)  # some servers never give them (vLLM with --max-logprobs 0)
             return choice_answer(choice.message.content or "", top, options)
 
         return list(await asyncio.gather(*(self._process_one(p, 1, request, parse) for p in prompts)))
@@ -485,7 +487,9 @@ class VLLMServerProcessor:
                 "servers": [
                     {"url": s.name, "healthy": s.healthy, "answers": answer, "in_flight": s.in_flight}
                     for s, answer in zip(self._servers, answers)
-                ]
+                ],
+                "log_probabilities": {None: "not seen yet", True: "given"}.get(
+                    self.log_probabilities, "not given: decisions follow the word the model chose, probability null"),
             },
         )
 
