@@ -4,8 +4,9 @@ import asyncio
 import pytest
 
 from classifier.capabilities import UnknownCapability, resolve
+from classifier.llm.fairness import Requester, requester
 from classifier.prompts import ALERTS_TASK, RECOMMENDATIONS_TASK, STEM_POLARITY_TASK, STEMS_POLARITY_TASK, TRENDS_TASK
-from classifier.service import ClassificationService, UnknownTaxonomy
+from classifier.service import SMALL_REQUEST, ClassificationService, UnknownTaxonomy
 from classifier.settings import ClassifierSettings
 from tests.scripted import HoldingProcessor, ScriptedProcessor, oracle, until
 from tests.trees import training
@@ -241,3 +242,29 @@ async def test_capabilities_that_need_no_topics_start_while_the_walk_is_held_bac
     result = (await body)["results"][0]
     assert result["classification_result"]["classification_paths"] and result["stem_polarity"]
     assert "error" not in result, result
+
+
+async def test_a_keys_requests_take_turns_as_one_requester_and_only_one_of_them_is_small():
+    asked_by: list[Requester] = []
+
+    def held(prompt, schema) -> bool:
+        asked_by.append(requester.get())  # who the held call is made for
+        return True
+
+    proc = HoldingProcessor(oracle(GOLD, capability_answers), held=held)
+    svc = ClassificationService(proc, {"topics": training()}, ClassifierSettings())
+    flood = [asyncio.create_task(svc.classify([f"comment {n}"], owner="key-a")) for n in range(6)]
+    other = asyncio.create_task(svc.classify(["from b"], owner="key-b"))
+    anonymous = [asyncio.create_task(svc.classify([f"anonymous {n}"])) for n in range(2)]
+    await until(lambda: len(asked_by) == 9)
+    proc.release.set()
+    await asyncio.gather(*flood, other, *anonymous)
+    names = [who.name for who in asked_by]
+    # Key a: its first texts, up to a small request's worth, are waited for (small); the rest
+    # sent beside them are one bulk requester, never a queue-jump each.
+    assert names.count("key key-a (small)") == SMALL_REQUEST and names.count("key key-a") == 6 - SMALL_REQUEST
+    assert [who.small for who in asked_by if who.name == "key key-a"] == [False] * (6 - SMALL_REQUEST)
+    assert names.count("key key-b (small)") == 1  # another key keeps its own privilege
+    # Without a key, each request is its own requester, as before.
+    assert len({n for n in names if n.startswith("request ")}) == 2
+    assert svc._in_flight == {}  # nothing left counted once answered

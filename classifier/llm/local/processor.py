@@ -92,7 +92,7 @@ class LocalVLLMProcessor:
         self._finalizer = weakref.finalize(self, _stop_workers, workers)
         self._finalizer.atexit = False
         atexit.register(self._finalizer)
-        starts = [loop.run_in_executor(w.thread, w.start) for w in workers]
+        starts = [loop.run_in_executor(w.lifecycle, w.start) for w in workers]
         outcomes = await asyncio.gather(*starts, return_exceptions=True)
         failures = [o for o in outcomes if isinstance(o, BaseException)]
         if failures:
@@ -160,7 +160,7 @@ class LocalVLLMProcessor:
         loop = asyncio.get_running_loop()
         for worker in self._workers:
             if worker.crashed() and worker.failed_restarts < MAX_RESTARTS:
-                loop.run_in_executor(worker.thread, worker.restart, worker.begin_restart())
+                loop.run_in_executor(worker.lifecycle, worker.restart, worker.begin_restart())
 
     async def health(self, *, probe: bool = True) -> Health:
         """Worker processes alive, either way: seeing that is as cheap as asking."""

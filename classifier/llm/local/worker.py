@@ -1,9 +1,10 @@
 """The parent side of one engine process: spawning it, talking to it, replacing it.
 
 The worker is started with the spawn method, its environment (`CUDA_VISIBLE_DEVICES`, the
-CPU engine's knobs) set before vLLM is imported. Requests go to it from this worker's own
+CPU engine's knobs) set before vLLM is imported. Requests go to it from this worker's writer
 thread (a pipe write can block; the event loop never does), coalesced per loop tick into
-one message; answers come back on a reader thread, one message per engine step, and
+one message; starts and restarts run on a thread of their own, so an engine that stops
+reading its pipe (a write blocked for good) is still replaced, and ending it frees the write; answers come back on a reader thread, one message per engine step, and
 resolve their callers' futures on the event loop. An engine that dies or stops answering
 fails every request it holds at once; `LocalVLLMProcessor` then replaces it.
 """
@@ -36,8 +37,9 @@ WorkerMain = Callable[[Connection, EngineConfig], None]
 class Worker:
     """One engine process, the parent's end of its pipe, and the requests it holds.
 
-    `start`, `restart` and the pipe writes run on this worker's own thread, so they never
-    overlap; `submit` and the futures live on the event loop.
+    The pipe writes run on the writer thread (`thread`), `start` and `restart` on the
+    life-cycle thread (`lifecycle`): a write stuck on a full pipe never holds up the restart
+    that ends it. `submit` and the futures live on the event loop.
     """
 
     def __init__(self, config: EngineConfig, main: WorkerMain, on_down: Callable[[], None],
@@ -48,7 +50,8 @@ class Worker:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.start_timeout, self.call_timeout = start_timeout, call_timeout
         self.name = config.name
-        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vllm-worker")
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vllm-writer")
+        self.lifecycle = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vllm-lifecycle")
         self.process: multiprocessing.process.BaseProcess | None = None
         self.conn: Connection | None = None
         self._failure: str | None = None
@@ -147,7 +150,7 @@ class Worker:
         except RuntimeError:  # the loop is closed: nobody waits any more
             pass
 
-    # ------------------------------------------------------------------ life cycle (worker thread)
+    # ------------------------------------------------------------------ life cycle (its own thread)
 
     def start(self) -> None:
         """Spawn the engine process and wait for its "ready"; on any failure (its error, a
@@ -189,13 +192,13 @@ class Worker:
         return crash
 
     def restart(self, crash: str) -> None:
-        """Start a fresh engine in place of one that died or hangs (on this worker's thread);
-        the old process and its children are gone first, and until the new one is ready
-        the worker takes no work."""
+        """Start a fresh engine in place of one that died or hangs (on the life-cycle thread);
+        the old process and its children are gone first (which ends a write blocked on its
+        pipe), and until the new one is ready the worker takes no work."""
         try:
+            self._end(self.process, grace=0.0)
             if self.conn is not None:
                 self.conn.close()
-            self._end(self.process, grace=0.0)
             if not self._stopped:
                 self.start()
         except Exception as exc:  # BackendUnavailable, or the spawn itself failing
@@ -218,6 +221,7 @@ class Worker:
         self.thread.submit(self._ask_to_exit)
         self._end(self.process, grace=0.0 if self.restarting else STOP_TIMEOUT_S)  # a starting engine has no work
         self.thread.shutdown(wait=True)
+        self.lifecycle.shutdown(wait=True)  # a restart under way sees the stop and gives up
         self._end(self.process, grace=STOP_TIMEOUT_S)  # an engine a restart started meanwhile
         if self.conn is not None:
             self.conn.close()
