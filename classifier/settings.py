@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .calibration import Calibration, FlagCalibration
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "classifier"
+CACHE_DIR_ENV = "CLASSIFIER_CACHE_DIR"  # --cache-dir's environment twin, read by the install commands too
 
 
 @dataclass(frozen=True)

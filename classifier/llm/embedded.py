@@ -24,13 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..settings import DEFAULT_CACHE_DIR
+from ..settings import CACHE_DIR_ENV, DEFAULT_CACHE_DIR
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-CACHE_DIR_ENV = "CLASSIFIER_CACHE_DIR"
 CHATML_START, CHATML_END = "<|im_start|>", "<|im_end|>"
 
 
