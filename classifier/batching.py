@@ -10,7 +10,8 @@ Admission is bounded: texts admitted and not yet answered may not pass
 `max_queued_texts`; a request that would pass it gets `Overloaded` (HTTP 503 with
 Retry-After), so a burst costs clients a retry, never the server its memory. Job lines
 (`background`) may hold at most `JOB_SHARE` of that bound, so live requests always find
-room beside a running job.
+room beside a running job; and with API keys, one key's requests at most `KEY_SHARE` of it
+once it has texts queued, so one key's flood of requests never fills the queue for the others.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import asyncio
 import logging
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -27,6 +29,7 @@ from .taxonomy import Taxonomy
 logger = logging.getLogger(__name__)
 MAX_RETRY_AFTER = 60
 JOB_SHARE = 0.5  # of max_queued_texts that job lines may hold at once
+KEY_SHARE = 0.5  # of max_queued_texts that one API key's requests may hold at once
 
 
 class Overloaded(RuntimeError):
@@ -42,6 +45,7 @@ class _Request:
     jobs: Sequence[Job]
     future: asyncio.Future[list[dict[str, Any]]]
     background: bool = False
+    owner: str = ""  # the API key's digest ("" without keys)
 
 
 @dataclass
@@ -71,6 +75,7 @@ class RequestBatcher:
         self.max_queued_texts = max_queued_texts
         self.queued_texts = 0  # admitted, not yet answered
         self.background_texts = 0  # of which job lines'
+        self._per_key: Counter[str] = Counter()  # of which each API key's requests'
         self.stats = BatchStats()
         self._windows: dict[str, _Window] = {}
         self._running: dict[asyncio.Task[None], list[_Request]] = {}
@@ -96,26 +101,33 @@ class RequestBatcher:
         return await self.service.classify(texts, capabilities, project_name, taxonomy, run=enqueue, owner=owner)
 
     async def _enqueue(self, jobs: Sequence[Job], taxonomy: Taxonomy, background: bool) -> list[dict[str, Any]]:
-        self._admit(len(jobs), background)
+        owner = "" if background or not jobs else jobs[0].owner  # a job's lines have their own share
+        self._admit(len(jobs), background, owner)
         future: asyncio.Future[list[dict[str, Any]]] = asyncio.get_running_loop().create_future()
         window = self._windows.get(taxonomy.name)
         if window is None:
             window = self._windows[taxonomy.name] = _Window(taxonomy)
             window.timer = asyncio.get_running_loop().call_later(self.window, self._flush, taxonomy.name)
-        window.requests.append(_Request(jobs, future, background))
+        window.requests.append(_Request(jobs, future, background, owner))
         return await future
 
     @property
     def closing(self) -> bool:
         return self._closing
 
-    def _admit(self, count: int, background: bool) -> None:
+    def _admit(self, count: int, background: bool, owner: str) -> None:
         if self._closing:
             raise Overloaded("the server is shutting down; retry on another instance", retry_after=1)
         job_bound = max(1, int(self.max_queued_texts * JOB_SHARE))
         if background and self.background_texts and self.background_texts + count > job_bound:
             raise Overloaded(f"job lines hold {self.background_texts} of the {job_bound} queued texts jobs may "
                              "hold", retry_after=self._retry_after())
+        key_bound = max(1, int(self.max_queued_texts * KEY_SHARE))
+        held = self._per_key[owner] if owner else 0
+        if held and held + count > key_bound:
+            raise Overloaded(f"your API key's requests hold {held} of the {key_bound} queued texts one key may hold "
+                             f"and this request adds {count}; wait for answers before sending more",
+                             retry_after=self._retry_after())
         if self.queued_texts + count > self.max_queued_texts:
             raise Overloaded(
                 f"{self.queued_texts} texts are queued and this request adds {count}; the bound is "
@@ -124,6 +136,8 @@ class RequestBatcher:
             )
         self.queued_texts += count
         self.background_texts += count if background else 0
+        if owner:
+            self._per_key[owner] += count
 
     def _retry_after(self) -> int:
         """Seconds until the queue has room, guessed from the last batch's speed."""
@@ -168,6 +182,10 @@ class RequestBatcher:
     def _settle(self, request: _Request, outcome: list[dict[str, Any]] | Exception) -> None:
         self.queued_texts -= len(request.jobs)
         self.background_texts -= len(request.jobs) if request.background else 0
+        if request.owner:
+            self._per_key[request.owner] -= len(request.jobs)
+            if not self._per_key[request.owner]:
+                del self._per_key[request.owner]
         if request.future.done():  # the client went away and its wait was cancelled
             return
         if isinstance(outcome, Exception):

@@ -341,6 +341,25 @@ async def test_past_the_queue_bound_the_server_answers_503_with_retry_after():
         assert (await client.post("/classify", json={"texts": ["a", "b"]})).status_code == 200
 
 
+async def test_one_keys_flood_of_requests_never_fills_the_queue_for_the_others():
+    proc = GatedProcessor(oracle(GOLD, capability_answers))
+    proc.gate = asyncio.Event()
+    async with running(proc, max_texts=4, max_queued_texts=8, api_keys=("flood", "other")) as (client, _):
+        flood = {"Authorization": "Bearer flood"}
+        held = [asyncio.create_task(client.post("/classify", json={"texts": ["Great content"]}, headers=flood))
+                for _ in range(4)]
+        while client.app.state.serving.batcher.queued_texts < 4:
+            await asyncio.sleep(0.001)
+        refused = await client.post("/classify", json={"texts": ["one more"]}, headers=flood)
+        assert refused.status_code == 503 and "your API key's requests hold 4 of the 4" in refused.json()["detail"]
+        other = asyncio.create_task(client.post("/classify", json={"texts": ["a", "b", "c"]},
+                                                headers={"Authorization": "Bearer other"}))
+        while client.app.state.serving.batcher.queued_texts < 7:
+            await asyncio.sleep(0.001)
+        proc.gate.set()
+        assert all(r.status_code == 200 for r in await asyncio.gather(*held, other))
+
+
 async def test_shutdown_runs_waiting_requests_and_refuses_new_ones():
     proc = ScriptedProcessor(oracle(GOLD, capability_answers))
     app = create_app(settings(batch_timeout=30.0), taxonomies(), FixedBackend(proc))
