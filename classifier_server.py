@@ -25,6 +25,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from classifier.api import create_app
+from classifier.api.rate_limits import FAMILIES, RateLimitError, parse_limits
 from classifier.cli import USER_ERRORS, build_settings, describe, engine_options, load_taxonomies, option
 from classifier.jobs.webhooks import secret_bytes
 from classifier.llm.pool import ProcessorPool
@@ -41,6 +42,14 @@ def _taxonomy_pair(ctx: click.Context, param: click.Parameter, values: tuple[str
             raise click.BadParameter(f"{value!r}: expected NAME=PATH, like restaurants=configs/restaurants.json")
         pairs.append((name, Path(path)))
     return pairs
+
+
+def _rate_limits(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    try:
+        parse_limits(values)
+    except RateLimitError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return values
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -143,6 +152,9 @@ def _is_loopback(host: str) -> bool:
         help="More API keys, one per line.")
 @option("--allow-no-auth", is_flag=True, help="Listen on an address other machines can reach without an API key "
         "(anyone who reaches it can classify and read every job); refused otherwise.")
+@option("--rate-limit", "rate_limits", multiple=True, callback=_rate_limits, metavar="FAMILY=RATE",
+        help=f"Per API key: FAMILY ({', '.join(FAMILIES)}) at most RATE, e.g. classify=600/minute; past it 429 "
+        "with Retry-After. Repeat for several families; none by default.")
 @option("--max-texts", type=click.IntRange(1), default=ServerSettings.max_texts, help="Texts per request.")
 @option("--max-text-chars", type=click.IntRange(1), default=ServerSettings.max_text_chars, help="Characters per text.")
 @option("--max-queued-texts", type=click.IntRange(1), default=ServerSettings.max_queued_texts,
@@ -201,6 +213,7 @@ def main(**options: Any) -> None:
         max_connections=options["max_connections"], drain_timeout=options["drain_timeout"],
         max_body_bytes=int(options["max_body_mb"] * 2**20), max_upload_bytes=int(options["max_upload_mb"] * 2**20),
         max_bodies_in_flight_bytes=int(options["max_bodies_in_flight_mb"] * 2**20),
+        rate_limits=tuple(options["rate_limits"]),
     )  # fmt: skip
     if options["webhook_secret"]:
         try:

@@ -94,6 +94,7 @@ class ServerSettings:
     api_keys: tuple[str, ...] = ()  # when set, every route but /health and /ready needs `Authorization: Bearer KEY`
     max_connections: int = 512  # concurrent connections and requests; past it uvicorn answers 503
     drain_timeout: float = 120.0  # seconds SIGTERM waits for work in flight before failing what is left
+    rate_limits: tuple[str, ...] = ()  # per API key and route family, "classify=600/minute" (`api.rate_limits`)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from classifier.api import FixedBackend, create_app
+from classifier.api.rate_limits import RateLimitError, parse_limits
 from classifier.capabilities import CAPABILITIES
 from classifier.llm.base import Health
 from classifier.service import ClassificationService
@@ -392,3 +393,25 @@ async def test_a_request_may_ask_for_the_summary_of_its_results():
         assert summary["paths"]["Training feedback>Content"] == 2
         plain = (await client.post("/classify", json={"texts": ["Great content"]})).json()
         assert "summary" not in plain
+
+
+async def test_past_a_keys_rate_limit_the_server_answers_429_with_retry_after_per_key_and_family():
+    keys = ("alice", "bob")
+    async with running(api_keys=keys, rate_limits=("classify=2/minute",)) as (client, _):
+        alice, bob = ({"Authorization": f"Bearer {key}"} for key in keys)
+        body = {"texts": ["Great content"]}
+        assert [(await client.post("/classify", json=body, headers=alice)).status_code for _ in range(2)] == [200, 200]
+        refused = await client.post("/classify", json=body, headers=alice)
+        assert refused.status_code == 429 and 1 <= int(refused.headers["retry-after"]) <= 60
+        assert "rate limit of 2 per 1 minute for classify" in refused.json()["detail"]
+        assert (await client.post("/classify", json=body, headers=bob)).status_code == 200  # another key's own window
+        assert (await client.get("/stats", headers=alice)).status_code == 200  # reads are never limited
+        metrics = (await client.get("/metrics", headers=alice)).text
+        assert 'classifier_rate_limited_total{family="classify"} 1.0' in metrics
+
+
+def test_a_rate_limit_that_cannot_be_read_is_refused_showing_the_form():
+    with pytest.raises(RateLimitError, match="one of classify, files, batches, labels"):
+        parse_limits(("uploads=3/minute",))
+    with pytest.raises(RateLimitError, match="N/second, N/minute or N/hour"):
+        parse_limits(("classify=often",))

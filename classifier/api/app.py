@@ -32,6 +32,7 @@ from .jobs_serving import JobsServing
 from .metrics import Metrics
 from .middleware import BearerAuth, BodyLimit, RequestMetrics
 from .protocol import JSONBody
+from .rate_limits import RateLimit, parse_limits
 from .serving import Backend, Serving
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,8 @@ def create_app(
     largest = limits.max_texts * limits.max_text_chars * JSON_BYTES_PER_CHAR + BODY_OVERHEAD
     app.add_middleware(BodyLimit, max_bytes=min(limits.max_body_bytes, largest),
                        max_upload_bytes=limits.max_upload_bytes, max_in_flight=limits.max_bodies_in_flight_bytes)
+    if limits.rate_limits:  # inside BearerAuth, which says whose request it is
+        app.add_middleware(RateLimit, limits=parse_limits(limits.rate_limits), metrics=metrics)
     if limits.api_keys:
         app.add_middleware(BearerAuth, api_keys=limits.api_keys)
     app.add_middleware(RequestMetrics, metrics=metrics, routes=frozenset(r.path for r in app.routes))  # outermost

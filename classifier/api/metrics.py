@@ -30,6 +30,10 @@ class Metrics:
             "classifier_http_request_seconds", "HTTP request latency by route",
             ["route"], buckets=LATENCY_BUCKETS, registry=self.registry,
         )  # fmt: skip
+        self.rate_limited = Counter(
+            "classifier_rate_limited", "Requests refused past a key's --rate-limit, by route family",
+            ["family"], registry=self.registry,
+        )  # fmt: skip
         self.chunk_latency = Histogram(
             "classifier_job_chunk_seconds", "Time to classify and commit one job chunk",
             buckets=LATENCY_BUCKETS, registry=self.registry,
