@@ -17,7 +17,7 @@ labelled data.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -52,6 +52,7 @@ class FlagCalibration:
     min_probability: float
     map: ProbabilityMap | None = None
     source: str = ""
+    model: str = ""  # the model whose probabilities it was fitted on ("": unknown, applied to any)
 
     def decide(self, probability: float) -> tuple[bool, float]:
         """Whether the comment passes, and the probability it was judged on."""
@@ -60,7 +61,7 @@ class FlagCalibration:
 
     def to_json(self) -> dict:
         points = {"x": list(self.map.x), "y": list(self.map.y)} if self.map else None
-        return {"min_probability": self.min_probability, "map": points, "source": self.source}
+        return {"min_probability": self.min_probability, "map": points, "source": self.source}  # model: the file's
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class Calibration:
     min_probability: float | None = None  # the threshold that did best where it was fitted
     nodes: Mapping[NodePath, ProbabilityMap] = field(default_factory=dict)
     flags: Mapping[str, FlagCalibration] = field(default_factory=dict)  # capability name -> its decision
+    model: str = ""  # the model whose probabilities it was fitted on ("": unknown, applied to any)
 
     def apply(self, path: NodePath, probability: float) -> float:
         mapping = self.nodes.get(path) or self.levels.get(len(path))
@@ -81,6 +83,7 @@ class Calibration:
     def to_json(self) -> dict:
         return {
             "format": CALIBRATION_FORMAT,
+            "model": self.model,
             "source": self.source,
             "min_probability": self.min_probability,
             "levels": {str(level): {"x": list(m.x), "y": list(m.y)} for level, m in sorted(self.levels.items())},
@@ -146,8 +149,29 @@ def load_calibration(path: Path) -> Calibration:
     threshold = raw.get("min_probability")
     if threshold is not None and not _is_probability(threshold):
         raise CalibrationError(f"{path}: min_probability must be a number in [0, 1] or null, not {threshold!r}")
-    flags = {str(name): _flag(path, str(name), section) for name, section in raw.get("flags", {}).items()}
-    return Calibration(levels, str(raw.get("source", "")), threshold, nodes, flags)
+    model = str(raw.get("model") or "")
+    flags = {str(name): replace(_flag(path, str(name), section), model=model)
+             for name, section in raw.get("flags", {}).items()}
+    return Calibration(levels, str(raw.get("source", "")), threshold, nodes, flags, model)
+
+
+def same_model(fitted: str, serving: str) -> bool:
+    """Whether a calibration fitted for `fitted` reads `serving`'s probabilities: the same name,
+    compared by its last path part (a folder and the name a server serves it under agree)."""
+    return not fitted or Path(fitted).name.casefold() == Path(serving).name.casefold()
+
+
+def fitted_for(calibration: Calibration | None, flags: Mapping[str, FlagCalibration], model: str,
+               ) -> dict[str, FlagCalibration]:
+    """The decisions that apply to `model`. A --calibration file fitted for another model is
+    refused (`CalibrationError`, saying how to fit one); a shipped default fitted for another
+    model is left out, so those capabilities take the default threshold on the raw probability."""
+    if calibration is not None and not same_model(calibration.model, model):
+        raise CalibrationError(
+            f"the --calibration file was fitted for model {calibration.model!r}, not {model!r}, whose probabilities "
+            "read otherwise: fit one for this model with python -m classifier.eval --llm ... --fit-calibration FILE "
+            "(README: Confidence and calibration), or leave --calibration out")
+    return {name: flag for name, flag in flags.items() if same_model(flag.model, model)}
 
 
 def _is_probability(value: object) -> bool:

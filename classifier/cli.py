@@ -28,7 +28,7 @@ DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "topics.js
 # trend, ...), fitted for the default model; a --calibration file's own flags section wins.
 DEFAULT_FLAGS = DEFAULT_CONFIG.with_name("flags.calibration.json")
 # Mistakes a user can fix from the message alone: shown as one line, never a traceback.
-USER_ERRORS = (TaxonomyError, ProcessorError)
+USER_ERRORS = (TaxonomyError, ProcessorError, CalibrationError)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

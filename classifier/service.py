@@ -7,12 +7,14 @@ part failed, its own `error` field while the other texts keep their results.
 from __future__ import annotations
 
 import itertools
+import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Sequence
 
 from .capabilities import CAPABILITIES, DEFAULT_CAPABILITIES, resolve, run_capabilities
+from .calibration import fitted_for
 from .capabilities.base import RunContext
 from .gold import OPERATOR
 from .llm.base import Processor
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from .gold.knowledge import Knowledge
 
 
+logger = logging.getLogger(__name__)
 EMPTY_TEXT = "empty text"
 SMALL_REQUEST = 2  # texts at most in a request someone is waiting for, run before files' waiting prompts
 
@@ -59,7 +62,13 @@ class ClassificationService:
             raise ValueError("the service needs at least one taxonomy")
         self.processor = processor
         self.taxonomies = dict(taxonomies)
-        self.settings = settings
+        # Calibrations apply only to the model they were fitted on (another one is refused or left out).
+        flags = fitted_for(settings.calibration, settings.flags, processor.model)
+        for name in sorted(set(settings.flags) - set(flags)):
+            logger.warning("the shipped %s threshold was fitted for model %s, not %s: the default threshold "
+                           "applies (fit one: python -m classifier.eval --fit-calibration)", name,
+                           settings.flags[name].model, processor.model)
+        self.settings = replace(settings, flags=flags)
         self.default_taxonomy = default_taxonomy or next(iter(self.taxonomies))
         # Per (taxonomy name, owner), what its labels give the walk (`gold.training` keeps it current).
         self.knowledge: dict[tuple[str, str], Knowledge] = dict(knowledge or {})

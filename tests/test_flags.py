@@ -199,3 +199,26 @@ def test_a_bad_flag_section_is_refused_naming_it(tmp_path):
 def test_sorting_probability_adds_its_own_words():
     sorting = Sorting(("a", "b"), ("c",))
     assert sorting.words == ("c", "a", "b") and sorting.probability({"a": 0.2, "b": 0.3, "c": 0.5}) == 0.5
+
+
+def test_a_calibration_applies_only_to_the_model_it_was_fitted_on(tmp_path):
+    path = save_calibration(Calibration({}, flags={"alerts": FlagCalibration(0.9)}, model="Qwen2.5-Coder-1.5B-Instruct"),
+                            tmp_path / "flags.json")
+    shipped = load_calibration(path)
+    assert shipped.model == "Qwen2.5-Coder-1.5B-Instruct" and shipped.flags["alerts"].model == shipped.model
+    proc = ScriptedProcessor(oracle(GOLD, capability_answers))
+    # Served under a folder path of the same name: the same model.
+    proc.model = "/models/qwen2.5-coder-1.5b-instruct"
+    same = ClassificationService(proc, {"topics": training()}, ClassifierSettings(flags=shipped.flags))
+    assert same.settings.flags == shipped.flags
+    # Another model: the shipped thresholds are left out (the default applies) ...
+    proc.model = "SmolLM2-135M-Instruct"
+    other = ClassificationService(proc, {"topics": training()}, ClassifierSettings(flags=shipped.flags))
+    assert other.settings.flags == {}
+    # ... and a --calibration file fitted for it is refused, saying how to fit one.
+    with pytest.raises(CalibrationError, match="fitted for model 'Qwen2.5-Coder-1.5B-Instruct', not "
+                                               "'SmolLM2-135M-Instruct'.*--fit-calibration"):
+        ClassificationService(proc, {"topics": training()}, ClassifierSettings(calibration=shipped))
+    # A calibration that names no model (written before models were recorded) applies to any.
+    unnamed = ClassifierSettings(calibration=Calibration({}), flags={"alerts": FlagCalibration(0.9)})
+    assert ClassificationService(proc, {"topics": training()}, unnamed).settings.flags == unnamed.flags

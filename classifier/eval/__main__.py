@@ -29,7 +29,8 @@ from ..taxonomy import Taxonomy, format_path, load_taxonomy
 from . import harness
 from .cache import CounterReader, server_reader, usage_reader
 from ..calibration import (
-    MIN_NODE_OBSERVATIONS, Calibration, CalibrationError, FlagCalibration, fit_calibration, load_calibration, save_calibration,
+    MIN_NODE_OBSERVATIONS, Calibration, CalibrationError, FlagCalibration, fit_calibration, load_calibration, same_model,
+    save_calibration,
 )  # fmt: skip
 from .calibrate import (
     PROBABILITY_STRATEGIES, THRESHOLDS, best_threshold, calibration_section, exhaustive, observations, threshold_table,
@@ -187,11 +188,16 @@ def _fit_flags(
     if not fitted:
         raise click.ClickException(f"nothing to fit {', '.join(flagged)} on: the data needs texts that hold one and "
                                    "texts that do not (for alerts: --data of kind safecity and of kind semeval)")
+    model = meta.get("model", "")
     try:
-        kept = load_calibration(path) if path.exists() else Calibration({})
+        kept = load_calibration(path) if path.exists() else Calibration({}, model=model)
     except CalibrationError as exc:
         raise click.BadParameter(str(exc), param_hint="--fit-calibration") from None
-    save_calibration(replace(kept, flags={**kept.flags, **fitted}), path)
+    if not same_model(kept.model, model):
+        raise click.BadParameter(f"{path} holds a calibration fitted for model {kept.model!r}, not {model!r}: "
+                                 "write this one to another file", param_hint="--fit-calibration")
+    fitted = {name: replace(flag, model=model) for name, flag in fitted.items()}
+    save_calibration(replace(kept, flags={**kept.flags, **fitted}, model=model), path)
     report["fitted_flags"] = {name: flag.to_json() for name, flag in fitted.items()}
     report["flags_at_fitted_thresholds"] = flag_section(examples, redecided(answers, fitted), flagged)
     _write(report, out)
@@ -227,7 +233,7 @@ def _calibration(
                   + (f" (outside sample {excluded['sample']} seed {excluded['seed']})" if excluded else "")
                   + f", strategy {meta['settings']['classifier']['strategy']}, "
                   f"model {meta.get('model', '?')}, taxonomy {meta['taxonomy']}")
-        fitted = fit_calibration(pairs, source, min_node_observations)
+        fitted = replace(fit_calibration(pairs, source, min_node_observations), model=meta.get("model", ""))
         table = threshold_table(examples, predictions, fitted, max_paths, taxonomy.depth)
         calibration = replace(fitted, min_probability=best_threshold(table))
         save_calibration(calibration, path)
