@@ -23,6 +23,7 @@ from .settings import ClassifierSettings
 from .taxonomy import Taxonomy
 
 if TYPE_CHECKING:
+    from .gold.flag_models import FlagKnowledge
     from .gold.knowledge import Knowledge
 
 
@@ -72,6 +73,7 @@ class ClassificationService:
         self.default_taxonomy = default_taxonomy or next(iter(self.taxonomies))
         # Per (taxonomy name, owner), what its labels give the walk (`gold.training` keeps it current).
         self.knowledge: dict[tuple[str, str], Knowledge] = dict(knowledge or {})
+        self.flag_knowledge: dict[str, FlagKnowledge] = {}  # per owner, what its flag labels give the decisions
         self._requests = itertools.count(1)
         self._in_flight: Counter[str] = Counter()  # texts of /classify requests in flight, per API key
 
@@ -161,6 +163,7 @@ class ClassificationService:
             processor=self.processor,
             settings=self.settings,
             knowledge=[self.knowledge_for(taxonomy.name, j.owner) for j in jobs],
+            flag_knowledge=[self.flag_knowledge.get(j.owner) or self.flag_knowledge.get(OPERATOR) for j in jobs],
             requesters=[j.requester for j in jobs],
         )
         outcomes = await run_capabilities(ctx, [j.capabilities for j in jobs])

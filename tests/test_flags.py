@@ -91,8 +91,9 @@ async def test_details_are_asked_only_of_the_comments_past_the_threshold():
         "He groped me in the lift"], "one decision per text, details for the one past the threshold"
     assert "praise" in decisions[0].schema["options"] and decisions[0].prompts[0].question
     assert [r["alerts"]["has_alerts"] for r in results] == [False, True, False]
-    assert results[1]["alerts"] == {"has_alerts": True, "probability": 0.7, "alerts": [{**ALERT, "probability": 0.7}]}
-    assert results[0]["alerts"] == {"has_alerts": False, "probability": 0.3, "alerts": []}
+    assert results[1]["alerts"] == {"has_alerts": True, "probability": 0.7, "alerts": [{**ALERT, "probability": 0.7}],
+                                    "source": "llm"}
+    assert results[0]["alerts"] == {"has_alerts": False, "probability": 0.3, "alerts": [], "source": "llm"}
     # A calibration that makes 0.3 enough lets all three through.
     lenient = {"alerts": FlagCalibration(0.25)}
     results, processor = await classify(lambda p, s: unsure if "options" in s else {"alerts": [ALERT]}, texts,

@@ -74,7 +74,8 @@ async def test_every_capability_has_the_exact_wire_shape():
         "classification", "recommendations", "alerts", "trend", "stem_polarity", "stem_recommendations", "stem_trend"]}
     assert body["config_used"] == "topics" and isinstance(body["processing_time"], float)
     stem_rec = {"has_recommendations": True, "probability": 0.9, "recommendations": [decided(
-        {"recommendation_type": "do_less", "excerpt": "e", "reasoning": "r", "paraphrased_recommendation": "p"}, 0.9)]}
+        {"recommendation_type": "do_less", "excerpt": "e", "reasoning": "r", "paraphrased_recommendation": "p"}, 0.9)],
+        "source": "llm"}
     assert body["results"] == [{
         "text": RUSHED,
         "classification_result": {
@@ -84,9 +85,9 @@ async def test_every_capability_has_the_exact_wire_shape():
                                     "excerpt": "", "source": "llm"} for name in ("Delivery", "Pace", "Logistics", "Catering")},
         },
         "recommendations": {"has_recommendations": True, "probability": 0.9,
-                            "recommendations": [decided(RECOMMENDATION, 0.9)]},
-        "alerts": {"has_alerts": False, "probability": 0.0, "alerts": []},
-        "trends": {"has_trends": True, "probability": 0.7, "trends": [decided(TREND, 0.7)]},
+                            "recommendations": [decided(RECOMMENDATION, 0.9)], "source": "llm"},
+        "alerts": {"has_alerts": False, "probability": 0.0, "alerts": [], "source": "llm"},
+        "trends": {"has_trends": True, "probability": 0.7, "trends": [decided(TREND, 0.7)], "source": "llm"},
         "stem_polarity": {  # one call judged both stems; a scripted answer has no tokens to read
             stem: {"polarity": "Negative", "confidence": 3, "probability": None, "reasoning": "", "excerpt": ""}
             for stem in ("Delivery>Pace", "Logistics>Catering")

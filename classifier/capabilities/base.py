@@ -22,6 +22,7 @@ from ..settings import ClassifierSettings
 from ..taxonomy import NodePath, Taxonomy, format_path
 
 if TYPE_CHECKING:
+    from ..gold.flag_models import FlagKnowledge
     from ..gold.knowledge import Knowledge
 
 
@@ -52,6 +53,7 @@ class RunContext:
     settings: ClassifierSettings
     classifications: dict[int, TextClassification] = field(default_factory=dict)
     knowledge: Sequence[Knowledge | None] = ()  # per text: the labels that answer it (its owner's), if any
+    flag_knowledge: Sequence[FlagKnowledge | None] = ()  # per text: its owner's flag labels, if any
     requesters: Sequence[Requester] = ()  # per text: who asked (`llm.fairness`); none: the caller's own
 
 

@@ -68,6 +68,7 @@ class Decision:
     # Of the words for what the capability looks for, calibrated where it has a map. None: the
     # server gave no log-probabilities, and the word it chose decided alone.
     probability: float | None
+    source: str = "llm"  # llm, or what the owner's flag labels decided with: gold (a labelled text), learned
 
 
 async def decide(ctx: RunContext, capability: str, sorting: Sorting,
@@ -96,12 +97,32 @@ class Ruling:
     answer: ItemResult | None
 
 
+async def labelled(ctx: RunContext, capability: str, indices: Sequence[int]) -> dict[int, Decision]:
+    """Per position k of `indices`, the decision the text's owner's flag labels made (`gold.flag_models`);
+    absent where they decide nothing and the LLM decides."""
+    known: dict[int, Decision] = {}
+    groups: dict[int, list[int]] = {}  # texts answered from the same labels go together
+    for k, i in enumerate(indices):
+        if ctx.flag_knowledge and ctx.flag_knowledge[i] is not None:
+            groups.setdefault(id(ctx.flag_knowledge[i]), []).append(k)
+    for ks in groups.values():
+        flags = ctx.flag_knowledge[indices[ks[0]]]
+        verdicts = await flags.verdicts(capability, [ctx.texts[indices[k]] for k in ks], ctx.settings.route)
+        known.update({k: Decision(v.passed, v.probability, v.source) for k, v in zip(ks, verdicts) if v is not None})
+    return known
+
+
 async def decide_then_detail(ctx: RunContext, capability: str, sorting: Sorting, details: "Details",
                              output: type[BaseModel], questions: Sequence[Prompt],
-                             detail_prompt: Callable[[int], Prompt]) -> list[Ruling]:
-    """Per question, its ruling: decided in one token, then the details asked only of the items
-    that passed (`detail_prompt(k)` for the k-th question), checked against `output`."""
-    decisions = await decide(ctx, capability, sorting, questions)
+                             detail_prompt: Callable[[int], Prompt],
+                             known: Mapping[int, Decision] | None = None) -> list[Ruling]:
+    """Per question, its ruling: decided in one token (unless `known` holds its decision already),
+    then the details asked only of the items that passed (`detail_prompt(k)` for the k-th
+    question), checked against `output`."""
+    known = known or {}
+    asked = [k for k in range(len(questions)) if k not in known]
+    answers = dict(zip(asked, await decide(ctx, capability, sorting, [questions[k] for k in asked])))
+    decisions = [known[k] if k in known else answers[k] for k in range(len(questions))]
     passed = [k for k, d in enumerate(decisions) if isinstance(d, Decision) and d.passed]
     answers = dict(zip(passed, await ask(ctx, [detail_prompt(k) for k in passed], details.schema,
                                          details.max_tokens)))
@@ -142,4 +163,4 @@ class Details:
         """The prototype's shape plus the decision's probability, on the value and on each item."""
         probability = None if decision.probability is None else round(decision.probability, 4)
         listed = [{**item, "probability": probability} for item in (answer or {}).get(self.items, [])]
-        return {self.flag: bool(listed), "probability": probability, self.items: listed}
+        return {self.flag: bool(listed), "probability": probability, self.items: listed, "source": decision.source}

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from .. import prompts
 from ..outputs import Alerts, Recommendations, Trends
 from .base import Capability, Outcome, RunContext
-from .flags import ALERT_WORDS, RECOMMENDATION_WORDS, TREND_WORDS, Details, Sorting, decide_then_detail
+from .flags import ALERT_WORDS, RECOMMENDATION_WORDS, TREND_WORDS, Details, Sorting, decide_then_detail, labelled
 
 
 class TextCapability(Capability):
@@ -30,7 +30,8 @@ class TextCapability(Capability):
     async def run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
         questions = [prompts.sorting_prompt(self.sorting.words, ctx.texts[i], self.sorting.hint) for i in indices]
         rulings = await decide_then_detail(ctx, self.name, self.sorting, self.details, self.output, questions,
-                                           lambda k: prompts.text_prompt(self.task, ctx.texts[indices[k]]))
+                                           lambda k: prompts.text_prompt(self.task, ctx.texts[indices[k]]),
+                                           await labelled(ctx, self.name, indices))
         outcomes = {i: Outcome() for i in indices}
         for i, ruling in zip(indices, rulings):
             if ruling.answer is None:

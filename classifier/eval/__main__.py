@@ -38,9 +38,10 @@ from .calibrate import (
 from .chart import render_chart, render_reliability
 from .flags import FLAGGED, fit_flags, flag_lines, flag_section, redecided
 from ..gold import OPERATOR
+from ..gold.flag_models import FlagKnowledge
 from ..gold.knowledge import Knowledge
 from .gold import LOADERS, PARTS, Example, excluding, part, sample
-from .learning import draw_gold, gold_knowledge, gold_options
+from .learning import draw_gold, gold_flags, gold_knowledge, gold_options
 from .report import Report, build_report, format_table
 
 
@@ -151,14 +152,17 @@ def _run(
         "capabilities": names,
         "settings": settings_record(settings, engine),
     }
-    knowledge = None
+    knowledge, flags = None, None
     if gold["gold_path"]:
         drawn_gold = draw_gold(gold["gold_path"], gold["gold_kind"] or kind[0], gold["gold_size"], gold["gold_seed"],
                                [e for _, drawn in sampled for e in drawn])
-        knowledge, meta["gold"] = gold_knowledge(drawn_gold, taxonomy, settings, gold["sure_precision"])
+        if any(e.stems for e in drawn_gold) or not any(e.flags for e in drawn_gold):
+            knowledge, meta["gold"] = gold_knowledge(drawn_gold, taxonomy, settings, gold["sure_precision"])
+        else:  # a file of flag labels (suggestions, safecity): the decided capabilities learn from it
+            flags, meta["gold"] = gold_flags(drawn_gold, settings, gold["sure_precision"])
         meta["gold"].update(path=str(gold["gold_path"]), seed=gold["gold_seed"])
     try:
-        report, run = asyncio.run(_evaluate(engine, settings, taxonomy, examples, names, meta, knowledge))
+        report, run = asyncio.run(_evaluate(engine, settings, taxonomy, examples, names, meta, knowledge, flags))
     except USER_ERRORS as exc:
         raise click.ClickException(str(exc)) from None
     return report, run, examples, taxonomy, meta
@@ -251,7 +255,7 @@ def _calibration(
 
 async def _evaluate(
     engine: EngineSettings, settings: ClassifierSettings, taxonomy: Taxonomy, examples: list[Example],
-    names: list[str], meta: dict[str, Any], knowledge: Knowledge | None = None,
+    names: list[str], meta: dict[str, Any], knowledge: Knowledge | None = None, flags: FlagKnowledge | None = None,
 ) -> tuple[Report, harness.Run]:
     """Start the backend, run the sample through the service once, close the backend."""
     pool = ProcessorPool(engine)
@@ -260,6 +264,8 @@ async def _evaluate(
         processor = pool.processor
         service = ClassificationService(processor, {taxonomy.name: taxonomy}, settings,
                                         knowledge={(taxonomy.name, OPERATOR): knowledge} if knowledge else None)
+        if flags is not None:
+            service.flag_knowledge[OPERATOR] = flags
         reader: CounterReader = (
             server_reader(engine.server_urls) if engine.backend == "vllm-server" else usage_reader(processor.usage)
         )

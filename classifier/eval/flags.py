@@ -33,6 +33,7 @@ class FlagAnswer:
     flagged: bool
     probability: float | None
     types: tuple[str, ...] = ()  # the expected type's field of each item (alert_type)
+    source: str = "llm"  # who decided: llm, or the flag labels (learned, gold)
 
 
 def read_flags(result: Mapping[str, Any]) -> dict[str, FlagAnswer]:
@@ -44,7 +45,7 @@ def read_flags(result: Mapping[str, Any]) -> dict[str, FlagAnswer]:
             continue
         field = EXPECTED_TYPE.get(name, ("", ""))[0]
         types = tuple(str(item.get(field)) for item in value.get(key, ()) if field in item)
-        answers[name] = FlagAnswer(bool(value[flag]), value.get("probability"), types)
+        answers[name] = FlagAnswer(bool(value[flag]), value.get("probability"), types, str(value.get("source", "llm")))
     return answers
 
 
@@ -64,6 +65,9 @@ def flag_scores(examples: Sequence[Example], answers: Sequence[Mapping[str, Flag
         "precision": precision, "recall": recall,
         "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
         "false_share": fp / negatives if negatives else None,
+        # Who decided, as shares of the answered texts (the LLM, or the labels: learned, gold).
+        "decided": {source: sum(a.source == source for _, a in answered) / len(answered)
+                    for source in sorted({a.source for _, a in answered})} if answered else {},
     }
     if name in EXPECTED_TYPE and positives:
         wanted = EXPECTED_TYPE[name][1]
@@ -92,6 +96,8 @@ def flag_lines(section: Mapping[str, Any]) -> list[str]:
             parts.append(f"typed {EXPECTED_TYPE[name][1]}: {s['typed_right']:.3f}")
         if s["unanswered"]:
             parts.append(f"{s['unanswered']} unanswered")
+        if set(s.get("decided", {})) - {"llm"}:
+            parts.append("decided by " + ", ".join(f"{who} {share:.0%}" for who, share in s["decided"].items()))
         lines.append(", ".join(parts))
     return lines
 

@@ -16,6 +16,8 @@ import click
 
 from ..cli import stack
 from ..gold.embedder import Embedder
+from ..gold.flag_labels import FLAGS, from_flags
+from ..gold.flag_models import FlagKnowledge, flag_model
 from ..gold.knowledge import Knowledge, build_knowledge, normalized
 from ..gold.learned import SURE_PRECISION
 from ..settings import ClassifierSettings
@@ -58,6 +60,23 @@ def gold_knowledge(gold: Sequence[Example], taxonomy: Taxonomy, settings: Classi
         "levels": {level: vars(t) for level, t in model.levels.items()} if model else None,
         "build_seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def gold_flags(gold: Sequence[Example], settings: ClassifierSettings,
+               sure_precision: float = SURE_PRECISION) -> tuple[FlagKnowledge | None, dict[str, Any]]:
+    """The gold's flag labels (alerts, recommendations, trend) embedded and learned from, per
+    capability, and their record for the report."""
+    started = time.perf_counter()
+    embedder = Embedder()
+    labels = [label for e in gold for label in from_flags(e.text, e.flags)]
+    models = {name: flag_model(name, [l for l in labels if l.capability == name], embedder, precision=sure_precision)
+              for name in FLAGS if any(l.capability == name for l in labels)}
+    record = {name: {"size": len(flag.texts), "positives": int(sum(flag.values)),
+                     "levels": {level: vars(t) for level, t in flag.model.levels.items()} if flag.model else None}
+              for name, flag in models.items()}
+    record.update(route=settings.route, sure_precision=sure_precision,
+                  build_seconds=round(time.perf_counter() - started, 2))
+    return (FlagKnowledge(models, embedder) if models else None), record
 
 
 def decided_shares(sources: Sequence[dict[Any, str]]) -> dict[str, float]:

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m classifier.gold import labels.csv --config configs/restaurants.json
     .venv/bin/python -m classifier.gold import export.json --kind label-studio --config configs/restaurants.json
+    .venv/bin/python -m classifier.gold import suggestions.csv --kind suggestions     # flag labels: no taxonomy
     .venv/bin/python -m classifier.gold list --config configs/restaurants.json
     .venv/bin/python -m classifier.gold train --config configs/restaurants.json
     .venv/bin/python -m classifier.gold label-config --config configs/restaurants.json > config.xml
@@ -12,6 +13,7 @@ server started on it finds the gold and the model trained here.
 """
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -25,29 +27,41 @@ from ..settings import DEFAULT_CACHE_DIR, JobSettings
 from ..taxonomy import Taxonomy, TaxonomyError, format_path, load_taxonomy
 from . import OPERATOR
 from .embedder import Embedder, EmbedderMissing
+from .flag_labels import FlagStore, counts, from_flags, read_flags_csv
 from .label_studio import LabelStudioError, labelling_config, read_export, tasks_from_results
 from .labels import Label, LabelError, checked, read_csv, to_wire
 from .store import GoldStore, usable
-from .training import build, model_path
+from .training import build, build_flags, model_path
 
-IMPORT_KINDS = ("paths", "label-studio", *sorted(LOADERS))
+# Kinds that label the decided capabilities (alerts, recommendations, trend), never topics.
+FLAG_KINDS = ("flags", "suggestions", "safecity")
+IMPORT_KINDS = ("paths", "label-studio", *sorted(set(LOADERS) - set(FLAG_KINDS)), *FLAG_KINDS)
+ALERT_TYPES = {"safecity": "sexual_harassment"}  # what every report of a labelled file is
 
 where = stack(
-    click.option("--config", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-                 help="The taxonomy file the labels belong to."),
+    click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                 help="The taxonomy file the labels belong to (not needed for flag labels)."),
     click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=JobSettings.data_dir,
                  envvar="CLASSIFIER_DATA_DIR", show_default=True, help="The server's --data-dir."),
     click.option("--database-url", default=None, envvar="CLASSIFIER_DATABASE_URL", help="The server's --database-url."),
 )
 
 
-def _open(config: Path, data_dir: Path, database_url: str | None) -> tuple[Taxonomy, GoldStore]:
-    try:
-        taxonomy = load_taxonomy(config)
-    except TaxonomyError as exc:
-        raise click.ClickException(str(exc)) from None
+def _open(config: Path | None, data_dir: Path, database_url: str | None) -> tuple[Taxonomy | None, GoldStore]:
+    taxonomy = None
+    if config is not None:
+        try:
+            taxonomy = load_taxonomy(config)
+        except TaxonomyError as exc:
+            raise click.ClickException(str(exc)) from None
     jobs = JobSettings(data_dir=data_dir, database_url=database_url)
     return taxonomy, GoldStore(JobStore(jobs.url, data_dir).engine)
+
+
+def _needed(taxonomy: Taxonomy | None) -> Taxonomy:
+    if taxonomy is None:
+        raise click.UsageError("give the taxonomy file the labels belong to: --config FILE")
+    return taxonomy
 
 
 @click.group()
@@ -63,6 +77,10 @@ def main() -> None:
 def import_(file: Path, kind: str, **where_: Any) -> None:
     """Store FILE's labels as gold (a text labelled before gets the new label)."""
     taxonomy, store = _open(**where_)
+    if kind in FLAG_KINDS:
+        _import_flags(file, kind, FlagStore(store.engine))
+        return
+    taxonomy = _needed(taxonomy)
     try:
         labels = _read(file, kind, taxonomy)
         added, replaced = store.put(taxonomy.name, labels, source="label_studio" if kind == "label-studio" else "import",
@@ -75,6 +93,22 @@ def import_(file: Path, kind: str, **where_: Any) -> None:
         raise click.ClickException(f"{file}: not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno}); "
                                    "give Label Studio's JSON export") from None
     click.echo(f"taxonomy {taxonomy.name}: {added} labels added, {replaced} replaced")
+
+
+def _import_flags(file: Path, kind: str, store: FlagStore) -> None:
+    try:
+        if kind == "flags":
+            labels = read_flags_csv(file)
+        else:
+            labels = [label for e in LOADERS[kind](file) for label in from_flags(e.text, e.flags, ALERT_TYPES.get(kind))]
+        store.put(labels, source="import", owner=OPERATOR)
+    except LabelError as exc:
+        raise click.ClickException(str(exc)) from None
+    except (UnicodeDecodeError, KeyError, csv.Error) as exc:
+        raise click.ClickException(f"{file}: not a {kind} file ({type(exc).__name__}: {exc})") from None
+    for name, (holding, other) in counts(labels).items():
+        if holding or other:
+            click.echo(f"{name}: {holding + other} flag labels ({holding} holding one, {other} not)")
 
 
 def _read(file: Path, kind: str, taxonomy: Taxonomy) -> list[Label]:
@@ -91,7 +125,8 @@ def _read(file: Path, kind: str, taxonomy: Taxonomy) -> list[Label]:
 @where
 def list_(limit: int, **where_: Any) -> None:
     """How many labels the operator imported for the taxonomy, and the first LIMIT as JSON lines."""
-    taxonomy, store = _open(**where_)
+    found, store = _open(**where_)
+    taxonomy = _needed(found)
     stored = store.labels(taxonomy.name, OPERATOR)
     click.echo(f"taxonomy {taxonomy.name}: {len(stored)} labels", err=True)
     for item in stored[:limit]:
@@ -103,7 +138,8 @@ def list_(limit: int, **where_: Any) -> None:
 @where
 def delete(label_id: str, **where_: Any) -> None:
     """Delete one imported label by its id (as `list` shows it)."""
-    taxonomy, store = _open(**where_)
+    found, store = _open(**where_)
+    taxonomy = _needed(found)
     if not store.delete(taxonomy.name, label_id, OPERATOR):
         raise click.ClickException(f"no label {label_id!r} in taxonomy {taxonomy.name!r}")
     click.echo(f"deleted {label_id}")
@@ -113,14 +149,27 @@ def delete(label_id: str, **where_: Any) -> None:
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE_DIR)
 @where
 def train(cache_dir: Path, **where_: Any) -> None:
-    """Train the taxonomy's learned classifier on the imported labels now (a server reads it at start)."""
+    """Train the learned classifiers on the imported labels now (a server reads them at start):
+    the flag labels' always, the taxonomy's with --config."""
     taxonomy, store = _open(**where_)
+    embedder = Embedder(cache_dir)
+    try:
+        flags = build_flags(FlagStore(store.engine), OPERATOR, embedder, where_["data_dir"] / "learned")
+    except EmbedderMissing as exc:
+        raise click.ClickException(str(exc)) from None
+    for name, flag in (flags.models.items() if flags else ()):
+        click.echo(f"{name}: trained on {len(flag.texts)} flag labels"
+                   + ("" if flag.model else " (too few of one kind for a classifier: the LLM decides)"))
+    if taxonomy is None:
+        if flags is None:
+            raise click.ClickException("no flag labels, and no --config for topic labels: import some first")
+        return
     labels = usable(store.labels(taxonomy.name, OPERATOR), taxonomy)
     if not labels:
         raise click.ClickException(f"taxonomy {taxonomy.name!r} has no labels: import some first")
     path = model_path(where_["data_dir"] / "learned", taxonomy)
     try:
-        knowledge = build(labels, taxonomy, Embedder(cache_dir), path, {}, train=True)
+        knowledge = build(labels, taxonomy, embedder, path, {}, train=True)
     except EmbedderMissing as exc:
         raise click.ClickException(str(exc)) from None
     modelled = len(knowledge.model.models) if knowledge and knowledge.model else 0

@@ -28,6 +28,8 @@ import numpy as np
 from ..taxonomy import Taxonomy
 from . import model_file
 from .embedder import Embedder
+from .flag_labels import FLAGS, FlagStore
+from .flag_models import FlagKnowledge, flag_model
 from .knowledge import Knowledge, learned_from
 from . import OPERATOR
 from .labels import Label, taxonomy_version
@@ -39,6 +41,7 @@ RETRAIN_AFTER = 20  # labels added, changed or deleted since the model was train
 RETRAIN_INTERVAL = 60.0  # seconds at least between two trainings of one slot
 T = TypeVar("T")
 SlotKey = tuple[str, str]  # (taxonomy name, owner)
+FLAG_SLOT = "(flags)"  # the slot name of an owner's flag labels, which belong to no taxonomy
 
 
 class QuotaExceeded(ValueError):
@@ -51,6 +54,20 @@ def model_path(models_dir: Path, taxonomy: Taxonomy, owner: str = OPERATOR) -> P
 
 def labels_digest(stored: Sequence[Stored]) -> str:
     return model_file.fingerprint([(s.owner, s.label.key, s.updated_at) for s in stored])
+
+
+def build_flags(store: FlagStore, owner: str, embedder: Embedder, models_dir: Path | None) -> FlagKnowledge | None:
+    """Blocking: `owner`'s flag labels learned from, per capability (saved models reused when
+    they name exactly these labels, else trained and saved beside the topics' models)."""
+    models = {}
+    for capability in FLAGS:
+        rows = store.labels(owner, capability)
+        if rows:
+            path = models_dir / "flags" / f"{owner or 'anonymous'}-{capability}.safetensors" if models_dir else None
+            digest = model_file.fingerprint([(owner, label.key, when) for label, when in rows])
+            models[capability] = flag_model(capability, [label for label, _ in rows], embedder, path=path,
+                                            digest=digest)
+    return FlagKnowledge(models, embedder) if models else None
 
 
 def build(stored: Sequence[Stored], taxonomy: Taxonomy, embedder: Embedder, path: Path | None,
@@ -96,8 +113,10 @@ class Learning:
     def __init__(self, store: GoldStore, taxonomies: Mapping[str, Taxonomy],
                  knowledge: MutableMapping[SlotKey, Knowledge], embedder: Embedder, models_dir: Path,
                  retrain_after: int = RETRAIN_AFTER, retrain_interval: float = RETRAIN_INTERVAL,
-                 max_labels: int = 100_000) -> None:
+                 max_labels: int = 100_000, flag_knowledge: MutableMapping[str, FlagKnowledge] | None = None) -> None:
         self.store, self.knowledge, self.embedder, self.models_dir = store, knowledge, embedder, models_dir
+        self.flag_store = FlagStore(store.engine)
+        self.flag_knowledge = flag_knowledge if flag_knowledge is not None else {}
         self.taxonomies = {taxonomy.name: taxonomy for taxonomy in taxonomies.values()}  # gold is kept by name
         self.retrain_after, self.retrain_interval, self.max_labels = retrain_after, retrain_interval, max_labels
         self.slots: dict[SlotKey, Slot] = {}
@@ -121,7 +140,9 @@ class Learning:
         return usable(self.store.view(*key), self.taxonomies[key[0]])
 
     async def start(self) -> None:
-        """Every taxonomy's slots (the operator's first), loaded or trained in turn."""
+        """The operator's flag labels, then every taxonomy's slots (the operator's first), loaded
+        or trained in turn."""
+        await self.load_flags(OPERATOR)
         for name in self.taxonomies:
             owners = await asyncio.to_thread(self.store.owners, name)
             for owner in [OPERATOR, *(o for o in owners if o != OPERATOR)]:
@@ -143,6 +164,23 @@ class Learning:
                 return
             self._install(key, knowledge)
             slot.state, slot.error, slot.changes, slot.trained = "ready" if knowledge else "empty", "", 0, time.monotonic()
+
+    async def load_flags(self, owner: str) -> None:
+        """`owner`'s flag labels into `flag_knowledge`; a failure is kept in its slot's state."""
+        slot = self._slot((FLAG_SLOT, owner))
+        async with slot.lock:
+            try:
+                flags = await self._in_trainer(lambda: build_flags(self.flag_store, owner, self.embedder,
+                                                                   self.models_dir))
+            except Exception as exc:  # noqa: BLE001 - the LLM decides alone meanwhile; the slot says why
+                logger.exception("loading the flag labels of owner %r failed", owner)
+                slot.state, slot.error = "failed", f"{type(exc).__name__}: {exc}"
+                return
+            if flags is None:
+                self.flag_knowledge.pop(owner, None)
+            else:
+                self.flag_knowledge[owner] = flags
+            slot.state, slot.error = "ready" if flags else "empty", ""
 
     def _install(self, key: SlotKey, knowledge: Knowledge | None) -> None:
         if knowledge is None:

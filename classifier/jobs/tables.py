@@ -1,9 +1,9 @@
 """The jobs database's tables (SQLite or PostgreSQL, one schema for both)."""
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text
+from sqlalchemy import Boolean, Column, Float, Integer, MetaData, String, Table, Text
 
-SCHEMA_VERSION = 3  # 2: gold_labels; 3: a label per owner (the owner in its key)
+SCHEMA_VERSION = 3  # 2: gold_labels; 3: a label per owner (the owner in its key), flag_labels
 TERMINAL = ("completed", "failed", "expired", "cancelled")
 # The timestamp column of each state, as OpenAI's batch object names them.
 STATE_TIMES = {"in_progress": "in_progress_at", "finalizing": "finalizing_at", "completed": "completed_at",
@@ -91,4 +91,16 @@ gold_labels = Table(
     Column("source", String(32), nullable=False),  # import | correction | label_studio
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False, index=True),
+)  # fmt: skip
+flag_labels = Table(
+    "flag_labels", metadata,
+    Column("owner", String(32), primary_key=True),  # as gold_labels' owner; flags belong to no taxonomy
+    Column("capability", String(32), primary_key=True),  # alerts | recommendations | trend
+    Column("text_key", String(64), primary_key=True),
+    Column("text", Text, nullable=False),
+    Column("value", Boolean, nullable=False),  # the comment holds one
+    Column("detail", String(64)),  # alerts: the alert type, where given
+    Column("source", String(32), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
 )  # fmt: skip
