@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from classifier.api import FixedBackend, create_app
-from classifier.eval.gold import load_semeval
+from classifier.eval.gold import load_semeval, load_suggestions
 from classifier.gold import OPERATOR
+from classifier.gold.flag_labels import FlagLabel, FlagStore, from_flags
 from classifier.gold.labels import Label
 from classifier.gold.store import GoldStore
 from classifier.jobs.store import JobStore
@@ -24,6 +25,7 @@ from classifier.settings import ClassifierSettings, JobSettings, ServerSettings,
 from tests.scripted import ScriptedProcessor
 
 from .test_gold_loop import COMMENT, NEAR, RESTAURANTS, nothing_applies, until
+from .test_service import RECOMMENDATION
 
 SERVICE = "Restaurant reviews>Service>General"
 
@@ -152,3 +154,34 @@ async def test_an_answer_from_a_label_says_so_even_when_it_holds_no_topic(tmp_pa
         labelled, walked = (r["classification_result"] for r in body["results"])
         assert labelled == {"classification_paths": [], "node_results": {}, "source": "gold"}
         assert "source" not in walked
+
+
+def ordinary(prompt, schema):
+    """The scripted LLM: every comment ordinary; details, where asked, one recommendation."""
+    if "options" in schema:
+        return {"complaint": 0.9, "request": 0.1}
+    if "recommendations" in schema.get("properties", {}):
+        return {"recommendations": [RECOMMENDATION]}
+    return nothing_applies(prompt, schema)
+
+
+async def test_imported_flag_labels_decide_a_near_duplicate_before_the_llm(tmp_path: Path, shared_data: Path):
+    store = JobStore(f"sqlite:///{tmp_path / 'jobs.db'}", tmp_path)
+    rows = load_suggestions(shared_data / "semeval19_suggestions_train.csv")[:80]
+    labels = [l for e in rows for l in from_flags(e.text, e.flags)]
+    labels.append(FlagLabel("Please add a dark mode to the editor.", "recommendations", True))
+    FlagStore(store.engine).put(labels, source="import", owner=OPERATOR)
+    store.close()
+    settings = Settings(server=ServerSettings(batch_timeout=0.0), jobs=JobSettings(data_dir=tmp_path, enabled=False))
+    proc = ScriptedProcessor(ordinary)
+    app = create_app(settings, {"restaurants": RESTAURANTS}, FixedBackend(proc))
+    async with app.router.lifespan_context(app):
+        await until(lambda: OPERATOR in app.state.serving.service.flag_knowledge)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            body = await client.post("/classify", json={"texts": ["Please add a dark mode to the editor!"],
+                                                        "capabilities": ["recommendations"]})
+    [result] = body.json()["results"]
+    assert result["recommendations"]["source"] == "gold" and result["recommendations"]["has_recommendations"]
+    assert result["recommendations"]["recommendations"][0]["paraphrased_recommendation"]  # details from the LLM
+    assert not any("options" in call.schema for call in proc.calls), "the label decided: no LLM decision"

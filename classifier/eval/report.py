@@ -105,10 +105,15 @@ def format_table(report: Report) -> str:
         f"completion tokens/text {cost['completion_tokens_per_text']:.1f}, texts/s {cost['texts_per_second']:.2f} "
         f"({cost['seconds']:.1f} s)"
     )
-    if report.get("gold"):
+    if report.get("gold") and "size" in report["gold"]:  # topic labels
         gold, decided = report["gold"], report.get("decided") or {}
         lines.append(f"gold {gold['size']} comments, route {gold['route']}, {gold['examples']} examples per question; "
                      f"accepted nodes decided by " + ", ".join(f"{k} {v:.0%}" for k, v in decided.items()))
+    elif report.get("gold"):  # flag labels, per capability
+        gold = report["gold"]
+        learned = [f"{name} {g['size']} ({g['positives']} holding one)" for name, g in gold.items()
+                   if isinstance(g, dict) and "positives" in g]
+        lines.append(f"flag gold: {', '.join(learned)}, route {gold['route']}, built in {gold['build_seconds']} s")
     lines.append(f"errors {report['error_share']:.1%} of texts, truncations {report['truncation_share']:.1%}")
     if report.get("calibration"):
         lines.extend(_calibration_lines(report["calibration"]))
