@@ -38,3 +38,17 @@ def test_a_csv_excel_wrote_with_a_byte_order_mark_imports(tmp_path):
     excel.write_bytes("text,paths\nRude waiter,Service>General\n".encode("utf-8-sig"))
     result = run(tmp_path, "import", str(excel))
     assert result.exit_code == 0 and "1 labels added" in result.output
+
+
+def test_flag_labels_import_and_train_without_a_taxonomy(tmp_path):
+    flags = tmp_path / "flags.csv"
+    rows = [f"Please add feature number {n},,1" for n in range(6)] + [f"The build {n} passed,,0" for n in range(6)]
+    flags.write_text("text,alerts,recommendations\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    runner, data = CliRunner(), ["--data-dir", str(tmp_path / "data")]
+    imported = runner.invoke(main, ["import", str(flags), "--kind", "flags", *data])
+    assert imported.exit_code == 0 and "recommendations: 12 flag labels (6 holding one, 6 not)" in imported.output
+    trained = runner.invoke(main, ["train", *data])
+    assert trained.exit_code == 0 and "recommendations: trained on 12 flag labels" in trained.output
+    assert list((tmp_path / "data" / "learned" / "flags").glob("cli-recommendations.safetensors"))
+    topics = runner.invoke(main, ["import", str(flags), *data])  # a topic kind needs the taxonomy
+    assert topics.exit_code == 2 and "--config" in topics.output
