@@ -85,14 +85,16 @@ def check_result(result: dict[str, Any], text: str) -> set[str]:
 
     if "recommendations" in result:
         recs = result["recommendations"]
-        assert set(recs) == {"has_recommendations", "probability", "recommendations"}
+        assert set(recs) == {"has_recommendations", "probability", "recommendations", "source"}
+        assert recs["source"] == "llm"  # this server has no flag labels
         assert recs["has_recommendations"] is bool(recs["recommendations"]) and 0 <= recs["probability"] <= 1
         for rec in recs["recommendations"]:
             assert set(rec) == {"excerpt", "reasoning", "paraphrased_recommendation", "qualifier", "probability"}
             assert rec["qualifier"] in QUALIFIERS and all(isinstance(rec[k], str) for k in ("excerpt", "reasoning"))
     if "alerts" in result:
         alerts = result["alerts"]
-        assert set(alerts) == {"has_alerts", "probability", "alerts"} and alerts["has_alerts"] is bool(alerts["alerts"])
+        assert set(alerts) == {"has_alerts", "probability", "alerts", "source"} and alerts["source"] == "llm"
+        assert alerts["has_alerts"] is bool(alerts["alerts"])
         assert 0 <= alerts["probability"] <= 1
         for alert in alerts["alerts"]:
             assert set(alert) == {"excerpt", "reasoning", "alert_type", "severity", "probability"}
