@@ -99,18 +99,16 @@ async def test_crashed_engine_restarts_up_to_the_limit_then_stays_down(plan) -> 
         await proc.close()
 
 
-async def test_a_hung_engine_fails_its_batch_after_the_deadline_then_is_replaced(plan) -> None:
-    plan("hang", "ready")
+async def replaced_after(hang) -> None:  # noqa: ANN001 - `hang(proc)` makes the engine hang
+    """Start on an engine that hangs once, run `hang`, and see the hung engine gone and its
+    replacement serving."""
     proc = processor(call_timeout=2)
     await proc.start()
     [worker] = proc._workers
     hung = worker.process
     try:
-        began = time.monotonic()
-        answers = await asyncio.wait_for(proc.process_with_schema(prompts("a", "b"), ECHO_SCHEMA), timeout=30)
-        assert time.monotonic() - began < 20
-        assert all(not r.ok and "did not answer within 2 s and is taken for hung" in r.error for r in answers)
-        await wait_until(lambda: not worker.restarting and worker.problem() is None)
+        await hang(proc)
+        await wait_until(lambda: not worker.restarting and worker.problem() is None, timeout=30)
         assert not hung.is_alive(), "the hung engine is gone"
         [again] = await proc.process_with_schema(prompts("after"), ECHO_SCHEMA)
         assert again.value["echo"] == "after", "the replacement serves"
@@ -118,25 +116,30 @@ async def test_a_hung_engine_fails_its_batch_after_the_deadline_then_is_replaced
         await proc.close()
 
 
+async def test_a_hung_engine_fails_its_batch_after_the_deadline_then_is_replaced(plan) -> None:
+    plan("hang", "ready")
+
+    async def hang(proc: LocalVLLMProcessor) -> None:
+        began = time.monotonic()
+        answers = await asyncio.wait_for(proc.process_with_schema(prompts("a", "b"), ECHO_SCHEMA), timeout=30)
+        assert time.monotonic() - began < 20
+        assert all(not r.ok and "did not answer within 2 s and is taken for hung" in r.error for r in answers)
+
+    await replaced_after(hang)
+
+
 async def test_an_engine_that_stops_reading_its_pipe_is_replaced_though_a_write_is_stuck(plan) -> None:
     plan("hang", "ready")
-    proc = processor(call_timeout=2)
-    await proc.start()
-    [worker] = proc._workers
-    hung = worker.process
-    try:
+
+    async def hang(proc: LocalVLLMProcessor) -> None:
         first = asyncio.ensure_future(proc.process_with_schema(prompts("a"), ECHO_SCHEMA))
         await asyncio.sleep(0.5)  # the engine took it and reads nothing more
         flood = prompts(*(f"{k} " + "x" * 100_000 for k in range(20)))  # 2 MB: far more than a pipe holds
         stuck = asyncio.ensure_future(proc.process_with_schema(flood, ECHO_SCHEMA))
         answers = await asyncio.wait_for(asyncio.gather(first, stuck), timeout=30)
         assert all(not r.ok and "taken for hung" in r.error for part in answers for r in part)
-        await wait_until(lambda: not worker.restarting and worker.problem() is None, timeout=30)
-        assert not hung.is_alive(), "the hung engine is gone, and with it the stuck write"
-        [again] = await proc.process_with_schema(prompts("after"), ECHO_SCHEMA)
-        assert again.value["echo"] == "after", "the replacement serves"
-    finally:
-        await proc.close()
+
+    await replaced_after(hang)  # ending the hung engine also freed the stuck write
 
 
 async def test_close_during_a_restart_returns_at_once_and_leaves_no_process(plan) -> None:

@@ -16,7 +16,7 @@ import tempfile
 import threading
 import zipfile
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -85,6 +85,16 @@ class Embedder:
         vectors = self._loaded().encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
                                         convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)
+
+
+def embedded(keys: Sequence[str], texts: Sequence[str], embedder: "Embedder",
+             known: Mapping[str, np.ndarray]) -> np.ndarray:
+    """One row per text: its embedding from `known` (by its label id) where it is there, else
+    computed now, the missing ones in one batch."""
+    vectors = dict(known)
+    fresh = [(key, text) for key, text in zip(keys, texts) if key not in vectors]
+    vectors.update(zip((key for key, _ in fresh), embedder.embed([text for _, text in fresh])))
+    return np.array([vectors[key] for key in keys], dtype=np.float32).reshape(len(keys), -1)
 
 
 def main(argv: list[str] | None = None) -> int:

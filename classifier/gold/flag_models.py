@@ -20,7 +20,7 @@ import numpy as np
 
 from ..taxonomy import taxonomy_from_dict
 from . import model_file
-from .embedder import Embedder
+from .embedder import Embedder, embedded
 from .flag_labels import FlagLabel
 from .knowledge import NEAR_DUPLICATE, normalized
 from .learned import MIN_EXAMPLES, SURE_PRECISION, LearnedModel, train
@@ -108,10 +108,7 @@ def flag_model(capability: str, labels: Sequence[FlagLabel], embedder: Embedder,
     from; the saved model is reused when it names exactly these labels (`digest`), else trained
     and, with a `path`, saved."""
     saved = model_file.load(path, VERSION) if path is not None else None
-    known = saved.vector_of() if saved else {}
-    fresh = [label for label in labels if label.key not in known]
-    known.update(zip((l.key for l in fresh), embedder.embed([l.text for l in fresh])))
-    matrix = np.array([known[l.key] for l in labels], dtype=np.float32).reshape(len(labels), -1)
+    matrix = embedded([l.key for l in labels], [l.text for l in labels], embedder, saved.vector_of() if saved else {})
     values = [l.value for l in labels]
     if saved is not None and digest and saved.fingerprint == digest:
         return FlagModel([l.text for l in labels], values, matrix, saved.model)

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..taxonomy import Taxonomy
 from . import model_file
-from .embedder import Embedder
+from .embedder import Embedder, embedded
 from .flag_labels import FLAGS, FlagStore
 from .flag_models import FlagKnowledge, flag_model
 from .knowledge import Knowledge, learned_from
@@ -79,11 +79,9 @@ def build(stored: Sequence[Stored], taxonomy: Taxonomy, embedder: Embedder, path
         return None
     version = taxonomy_version(taxonomy)
     saved = model_file.load(path, version) if path is not None else None
-    vectors = {**(saved.vector_of() if saved else {}), **known}
     labels = [s.label for s in stored]
-    fresh = [label for label in labels if label.key not in vectors]
-    vectors.update(zip((l.key for l in fresh), embedder.embed([l.text for l in fresh])))
-    matrix = np.array([vectors[l.key] for l in labels], dtype=np.float32).reshape(len(labels), -1)
+    matrix = embedded([l.key for l in labels], [l.text for l in labels], embedder,
+                      {**(saved.vector_of() if saved else {}), **known})
     digest = labels_digest(stored)
     if saved is not None and saved.fingerprint == digest:
         return Knowledge(taxonomy, [l.text for l in labels], [l.stems for l in labels], matrix, embedder, saved.model)
