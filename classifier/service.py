@@ -125,9 +125,9 @@ class ClassificationService:
 
     def _requester(self, owner: str, texts: int) -> Requester:
         """Who a request takes turns as. With API keys, a key's requests together are one
-        requester, and a request of a comment or two is waited for (`small`, run first) only
-        while the key has nothing else in flight: many small requests of one key are one bulk
-        requester, never a queue-jump each. Without keys, each request is its own."""
+        requester, and a request is waited for (`small`, run first) only while the key's texts
+        in flight, its own included, are a small request's worth: many small requests of one key
+        are one bulk requester, never a queue-jump each. Without keys, each request is its own."""
         if not owner:
             return Requester(f"request {next(self._requests)}", small=texts <= SMALL_REQUEST)
         small = texts + self._in_flight[owner] <= SMALL_REQUEST
