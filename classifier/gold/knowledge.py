@@ -88,6 +88,7 @@ class Knowledge:
             for row, k in enumerate(best):
                 if row not in twins and similarity[row, k] >= NEAR_DUPLICATE:
                     twins[row] = self.stems[k]
+        self.about  # the per-node index, built here (a worker thread under `guide`), never by the walk on the loop
         return Guidance(self, similarity, rows, model, examples, route, twins)
 
 
