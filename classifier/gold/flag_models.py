@@ -22,7 +22,7 @@ from ..taxonomy import taxonomy_from_dict
 from . import model_file
 from .embedder import Embedder, embedded
 from .flag_labels import FlagLabel
-from .knowledge import NEAR_DUPLICATE, normalized
+from .knowledge import labelled_as, normalized
 from .learned import MIN_EXAMPLES, SURE_PRECISION, LearnedModel, train
 from .model_file import Saved
 
@@ -54,13 +54,10 @@ class FlagModel:
     def verdicts(self, capability: str, texts: Sequence[str], vectors: np.ndarray, route: str) -> list[Verdict | None]:
         node = (capability,)
         rows = self.model.probabilities(vectors) if self.model is not None and route != "llm" else None
-        similarity = vectors @ self.vectors.T
+        labelled = labelled_as(texts, vectors @ self.vectors.T, self._own)
         verdicts: list[Verdict | None] = []
-        for row, text in enumerate(texts):
-            k = self._own.get(normalized(text))
-            if k is None and similarity.shape[1] and similarity[row].max() >= NEAR_DUPLICATE:
-                k = int(similarity[row].argmax())
-            if k is not None:
+        for row in range(len(texts)):
+            if (k := labelled.get(row)) is not None:
                 verdicts.append(Verdict(bool(self.values[k]), 1.0 if self.values[k] else 0.0, "gold"))
             elif rows is None or node not in rows[row]:
                 verdicts.append(None)

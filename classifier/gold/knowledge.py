@@ -14,7 +14,7 @@ import asyncio
 import hashlib
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -78,18 +78,28 @@ class Knowledge:
             raise ValueError(f"unknown route {route!r}; choose one of {ROUTES}")
         model = self.model if route != "llm" else None
         rows = model.probabilities(vectors) if model and len(vectors) else None
-        itself = {row: k for row, text in enumerate(texts) if (k := self._own.get(normalized(text))) is not None}
         similarity = vectors @ self.vectors.T if len(self.texts) else np.zeros((len(texts), 0), dtype=np.float32)
-        for row, k in itself.items():  # a comment never retrieves itself
-            similarity[row, k] = -np.inf
-        twins = {row: self.stems[k] for row, k in itself.items()}
-        if similarity.shape[1]:  # or one that differs from it only by a character or two
-            best = similarity.argmax(axis=1)
-            for row, k in enumerate(best):
-                if row not in twins and similarity[row, k] >= NEAR_DUPLICATE:
-                    twins[row] = self.stems[k]
+        labelled = labelled_as(texts, similarity, self._own)
+        twins = {row: self.stems[k] for row, k in labelled.items()}
+        for row, text in enumerate(texts):  # a comment never retrieves itself
+            if (k := self._own.get(normalized(text))) is not None:
+                similarity[row, k] = -np.inf
         self.about  # the per-node index, built here (a worker thread under `guide`), never by the walk on the loop
         return Guidance(self, similarity, rows, model, examples, route, twins)
+
+
+def labelled_as(texts: Sequence[str], similarity: np.ndarray, own: Mapping[str, int]) -> dict[int, int]:
+    """Per text labelled already, the labelled comment it is (by index): the same text (`own`:
+    normalized text -> index), or one that differs from it only by a character or two (cosine
+    similarity past `NEAR_DUPLICATE`)."""
+    found = {}
+    for row, text in enumerate(texts):
+        k = own.get(normalized(text))
+        if k is None and similarity.shape[1] and similarity[row].max() >= NEAR_DUPLICATE:
+            k = int(similarity[row].argmax())
+        if k is not None:
+            found[row] = k
+    return found
 
 
 def nearest(similarity: np.ndarray, among: np.ndarray | None, count: int) -> list[int]:
