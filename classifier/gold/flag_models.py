@@ -20,11 +20,10 @@ import numpy as np
 
 from ..taxonomy import taxonomy_from_dict
 from . import model_file
-from .embedder import Embedder, embedded
+from .embedder import Embedder
 from .flag_labels import FlagLabel
 from .knowledge import labelled_as, normalized
 from .learned import MIN_EXAMPLES, SURE_PRECISION, LearnedModel, train
-from .model_file import Saved
 
 VERSION = "flags/1"  # the "taxonomy version" of a flag model: one node, the capability
 
@@ -104,12 +103,7 @@ def flag_model(capability: str, labels: Sequence[FlagLabel], embedder: Embedder,
     """Blocking: the capability's labels embedded (reusing a saved file's embeddings) and learned
     from; the saved model is reused when it names exactly these labels (`digest`), else trained
     and, with a `path`, saved."""
-    saved = model_file.load(path, VERSION) if path is not None else None
-    matrix = embedded([l.key for l in labels], [l.text for l in labels], embedder, saved.vector_of() if saved else {})
-    values = [l.value for l in labels]
-    if saved is not None and digest and saved.fingerprint == digest:
-        return FlagModel([l.text for l in labels], values, matrix, saved.model)
-    model = train_flag(capability, values, matrix, precision)
-    if path is not None:
-        model_file.save(path, Saved(VERSION, digest, tuple(l.key for l in labels), matrix, model))
-    return FlagModel([l.text for l in labels], values, matrix, model)
+    keys, texts, values = [l.key for l in labels], [l.text for l in labels], [l.value for l in labels]
+    matrix, model = model_file.reused_or_trained(path, VERSION, digest, keys, texts, embedder, {},
+                                                 lambda vectors: train_flag(capability, values, vectors, precision))
+    return FlagModel(texts, values, matrix, model)

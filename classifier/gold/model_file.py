@@ -13,13 +13,14 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from ..taxonomy import NodePath, format_path, parse_stem
+from .embedder import Embedder, embedded
 from .learned import LearnedModel, LevelThresholds, NodeModels
 
 logger = logging.getLogger(__name__)
@@ -91,3 +92,19 @@ def load(path: Path, version: str) -> Saved | None:
         levels = {int(k): LevelThresholds(**v) for k, v in meta["levels"].items()}
         model = LearnedModel(version, nodes, levels, gold_count=meta["gold_count"], trained_at=meta["trained_at"])
     return Saved(version, header["fingerprint"], tuple(header["keys"]), arrays["vectors"], model)
+
+
+def reused_or_trained(path: Path | None, version: str, digest: str, keys: Sequence[str], texts: Sequence[str],
+                      embedder: Embedder, known: Mapping[str, np.ndarray],
+                      fit: Callable[[np.ndarray], LearnedModel | None]) -> tuple[np.ndarray, LearnedModel | None]:
+    """Blocking: the labels' embeddings (from `known` or the saved file where they are there, else
+    computed) and their model: the saved one when it names exactly these labels (`digest`), else
+    `fit(embeddings)`, saved at `path` when there is one."""
+    saved = load(path, version) if path is not None else None
+    matrix = embedded(keys, texts, embedder, {**(saved.vector_of() if saved else {}), **known})
+    if saved is not None and digest and saved.fingerprint == digest:
+        return matrix, saved.model
+    model = fit(matrix)
+    if path is not None:
+        save(path, Saved(version, digest, tuple(keys), matrix, model))
+    return matrix, model

@@ -26,14 +26,12 @@ from typing import Any, Callable, Mapping, MutableMapping, Sequence, TypeVar
 import numpy as np
 
 from ..taxonomy import Taxonomy
-from . import model_file
+from . import OPERATOR, model_file
 from .embedder import Embedder, embedded
 from .flag_labels import FLAGS, FlagStore
 from .flag_models import FlagKnowledge, flag_model
 from .knowledge import Knowledge, learned_from
-from . import OPERATOR
 from .labels import Label, taxonomy_version
-from .model_file import Saved
 from .store import GoldStore, Stored, usable
 
 logger = logging.getLogger(__name__)
@@ -72,25 +70,20 @@ def build_flags(store: FlagStore, owner: str, embedder: Embedder, models_dir: Pa
 
 def build(stored: Sequence[Stored], taxonomy: Taxonomy, embedder: Embedder, path: Path | None,
           known: Mapping[str, np.ndarray], *, train: bool, model: Any = None) -> Knowledge | None:
-    """Blocking: the knowledge of these labels. Embeddings come from `known` or the saved file
-    where they are there, else are computed. The model: the saved one when it was trained on
-    exactly these labels; else, with `train`, one trained now (and saved); else `model`."""
+    """Blocking: the knowledge of these labels. Embeddings come from `known` (or the saved file)
+    where they are there, else are computed. With `train`, the model is the saved one when it
+    was trained on exactly these labels, else one trained now (and saved); else `model`."""
     if not stored:
         return None
-    version = taxonomy_version(taxonomy)
-    saved = model_file.load(path, version) if path is not None else None
     labels = [s.label for s in stored]
-    matrix = embedded([l.key for l in labels], [l.text for l in labels], embedder,
-                      {**(saved.vector_of() if saved else {}), **known})
-    digest = labels_digest(stored)
-    if saved is not None and saved.fingerprint == digest:
-        return Knowledge(taxonomy, [l.text for l in labels], [l.stems for l in labels], matrix, embedder, saved.model)
+    keys, texts, stems = [l.key for l in labels], [l.text for l in labels], [l.stems for l in labels]
     if not train:
-        return Knowledge(taxonomy, [l.text for l in labels], [l.stems for l in labels], matrix, embedder, model)
-    knowledge = learned_from(taxonomy, [l.text for l in labels], [l.stems for l in labels], matrix, embedder, version)
-    if path is not None:
-        model_file.save(path, Saved(version, digest, tuple(l.key for l in labels), matrix, knowledge.model))
-    return knowledge
+        return Knowledge(taxonomy, texts, stems, embedded(keys, texts, embedder, known), embedder, model)
+    version = taxonomy_version(taxonomy)
+    matrix, fitted = model_file.reused_or_trained(
+        path, version, labels_digest(stored), keys, texts, embedder, known,
+        lambda vectors: learned_from(taxonomy, texts, stems, vectors, embedder, version).model)
+    return Knowledge(taxonomy, texts, stems, matrix, embedder, fitted)
 
 
 @dataclass
