@@ -10,6 +10,7 @@ It prints four figures:
 
     .venv/bin/python -m bench.bench_latency
     .venv/bin/python -m bench.bench_latency --backend vllm-server --llm smollm2-135m   # a real `vllm serve`
+    .venv/bin/python -m bench.bench_latency --backend vllm-server --engine-arg=--scheduling-policy --engine-arg=priority
 
 Run it on a quiet machine; the figures of one run are comparable with each other, and with
 another commit's only when run back to back.
@@ -79,9 +80,11 @@ def under_load(client: httpx.Client, texts: list[str], after: float) -> tuple[fl
               show_default=True, help="SemEval restaurant sentences (for a checkout outside the project's folder).")
 @click.option("--server-arg", "server_args", multiple=True, metavar="ARG",
               help="One more argument for classifier_server.py (repeat): --server-arg=--max-running --server-arg=8.")
+@click.option("--engine-arg", "engine_args", multiple=True, metavar="ARG",
+              help="One more argument for `vllm serve` (--backend vllm-server; repeat).")
 @click.option("--repeat", default=3, show_default=True, help="Times the single text is timed alone.")
 def main(backend: str, llm: str | None, load: int, throughput_texts: int, data: Path, server_args: tuple[str, ...],
-         repeat: int) -> None:
+         engine_args: tuple[str, ...], repeat: int) -> None:
     args = ["--config", "configs/topics.json", "--taxonomy", "restaurants=configs/restaurants.json",
             "--max-texts", "2000", "--no-jobs", "--backend", backend, *server_args]
     with ExitStack() as stack:
@@ -90,7 +93,8 @@ def main(backend: str, llm: str | None, load: int, throughput_texts: int, data: 
             from classifier.settings import DEFAULT_CACHE_DIR
             from tests.engine_server import EngineServer
 
-            engine = stack.enter_context(EngineServer(resolve_llm(llm or "smollm2-135m", DEFAULT_CACHE_DIR)))
+            engine = stack.enter_context(EngineServer(resolve_llm(llm or "smollm2-135m", DEFAULT_CACHE_DIR),
+                                                      extra_args=engine_args))
             args += ["--vllm-server-url", engine.url]
         elif llm:
             args += ["--llm", llm]

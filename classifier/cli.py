@@ -18,7 +18,7 @@ from .hierarchy import STRATEGIES
 from .llm.embedded import DEFAULT_LLM, EMBEDDED
 from .llm.errors import ProcessorError
 from .llm.pool import BACKENDS, ProcessorPool
-from .llm.server import redacted
+from .llm.urls import redacted
 from .settings import ClassifierSettings, EngineSettings, ServerSettings, Settings
 from .taxonomy import Taxonomy, TaxonomyError, load_taxonomy
 

@@ -13,6 +13,8 @@ Faults, per chat request:
   `"empty"`: an answer with no choices;
 - `"ok"`: a good answer.
 
+`refuse_priority = True` answers a request with a nonzero `priority` with a 400, as a
+server that does not schedule by priority may (older vLLM, strict proxies).
 `retry_after` (seconds, as text) goes out as a `Retry-After` header on 429 and 503.
 `script(...)` queues faults for the next requests in arrival order; `per_comment` maps a
 user message to the fault it always gets; `fault_rates(seed, {"500": 0.2})` draws a fault
@@ -125,6 +127,7 @@ class FaultServer:
         self.delay = delay  # seconds every chat answer takes, to make concurrency visible
         self.hang_seconds = hang_seconds
         self.down = False
+        self.refuse_priority = False
         self.per_comment: dict[str, str] = {}
         self.port = 0
         self.requests = 0  # chat completions received
@@ -238,6 +241,8 @@ class FaultServer:
             self._script.popleft() if self._script else self._drawn()
         )
         await asyncio.sleep(self.delay)
+        if self.refuse_priority and body.get("priority"):
+            return _error(400, f"Got priority {body['priority']} but Priority scheduling is not enabled.")
         if fault == "hang":
             await self._hang()
         if fault.isdigit():

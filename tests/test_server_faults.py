@@ -11,6 +11,7 @@ import pytest
 
 from classifier.llm.base import Prompt, process_in_batches
 from classifier.llm.errors import BackendUnavailable, ConfigurationError, ModelNotFound
+from classifier.llm.fairness import Requester, requester
 from classifier.llm.server import VLLMServerProcessor, normalise_url
 from classifier.settings import EngineSettings
 
@@ -256,7 +257,7 @@ async def test_failing_server_is_ejected_then_readmitted(server: FaultServer, se
         assert health.ok, "the other server answers; /ready does not re-admit a server that only lists its model"
 
         del server.per_comment["ping"]  # completions work again: the background probe re-admits it
-        await wait_until(lambda: proc._servers[0].healthy)
+        await wait_until(lambda: proc._servers.all[0].healthy)
         before = server.requests
         await proc.process_with_schema(prompts(*map(str, range(20))), ECHO_SCHEMA)
     assert server.requests - before >= 8  # it gets its share again
@@ -357,3 +358,31 @@ async def test_a_comment_too_long_for_the_context_is_shortened_and_flagged(serve
         assert smaller.truncated and len(smaller.value["echo"]) == 4 * (300 - 100 - fixed)
         [no_room] = await proc.process_with_schema([Prompt("x" * 2000, long)], ECHO_SCHEMA, max_tokens=100)
         assert not no_room.ok and "leave no room for the comment" in no_room.error
+
+
+async def answered_as(proc: VLLMServerProcessor, who: Requester, comment: str) -> dict[str, Any] | None:
+    token = requester.set(who)
+    try:
+        return (await proc.process_with_schema(prompts(comment), ECHO_SCHEMA))[0].value
+    finally:
+        requester.reset(token)
+
+
+async def test_only_a_small_requests_prompts_carry_a_priority(server: FaultServer) -> None:
+    async with processor(server.url) as proc:
+        assert await answered_as(proc, Requester("a file"), "file") == {"echo": "file"}
+        assert await answered_as(proc, Requester("one comment", small=True), "one") == {"echo": "one"}
+        health = await proc.health()
+    assert [body.get("priority") for body in server.bodies] == [None, -1]  # lower runs earlier in vLLM
+    assert health.detail["priority"] == {server.url: "accepted"}
+
+
+async def test_a_server_that_refuses_priorities_is_asked_again_without_and_from_then_on(server: FaultServer) -> None:
+    server.refuse_priority = True
+    async with processor(server.url) as proc:
+        assert await answered_as(proc, Requester("one comment", small=True), "one") == {"echo": "one"}
+        assert await answered_as(proc, Requester("another", small=True), "two") == {"echo": "two"}
+        health = await proc.health()
+    assert [body.get("priority") for body in server.bodies] == [-1, None, None]
+    assert health.detail["priority"] == {server.url: "refused: small requests go in arrival order"}
+    assert proc.usage.errors == 0

@@ -1,7 +1,8 @@
 """VLLMServerProcessor against a real vLLM server running the small embedded model.
 
-One server for the module (a start costs ~40 s on CPU); the last test kills it and starts
-it again on the same port, so it runs twice in all.
+One server for the module (a start costs ~40 s on CPU), scheduling by priority and running
+two requests at once, so that a queue forms at the server; the last test kills it and
+starts it again on the same port, so it runs twice in all.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from jsonschema import Draft202012Validator
 from classifier.hierarchy import select_schema
 from classifier.llm.base import Prompt
 from classifier.llm.embedded import resolve_llm
+from classifier.llm.fairness import Requester, requester
 from classifier.llm.probabilities import listed_probabilities
 from classifier.llm.schema import answer_token_bound
 from classifier.llm.server import VLLMServerProcessor
@@ -46,7 +48,8 @@ def number_prompts() -> list[Prompt]:
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineServer]:
     model = resolve_llm(TEST_LLM, EngineSettings().cache_dir)
     log = tmp_path_factory.mktemp("vllm-server") / "server.log"
-    with EngineServer(model, max_model_len=2048, log_path=log) as server:
+    with EngineServer(model, max_model_len=2048, log_path=log,
+                      extra_args=["--scheduling-policy", "priority", "--max-num-seqs", "2"]) as server:
         print(f"vLLM server answered after {server.started_in:.1f} s")
         yield server
 
@@ -108,6 +111,27 @@ async def test_schema_answers_come_with_the_tokens_that_spell_them(engine: Engin
         probabilities = listed_probabilities(result.tokens, "topics")
         assert probabilities is not None and len(probabilities) == len(result.value["topics"])
         assert all(0.0 < p <= 1.0 for p in probabilities)
+
+
+async def test_a_small_requests_prompt_overtakes_a_files_queue_at_the_server(engine: EngineServer) -> None:
+    finished: list[str] = []
+
+    async def ask(prompt: Prompt, who: Requester) -> None:
+        requester.set(who)  # this task's own copy of the context
+        [result] = await proc.process_with_schema([prompt], NUMBER_SCHEMA, max_tokens=16)
+        assert result.ok, result.error
+        finished.append(who.name)
+
+    async with VLLMServerProcessor(settings(engine, max_concurrent=40)) as proc:
+        file = [asyncio.create_task(ask(p, Requester("file"))) for p in number_prompts()[:24]]
+        while proc.in_flight < 24:  # the whole file is at the server, two running, the rest queued
+            await asyncio.sleep(0.01)
+        await ask(Prompt(INSTRUCTIONS, "The number is 7."), Requester("one comment", small=True))
+        await asyncio.gather(*file)
+        health = await proc.health()
+    # In arrival order it would finish last (25th); by priority it takes the next free place.
+    assert finished.index("one comment") < 8, finished
+    assert health.detail["priority"] == {engine.url: "accepted"}
 
 
 async def test_killed_server_fails_items_in_bounded_time_then_recovers(engine: EngineServer) -> None:

@@ -14,8 +14,8 @@ import logging
 from dataclasses import replace
 from typing import Any, Awaitable, Callable
 
-from .base import Prompt
-from .errors import ContextOverflow
+from ..base import Prompt
+from ..errors import ContextOverflow
 
 TEMPLATE_TOKENS = 64  # the most tokens a chat template adds around two messages (ChatML: ~10)
 logger = logging.getLogger(__name__)
