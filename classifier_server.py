@@ -155,6 +155,9 @@ def _is_loopback(host: str) -> bool:
 @option("--rate-limit", "rate_limits", multiple=True, callback=_rate_limits, metavar="FAMILY=RATE",
         help=f"Per API key: FAMILY ({', '.join(FAMILIES)}) at most RATE, e.g. classify=600/minute; past it 429 "
         "with Retry-After. Repeat for several families; none by default.")
+@option("--warm-up/--no-warm-up", default=ServerSettings.warm_up,
+        help="At start, ask every node's and capability's fixed prompt once in the background, so the first "
+        "comment finds them in the prefix cache. Default: on for the local backend.")
 @option("--max-texts", type=click.IntRange(1), default=ServerSettings.max_texts, help="Texts per request.")
 @option("--max-text-chars", type=click.IntRange(1), default=ServerSettings.max_text_chars, help="Characters per text.")
 @option("--max-queued-texts", type=click.IntRange(1), default=ServerSettings.max_queued_texts,
@@ -213,7 +216,7 @@ def main(**options: Any) -> None:
         max_connections=options["max_connections"], drain_timeout=options["drain_timeout"],
         max_body_bytes=int(options["max_body_mb"] * 2**20), max_upload_bytes=int(options["max_upload_mb"] * 2**20),
         max_bodies_in_flight_bytes=int(options["max_bodies_in_flight_mb"] * 2**20),
-        rate_limits=tuple(options["rate_limits"]),
+        rate_limits=tuple(options["rate_limits"]), warm_up=options["warm_up"],
     )  # fmt: skip
     if options["webhook_secret"]:
         try:

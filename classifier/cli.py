@@ -96,6 +96,14 @@ engine_options = stack(
            help=f"Model: an embedded model's name ({', '.join(EMBEDDED)}), a folder or a hub name (local), or "
                 f"the name the server lists (vllm-server). Default: the embedded {DEFAULT_LLM} (local), the "
                 "server's only model (vllm-server)."),
+    option("--fallback-server-url", "fallback_server_urls", multiple=True, metavar="URL",
+           help="A server used only while the primary backend cannot answer (every server set aside, the engine "
+                "dead); repeat or separate by commas for several. Back to the primary once it answers again."),
+    option("--fallback", type=click.Choice(["local"]), default=None,
+           help="local: a local engine (the GPUs of --gpu-list, else the CPU) started beside a server backend, "
+                "answering while its servers (and any --fallback-server-url) cannot."),
+    option("--fallback-llm", default=None, metavar="MODEL",
+           help="The fallbacks' model. Default: the fallback servers' only model, the local engine's embedded default."),
     option("--gpu-list", callback=_gpu_list, metavar="0,1",
            help="GPUs for --backend local, one engine each, numbered as CUDA numbers the devices this process "
                 "sees (after CUDA_VISIBLE_DEVICES). Default: every visible GPU; without one, the CPU engine."),
@@ -162,7 +170,7 @@ def visible_devices(environ: Mapping[str, str]) -> tuple[str, ...] | None:
 
 def _gpu_settings(options: dict[str, Any], environ: Mapping[str, str]) -> tuple[tuple[int, ...], tuple[str, ...] | None]:
     """`--gpu-list` checked against what this process sees (default: all of it)."""
-    if options["backend"] != "local":
+    if options["backend"] != "local" and options.get("fallback") != "local":
         return (), None
     visible = visible_devices(environ)
     count = len(visible) if visible is not None else len(ProcessorPool.gpu_memory())
@@ -198,6 +206,9 @@ def build_settings(options: dict[str, Any], server: ServerSettings | None = None
         kv_cache_gib=options["kv_cache_gib"],
         block_size=options["block_size"] or None,
         cache_dir=options["cache_dir"],
+        fallback_server_urls=split_urls(options["fallback_server_urls"]),
+        fallback_local=options["fallback"] == "local",
+        fallback_llm=options["fallback_llm"],
     )
     classifier = ClassifierSettings(
         strategy=options["strategy"],
@@ -242,4 +253,5 @@ def describe(settings: Settings, model: str) -> str:
         where = f" (GPUs {','.join(map(str, engine.gpu_list))})" if engine.gpu_list else " (CPU)"
     elif engine.backend == "vllm-server":
         where = f" ({', '.join(map(redacted, engine.server_urls))})"
-    return f"backend {engine.backend}{where}, model {model}"
+    fallbacks = [*map(redacted, engine.fallback_server_urls), *(["a local engine"] if engine.fallback_local else [])]
+    return f"backend {engine.backend}{where}, model {model}" + (f", falling back to {', '.join(fallbacks)}" if fallbacks else "")

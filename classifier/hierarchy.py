@@ -104,6 +104,20 @@ def node_result(probability: float | None, reasoning: str = "", excerpt: str = "
             "source": source}
 
 
+def node_prompts(taxonomy: Taxonomy, s: ClassifierSettings, comment: str) -> list[Prompt]:
+    """Each question the strategy's walk may ask about `comment` (all of a node's children, no
+    gold): their instructions are the same for every comment."""
+    if s.strategy == "flat":
+        return [flat_prompt(taxonomy, comment, max_paths=s.max_paths, reasoning=s.reasoning)]
+    if s.strategy == "per_node":
+        return [relevance_prompt(taxonomy, path, comment) for path, _ in taxonomy.nodes()]
+    inner = [(), *(path for path, node in taxonomy.nodes() if not node.is_leaf)]
+    if s.strategy == "score":
+        return [score_prompt(taxonomy, path, comment, MAX_OPTIONS)[0] for path in inner]
+    return [select_prompt(taxonomy, path, comment, max_paths=s.max_paths, reasoning=s.reasoning, few_shot=s.few_shot)
+            for path in inner]
+
+
 class HierarchicalClassifier:
     """Classifies texts into a taxonomy through any `Processor`."""
 

@@ -42,6 +42,11 @@ class EngineSettings:
     block_size: int | None = 32  # KV block size; 32 lets the prefix cache share more on CPU
     enforce_eager: bool | None = None  # None: eager on CPU (faster start, same speed), CUDA graphs on GPU
     cache_dir: Path = DEFAULT_CACHE_DIR  # converted default model lives here
+    # The fallback chain (`llm.chain`): servers used while the primary backend cannot answer,
+    # then a local engine (CPU without a GPU), started beside it and standing by.
+    fallback_server_urls: tuple[str, ...] = ()
+    fallback_local: bool = False
+    fallback_llm: str | None = None  # the fallbacks' model; None: the server's only one, the embedded default
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,10 @@ class ServerSettings:
     max_connections: int = 512  # concurrent connections and requests; past it uvicorn answers 503
     drain_timeout: float = 120.0  # seconds SIGTERM waits for work in flight before failing what is left
     rate_limits: tuple[str, ...] = ()  # per API key and route family, "classify=600/minute" (`api.rate_limits`)
+    # Ask every fixed prompt once at start, in the background, so the first comment finds them in
+    # the prefix cache (`classifier.warmup`). None: for the local backend only (a server may be
+    # shared and warm already; ask it with True).
+    warm_up: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,15 @@ def check_result(result: dict[str, Any], text: str) -> set[str]:
     return set(result) & {"recommendations", "alerts", "stem_polarity"}
 
 
+def until_warm(url: str, timeout: float = 300) -> dict[str, Any]:
+    """The warm-up's status once it is done."""
+    deadline = time.monotonic() + timeout
+    while not (warm := httpx.get(f"{url}/health").json()["detail"]["warm_up"])["done"]:
+        assert time.monotonic() < deadline, warm
+        time.sleep(0.5)
+    return warm
+
+
 def test_default_server_classifies_with_several_capabilities_and_drains_on_sigterm():
     began = time.monotonic()
     # One path per node keeps the stem count, and so the test's time, independent of how
@@ -124,6 +133,14 @@ def test_default_server_classifies_with_several_capabilities_and_drains_on_sigte
             "healthy", True, "local", "SmolLM2-135M-Instruct")
         assert health["gpu_count"] <= len(health["gpus"]) and health["default_config"].endswith("configs/topics.json")
         assert httpx.get(f"{server.url}/ready").json()["status"] == "ready"
+        # The warm-up asked every fixed prompt once: a comment after it computes little more than its own tokens.
+        warm = until_warm(server.url)
+        assert warm["prompts"] > 0 and warm["asked"] == warm["prompts"] and warm["failed"] == 0, warm
+        before = httpx.get(f"{server.url}/stats").json()["llm"]
+        assert httpx.post(f"{server.url}/classify", json={"texts": TEXTS[:1]}, timeout=300).status_code == 200
+        after = httpx.get(f"{server.url}/stats").json()["llm"]
+        cached = after["cached_prompt_tokens"] - before["cached_prompt_tokens"]
+        assert cached >= 0.6 * (after["prompt_tokens"] - before["prompt_tokens"]), (before, after)
         response = httpx.post(f"{server.url}/classify", json={"texts": TEXTS, "capabilities": CAPABILITIES},
                               timeout=300)
         assert response.status_code == 200, response.text
@@ -136,7 +153,7 @@ def test_default_server_classifies_with_several_capabilities_and_drains_on_sigte
         assert present == {"recommendations", "alerts", "stem_polarity"}, body["results"]
         assert any(r["classification_result"]["classification_paths"] for r in body["results"]), body["results"]
         stats = httpx.get(f"{server.url}/stats").json()
-        assert stats["texts"] == 2 and stats["llm"]["llm_calls"] > 0 and stats["llm"]["prompt_tokens"] > 0
+        assert stats["texts"] == 3 and stats["llm"]["llm_calls"] > 0 and stats["llm"]["prompt_tokens"] > 0
 
         workers = _children(server.process.pid)
         assert workers, "the local engine runs in a worker process"

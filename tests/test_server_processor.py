@@ -16,6 +16,7 @@ from jsonschema import Draft202012Validator
 
 from classifier.hierarchy import select_schema
 from classifier.llm.base import Prompt
+from classifier.llm.chain import FallbackChain
 from classifier.llm.embedded import resolve_llm
 from classifier.llm.fairness import Requester, requester
 from classifier.llm.probabilities import listed_probabilities
@@ -24,6 +25,7 @@ from classifier.llm.server import VLLMServerProcessor
 from classifier.settings import EngineSettings
 
 from .engine_server import EngineServer
+from .fault_server import FaultServer
 from .models import TEST_LLM
 
 pytestmark = pytest.mark.engine
@@ -132,6 +134,22 @@ async def test_a_small_requests_prompt_overtakes_a_files_queue_at_the_server(eng
     # In arrival order it would finish last (25th); by priority it takes the next free place.
     assert finished.index("one comment") < 8, finished
     assert health.detail["priority"] == {engine.url: "accepted"}
+
+
+async def test_a_real_server_answers_as_the_fallback_of_a_primary_that_went_down(engine: EngineServer) -> None:
+    with FaultServer(models=[engine.model]) as primary:
+        dead = EngineSettings(backend="vllm-server", server_urls=(primary.url,), retry_deadline=0.5)
+        chain = FallbackChain([VLLMServerProcessor(dead, retry_backoff=0.01), VLLMServerProcessor(settings(engine))])
+        for link in chain.links:
+            await link.start()
+        try:
+            primary.down = True
+            results = await chain.process_with_schema(number_prompts()[:8], NUMBER_SCHEMA, max_tokens=16)
+        finally:
+            await chain.close()
+    assert all(r.ok for r in results), [r.error for r in results if not r.ok]
+    assert sum(r.value["number"] == n for r, n in zip(results, NUMBERS)) >= 6
+    assert chain.answers == [0, 8]
 
 
 async def test_killed_server_fails_items_in_bounded_time_then_recovers(engine: EngineServer) -> None:

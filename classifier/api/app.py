@@ -23,6 +23,7 @@ from ..llm.base import Processor
 from ..service import ClassificationService
 from ..settings import Settings
 from ..taxonomy import Taxonomy
+from ..warmup import WarmUp, fixed_prompts
 from . import errors
 from .api_router import router
 from .jobs_router import router as jobs_router
@@ -96,6 +97,15 @@ async def _jobs(app: FastAPI, settings: Settings, metrics: Metrics) -> AsyncIter
         await asyncio.to_thread(store.close)
 
 
+def _warm_up(serving: Serving, settings: Settings, taxonomies: Mapping[str, Taxonomy]) -> asyncio.Task[None] | None:
+    """The warm-up of the prefix cache, started in the background where the settings ask for one."""
+    wanted = settings.server.warm_up
+    if not (wanted or (wanted is None and serving.processor.backend == "local")):
+        return None
+    serving.warm_up = WarmUp(fixed_prompts(taxonomies, settings.classifier))
+    return asyncio.create_task(serving.warm_up.run(serving.processor, settings.classifier.batch_size))
+
+
 def create_app(
     settings: Settings,
     taxonomies: Mapping[str, Taxonomy],
@@ -122,12 +132,16 @@ def create_app(
             batcher = RequestBatcher(service, window=limits.batch_timeout, max_queued_texts=limits.max_queued_texts)
             app.state.serving = Serving(service, batcher, backend, metrics, limits)
             metrics.watch(app.state.serving)
+            warming = _warm_up(app.state.serving, settings, taxonomies)
             logger.info("ready: backend %s, model %s, taxonomies %s", backend.processor.backend,
                         backend.processor.model, ", ".join(taxonomies))
             try:
                 async with _jobs(app, settings, metrics):
                     yield
             finally:
+                if warming is not None:
+                    warming.cancel()
+                    await asyncio.gather(warming, return_exceptions=True)
                 await batcher.close()
         finally:
             await backend.close()

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Iterator
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from ..llm.chain import FallbackChain, link_name
+
 if TYPE_CHECKING:
     from ..jobs.store import JobStore
     from .serving import Serving
@@ -83,6 +85,13 @@ class _WorkCollector:
         tokens.add_metric([backend, "completion"], usage.completion_tokens)
         tokens.add_metric([backend, "cached_prompt"], usage.cached_prompt_tokens)
         yield tokens
+        chain = serving.processor
+        if isinstance(chain, FallbackChain):
+            answers = CounterMetricFamily("classifier_llm_link_answers", "Prompts answered, per link of the fallback chain",
+                                          labels=["link", "role"])
+            for k, link in enumerate(chain.links):
+                answers.add_metric([link_name(link), "primary" if k == 0 else "fallback"], chain.answers[k])
+            yield answers
         batches = CounterMetricFamily("classifier_batches", "Classification passes run (coalesced requests)")
         batches.add_metric([], serving.batcher.stats.batches)
         yield batches

@@ -20,6 +20,7 @@ from ..llm.base import Health, Processor
 from ..report import summarize
 from ..service import ClassificationService, UnknownTaxonomy
 from ..settings import ServerSettings
+from ..warmup import WarmUp
 from .metrics import Metrics
 from .protocol import ClassifyRequest, check_limits
 
@@ -82,6 +83,7 @@ class Serving:
         self.counters = Counters()
         self.started = time.monotonic()
         self.gold: Callable[[], dict[str, Any]] | None = None  # the learning loop's status, with a jobs store
+        self.warm_up: WarmUp | None = None  # the start's warm-up of the prefix cache, where one runs
 
     @property
     def processor(self) -> Processor:
@@ -150,7 +152,8 @@ class Serving:
             "backend": health.backend,
             "model": health.model,
             "gpus": gpus,
-            "detail": {**health.detail, **self._gold()},
+            "detail": {**health.detail, **self._gold(),
+                       **({"warm_up": self.warm_up.status()} if self.warm_up is not None else {})},
         }
 
     async def ready(self) -> dict[str, Any]:

@@ -70,6 +70,12 @@ class Capability(ABC):
     def empty(self) -> Any:
         """The wire value for a text with nothing in it (found nothing, asked nothing)."""
 
+    def fixed_prompts(self, taxonomy: Taxonomy, settings: ClassifierSettings, comment: str) -> list[Prompt]:
+        """Its questions whose instructions every comment shares, asked about `comment`: what
+        the engine's prefix cache can hold before the first comment comes (`classifier.warmup`).
+        None by default."""
+        return []
+
 
 def validated(output: type[BaseModel], answer: ItemResult) -> ItemResult:
     """The answer as its wire value, checked item by item: one answer the model type

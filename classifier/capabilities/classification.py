@@ -4,8 +4,10 @@ from __future__ import annotations
 import asyncio
 from typing import Iterable
 
-from ..hierarchy import HierarchicalClassifier, TextClassification
-from ..taxonomy import NodePath, format_path
+from ..hierarchy import HierarchicalClassifier, TextClassification, node_prompts
+from ..llm.base import Prompt
+from ..settings import ClassifierSettings
+from ..taxonomy import NodePath, Taxonomy, format_path
 from .base import Capability, Outcome, RunContext
 
 
@@ -15,6 +17,10 @@ class Classification(Capability):
 
     def empty(self) -> dict:
         return {"classification_paths": [], "node_results": {}}
+
+    def fixed_prompts(self, taxonomy: Taxonomy, settings: ClassifierSettings, comment: str) -> list[Prompt]:
+        """Every node's question, as the walk asks it before the gold narrows it."""
+        return node_prompts(taxonomy, settings, comment)
 
     async def run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
         groups: dict[int, list[int]] = {}  # texts answered from the same labels go together

@@ -11,6 +11,9 @@ from pydantic import BaseModel
 
 from .. import prompts
 from ..outputs import Alerts, Recommendations, Trends
+from ..llm.base import Prompt
+from ..settings import ClassifierSettings
+from ..taxonomy import Taxonomy
 from .base import Capability, Outcome, RunContext
 from .flags import ALERT_WORDS, RECOMMENDATION_WORDS, TREND_WORDS, Details, Sorting, decide_then_detail, labelled
 
@@ -26,6 +29,11 @@ class TextCapability(Capability):
     def empty(self) -> Any:
         """`{"has_alerts": false, "alerts": []}` and the like: every flag false, every list empty."""
         return {name: False if f.annotation is bool else [] for name, f in self.output.model_fields.items()}
+
+    def fixed_prompts(self, taxonomy: Taxonomy, settings: ClassifierSettings, comment: str) -> list[Prompt]:
+        """The decision and the details' task: the same for every comment."""
+        return [prompts.sorting_prompt(self.sorting.words, comment, self.sorting.hint),
+                prompts.text_prompt(self.task, comment)]
 
     async def run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
         questions = [prompts.sorting_prompt(self.sorting.words, ctx.texts[i], self.sorting.hint) for i in indices]

@@ -52,14 +52,17 @@ class ItemResult:
     # The generated tokens with their log-probabilities, where the backend returns them
     # (read by `llm.probabilities` to say how sure the model was of each part of `value`).
     tokens: tuple[tuple[str, float], ...] = ()
+    # The error is the backend's, not the prompt's: no engine or server could be reached or
+    # answered in time. Another backend may answer it (`llm.chain`).
+    unavailable: bool = False
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
     @classmethod
-    def failure(cls, error: str) -> "ItemResult":
-        return cls(value=None, error=error)
+    def failure(cls, error: str, *, unavailable: bool = False) -> "ItemResult":
+        return cls(value=None, error=error, unavailable=unavailable)
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""ProcessorPool: picks the backend named in the settings, starts it and owns it.
+"""ProcessorPool: picks the backend named in the settings, starts it (and its fallbacks) and owns it.
 
 The rest of the service only sees `pool.processor` (a `Processor`); which backend
 answers, and its life cycle, stay here. Backends are imported when chosen, so a
@@ -7,12 +7,14 @@ the OpenAI client.
 """
 from __future__ import annotations
 
+import asyncio
 import functools
-
+from dataclasses import replace
 from typing import Any, Protocol
 
 from ..settings import EngineSettings
 from .base import Processor
+from .chain import FallbackChain
 from .errors import ConfigurationError
 
 BACKENDS = ("local", "vllm-server")
@@ -32,6 +34,8 @@ class ProcessorPool:
             raise ConfigurationError(
                 f"unknown backend {settings.backend!r}; valid values: {', '.join(BACKENDS)}"
             )
+        if settings.fallback_local and settings.backend == "local":
+            raise ConfigurationError("--fallback local backs up a server backend; here the local engine is the primary")
         self.settings = settings
         self._processor: Processor | None = None
 
@@ -42,29 +46,34 @@ class ProcessorPool:
         return self._processor
 
     async def start(self) -> None:
-        """Build and start the backend (engine start, or the servers' model check)."""
+        """Build and start the backend (engine start, or the servers' model check), and each
+        fallback after it: a fallback that cannot start fails the start as the primary does."""
         if self._processor is not None:
             return
-        processor: _Backend
-        if self.settings.backend == "local":
-            from .local import LocalVLLMProcessor
-
-            processor = LocalVLLMProcessor(self.settings)
-        else:
-            from .server import VLLMServerProcessor
-
-            processor = VLLMServerProcessor(self.settings)
+        links: list[Processor] = []
         try:
-            await processor.start()
+            for settings in self.links():
+                links.append(await _started(settings))
         except BaseException:
-            await processor.close()  # release whatever a half start opened
+            await asyncio.gather(*(link.close() for link in links))
             raise
-        self._processor = processor
+        self._processor = links[0] if len(links) == 1 else FallbackChain(links)
+
+    def links(self) -> list[EngineSettings]:
+        """The primary backend's settings, then each fallback's, in the order they are tried."""
+        s = self.settings
+        links = [s]
+        if s.fallback_server_urls:
+            links.append(replace(s, backend="vllm-server", server_urls=s.fallback_server_urls, llm=s.fallback_llm))
+        if s.fallback_local:
+            links.append(replace(s, backend="local", llm=s.fallback_llm))
+        return links
 
     @property
     def gpu_count(self) -> int:
-        """GPUs the engines use (the local backend's --gpu-list)."""
-        return len(self.settings.gpu_list) if self.settings.backend == "local" else 0
+        """GPUs the engines use (the --gpu-list of the local backend, or of a local fallback)."""
+        s = self.settings
+        return len(s.gpu_list) if s.backend == "local" or s.fallback_local else 0
 
     async def close(self) -> None:
         if self._processor is not None:
@@ -98,6 +107,25 @@ class ProcessorPool:
             return gpus
         except Exception:
             return []
+
+
+async def _started(settings: EngineSettings) -> Processor:
+    """The backend `settings` name, started; whatever a half start opened is released."""
+    processor: _Backend
+    if settings.backend == "local":
+        from .local import LocalVLLMProcessor
+
+        processor = LocalVLLMProcessor(settings)
+    else:
+        from .server import VLLMServerProcessor
+
+        processor = VLLMServerProcessor(settings)
+    try:
+        await processor.start()
+    except BaseException:
+        await processor.close()
+        raise
+    return processor
 
 
 @functools.cache

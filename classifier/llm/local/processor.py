@@ -134,7 +134,8 @@ class LocalVLLMProcessor:
             live = [w for w, problem in zip(self._workers, problems) if problem is None]
             if not live:
                 self.usage.errors += 1
-                return ItemResult.failure(next(filter(None, problems), "the local engine is not started"))
+                return ItemResult.failure(next(filter(None, problems), "the local engine is not started"),
+                                          unavailable=True)
             worker = min(live, key=lambda w: w.load)
             generated = await worker.submit(replace(request, urgent=requester.get().small))
         try:

@@ -202,9 +202,9 @@ class VLLMServerProcessor:
                 try:
                     return await self._attempt(server, request, parse)
                 except RequestFailed as exc:
-                    error, asked = f"server {server.name}: {exc}", exc.retry_after
+                    error, asked, unanswered = f"server {server.name}: {exc}", exc.retry_after, True
                 except InvalidOutput as exc:
-                    error, asked = f"server {server.name}: {exc}", None
+                    error, asked, unanswered = f"server {server.name}: {exc}", None, False
                 except ProcessorError as exc:
                     self.usage.errors += 1
                     return ItemResult.failure(f"server {server.name}: {exc}")
@@ -215,7 +215,8 @@ class VLLMServerProcessor:
         self.usage.errors += 1
         return ItemResult.failure(
             f"{error} (gave up after {attempt} attempts in {loop.time() - started:.1f} s; "
-            f"the per-item retry deadline is {self._settings.retry_deadline:g} s)"
+            f"the per-item retry deadline is {self._settings.retry_deadline:g} s)",
+            unavailable=unanswered,
         )
 
     def _wait(self, attempt: int, asked: float | None) -> float:
