@@ -5,18 +5,19 @@ before: each question of the walk and each capability's decision pays its whole 
 the first time it is asked (a level-2 question of ~370 tokens, ~5 s here). Those parts are
 the same for every comment and, once computed, stay in the engine's prefix cache. So the
 server asks each of them once at start, in the background (the port answers at once), as a
-one-token choice (its prompt and one step), in the name of a requester that any real
-request goes before (`llm.fairness`).
+one-token choice (its prompt and one step), one at a time and only while no request is
+being answered: a comment that comes meanwhile waits for one warm-up prompt at most.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from .capabilities import CAPABILITIES
-from .llm.base import Processor, Prompt, in_batches
+from .llm.base import Processor, Prompt
 from .llm.fairness import Requester, requester
 from .settings import ClassifierSettings
 from .taxonomy import Taxonomy
@@ -24,6 +25,7 @@ from .taxonomy import Taxonomy
 COMMENT = "Thank you."  # any comment: only the instructions before it are kept for the next
 OPTIONS = ("A", "B")  # one token each: the answer is thrown away
 WARMING = Requester("warm-up")
+IDLE_POLL_S = 0.05  # how often a paused warm-up looks whether the requests are answered
 logger = logging.getLogger(__name__)
 
 
@@ -50,17 +52,19 @@ class WarmUp:
     seconds: float | None = None  # set when done
     errors: list[str] = field(default_factory=list)
 
-    async def run(self, processor: Processor, batch_size: int) -> None:
-        """Ask every prompt once; a failed one is logged and counted, never raised."""
+    async def run(self, processor: Processor, idle: Callable[[], bool] = lambda: True) -> None:
+        """Ask every prompt once, one at a time and only while `idle()` says no request is being
+        answered: on the CPU a comment that shares the engine's steps with the warm-up's prompts
+        waited for nearly all of them (docs/benchmarks.md, section 11). A failed prompt is logged
+        and counted, never raised."""
         requester.set(WARMING)
         started = time.monotonic()
-
-        async def ask(part: Any) -> list:
-            answers = await processor.process_choice(part, OPTIONS)
-            self.asked += len(part)
-            return answers
-
-        answers = await in_batches(ask, self.prompts, batch_size)
+        answers = []
+        for prompt in self.prompts:
+            while not idle():
+                await asyncio.sleep(IDLE_POLL_S)
+            answers += await processor.process_choice([prompt], OPTIONS)
+            self.asked += 1
         self.errors = [a.error for a in answers if a.error][:3]
         self.failed = sum(not a.ok for a in answers)
         self.seconds = round(time.monotonic() - started, 1)

@@ -1,6 +1,8 @@
 """The start's warm-up: every fixed question a comment may ask, asked once in the background."""
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from classifier.capabilities.flags import ALERT_WORDS, RECOMMENDATION_WORDS, TREND_WORDS
@@ -37,11 +39,24 @@ async def test_the_warm_up_asks_in_the_background_requesters_name_and_counts_wha
     proc = ScriptedProcessor(lambda prompt, schema: "engine hiccup" if prompt is prompts[0] else {"A": 1.0})
     warm = WarmUp(prompts)
     assert warm.status() == {"prompts": len(prompts), "asked": 0, "failed": 0, "done": False, "seconds": None}
-    await warm.run(proc, batch_size=4)
+    await warm.run(proc)
     assert {call.requester.name for call in proc.calls} == {"warm-up"}
     assert all(call.schema == {"options": list(OPTIONS)} for call in proc.calls)
     assert [p.instructions for p in proc.prompts] == [p.instructions for p in prompts]
-    assert max(len(call.prompts) for call in proc.calls) == 4
+    assert max(len(call.prompts) for call in proc.calls) == 1  # one at a time: a real comment waits for one at most
     status = warm.status()
     assert (status["asked"], status["failed"], status["done"]) == (len(prompts), 1, True)
     assert warm.errors == ["engine hiccup"]
+
+
+async def test_the_warm_up_waits_while_requests_are_being_answered() -> None:
+    prompts = fixed_prompts({"topics": training()}, ClassifierSettings())
+    proc = ScriptedProcessor(lambda prompt, schema: {"A": 1.0})
+    busy = True
+    warm = WarmUp(prompts)
+    running = asyncio.create_task(warm.run(proc, idle=lambda: not busy))
+    await asyncio.sleep(0.2)
+    assert proc.calls == [] and warm.status()["asked"] == 0  # a request is in: nothing asked
+    busy = False
+    await asyncio.wait_for(running, 5)
+    assert warm.status()["asked"] == len(prompts)

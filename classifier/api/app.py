@@ -103,7 +103,7 @@ def _warm_up(serving: Serving, settings: Settings, taxonomies: Mapping[str, Taxo
     if not (wanted or (wanted is None and serving.processor.backend == "local")):
         return None
     serving.warm_up = WarmUp(fixed_prompts(taxonomies, settings.classifier))
-    return asyncio.create_task(serving.warm_up.run(serving.processor, settings.classifier.batch_size))
+    return asyncio.create_task(serving.warm_up.run(serving.processor, idle=lambda: not serving.batcher.queued_texts))
 
 
 def create_app(
