@@ -111,7 +111,7 @@ async def replaced_after(hang) -> None:  # noqa: ANN001 - `hang(proc)` makes the
         await wait_until(lambda: not worker.restarting and worker.problem() is None, timeout=30)
         assert not hung.is_alive(), "the hung engine is gone"
         [again] = await proc.process_with_schema(prompts("after"), ECHO_SCHEMA)
-        assert again.value["echo"] == "after", "the replacement serves"
+        assert again.ok and again.value["echo"] == "after", f"the replacement serves: {again.error}"
     finally:
         await proc.close()
 
