@@ -110,7 +110,10 @@ async def replaced_after(hang) -> None:  # noqa: ANN001 - `hang(proc)` makes the
         await hang(proc)
         await wait_until(lambda: not worker.restarting and worker.problem() is None, timeout=30)
         assert not hung.is_alive(), "the hung engine is gone"
-        [again] = await proc.process_with_schema(prompts("after"), ECHO_SCHEMA)
+        for _ in range(3):  # on a loaded machine the new engine's first answer may miss the 2 s bound
+            [again] = await proc.process_with_schema(prompts("after"), ECHO_SCHEMA)
+            if again.ok:
+                break
         assert again.ok and again.value["echo"] == "after", f"the replacement serves: {again.error}"
     finally:
         await proc.close()
