@@ -49,6 +49,7 @@ def test_flag_labels_import_and_train_without_a_taxonomy(tmp_path):
     assert imported.exit_code == 0 and "recommendations: 12 flag labels (6 holding one, 6 not)" in imported.output
     trained = runner.invoke(main, ["train", *data])
     assert trained.exit_code == 0 and "recommendations: trained on 12 flag labels" in trained.output
+    assert "too few to tune on" in trained.output  # the encoder tunes only on 100 labelled comments or more
     assert list((tmp_path / "data" / "learned" / "flags").glob("cli-recommendations.safetensors"))
     topics = runner.invoke(main, ["import", str(flags), *data])  # a topic kind needs the taxonomy
     assert topics.exit_code == 2 and "--config" in topics.output

@@ -72,7 +72,8 @@ async def _jobs(app: FastAPI, settings: Settings, metrics: Metrics) -> AsyncIter
     metrics.watch_jobs(store)
     service = app.state.serving.service
     learning = Learning(GoldStore(store.engine), service.taxonomies, service.knowledge,
-                        Embedder(settings.engine.cache_dir), settings.jobs.data_dir / "learned",
+                        Embedder.for_data(settings.jobs.data_dir, settings.engine.cache_dir),
+                        settings.jobs.data_dir / "learned",
                         settings.jobs.retrain_after, settings.jobs.retrain_interval, settings.jobs.max_labels,
                         service.flag_knowledge)
     app.state.labels = LabelsServing(learning.store, service, learning, settings.server.max_text_chars)

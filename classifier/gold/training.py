@@ -133,6 +133,7 @@ class Learning:
     async def start(self) -> None:
         """The operator's flag labels, then every taxonomy's slots (the operator's first), loaded
         or trained in turn."""
+        logger.info("learned models read the %s encoder", self.embedder.identity)
         await self.load_flags(OPERATOR)
         for name in self.taxonomies:
             owners = await asyncio.to_thread(self.store.owners, name)
