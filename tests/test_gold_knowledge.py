@@ -11,7 +11,7 @@ import pytest
 
 from classifier.eval.gold import Example
 from classifier.eval.learning import draw_gold
-from classifier.gold.knowledge import Knowledge, nearest
+from classifier.gold.knowledge import Knowledge, labelled_as, nearest
 from classifier.gold.label_studio import labelling_config, tasks_from_results
 from classifier.gold.learned import LearnedModel, LevelThresholds, NodeModels
 from classifier.taxonomy import format_path
@@ -137,3 +137,12 @@ def test_sure_thresholds_need_enough_held_back_gold_to_be_trusted():
     assert (few.sure_no, few.sure_yes) == (0.0, 1.01)  # right 3 times out of 3 proves little
     many = fit_levels(*held_back(200), precision=0.9)[1]
     assert many.sure_no >= 0.05 and many.sure_yes <= 0.9
+
+
+def test_a_close_vector_is_the_same_comment_only_when_it_shares_most_words():
+    # an encoder tuned on the labels puts comments of one label together: close, not the same
+    labelled = ["The fish was stale and cold.", "Please add a dark mode."]
+    similarity = np.array([[0.97, 0.1], [0.1, 0.98]])
+    found = labelled_as(["The fish was stale and very cold!", "Could you support exporting to PDF?"], similarity,
+                        {}, labelled)
+    assert found == {0: 0}

@@ -53,7 +53,7 @@ class FlagModel:
     def verdicts(self, capability: str, texts: Sequence[str], vectors: np.ndarray, route: str) -> list[Verdict | None]:
         node = (capability,)
         rows = self.model.probabilities(vectors) if self.model is not None and route != "llm" else None
-        labelled = labelled_as(texts, vectors @ self.vectors.T, self._own)
+        labelled = labelled_as(texts, vectors @ self.vectors.T, self._own, self.texts)
         verdicts: list[Verdict | None] = []
         for row in range(len(texts)):
             if (k := labelled.get(row)) is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Mapping, Sequence
@@ -24,6 +25,7 @@ from .embedder import Embedder
 from .learned import MIN_EXAMPLES, SURE_PRECISION, LearnedModel, train
 
 NEAR_DUPLICATE = 0.95  # cosine similarity past which a labelled comment is taken for the same comment
+SAME_WORDS = 0.6  # ... when they also share this share of their words
 
 
 def normalized(text: str) -> str:
@@ -79,7 +81,7 @@ class Knowledge:
         model = self.model if route != "llm" else None
         rows = model.probabilities(vectors) if model and len(vectors) else None
         similarity = vectors @ self.vectors.T if len(self.texts) else np.zeros((len(texts), 0), dtype=np.float32)
-        labelled = labelled_as(texts, similarity, self._own)
+        labelled = labelled_as(texts, similarity, self._own, self.texts)
         twins = {row: self.stems[k] for row, k in labelled.items()}
         for row, text in enumerate(texts):  # a comment never retrieves itself
             if (k := self._own.get(normalized(text))) is not None:
@@ -88,18 +90,27 @@ class Knowledge:
         return Guidance(self, similarity, rows, model, examples, route, twins)
 
 
-def labelled_as(texts: Sequence[str], similarity: np.ndarray, own: Mapping[str, int]) -> dict[int, int]:
+def labelled_as(texts: Sequence[str], similarity: np.ndarray, own: Mapping[str, int],
+                labelled: Sequence[str]) -> dict[int, int]:
     """Per text labelled already, the labelled comment it is (by index): the same text (`own`:
-    normalized text -> index), or one that differs from it only by a character or two (cosine
-    similarity past `NEAR_DUPLICATE`)."""
+    normalized text -> index), or one that differs from it only by a word or two (cosine
+    similarity past `NEAR_DUPLICATE` and most words shared: an encoder tuned on the labels puts
+    comments of one label close together, so closeness alone does not make a comment the same)."""
     found = {}
     for row, text in enumerate(texts):
         k = own.get(normalized(text))
         if k is None and similarity.shape[1] and similarity[row].max() >= NEAR_DUPLICATE:
-            k = int(similarity[row].argmax())
+            nearest_row = int(similarity[row].argmax())
+            k = nearest_row if shared_words(text, labelled[nearest_row]) >= SAME_WORDS else None
         if k is not None:
             found[row] = k
     return found
+
+
+def shared_words(first: str, second: str) -> float:
+    """The share of the two texts' distinct words that both hold (Jaccard)."""
+    a, b = set(re.findall(r"\w+", first.casefold())), set(re.findall(r"\w+", second.casefold()))
+    return len(a & b) / len(a | b) if a | b else 1.0
 
 
 def nearest(similarity: np.ndarray, among: np.ndarray | None, count: int) -> list[int]:
