@@ -77,19 +77,13 @@ def main(data: Path, kind: str, config: Path | None, size: int, gold_size: int) 
     print(f"{len(gold)} gold texts, {len(held)} report-half texts")
     for tune in (False, True):
         started = time.perf_counter()
-        embedder, record = gold_embedder(gold, taxonomy, tune) if taxonomy else _flags_embedder(gold, tune)
+        embedder, record = gold_embedder(gold, taxonomy, tune)
         seconds = time.perf_counter() - started
         scores = topic_scores(gold, held, taxonomy, embedder) if taxonomy else flag_scores(gold, held, embedder)
         kept = "" if record is None else (f" (tuning {record['seconds']} s, {record['steps']} steps; "
                                           f"{'kept' if record['kept'] else 'not kept'}: held-back AP "
                                           f"{record['tuned']} tuned, {record['frozen']} frozen)")
         print(f"{'tuned' if tune else 'frozen'}: {scores}  [{seconds:.0f} s]{kept}", flush=True)
-
-
-def _flags_embedder(gold, tune: bool):  # noqa: ANN001, ANN202 - no taxonomy: only the flags tune it
-    from classifier.taxonomy import taxonomy_from_dict
-
-    return gold_embedder(gold, taxonomy_from_dict({"name": "none", "children": [{"name": "none"}]}, name="none"), tune)
 
 
 if __name__ == "__main__":

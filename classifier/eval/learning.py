@@ -40,13 +40,14 @@ gold_options = stack(
 )
 
 
-def gold_embedder(gold: Sequence[Example], taxonomy: Taxonomy, tune: bool,
+def gold_embedder(gold: Sequence[Example], taxonomy: Taxonomy | None, tune: bool,
                   cache_dir: Path = DEFAULT_CACHE_DIR) -> tuple[Embedder, dict[str, Any] | None]:
     """The encoder the gold's learned models read: the packaged one, or with `tune` one tuned on
     the gold (topics and flags) as `gold train` tunes it, and the tuning's record."""
     if not tune:
         return Embedder(cache_dir), None
-    data = tuning_set({taxonomy.name: [(e.text, e.stems) for e in gold]} if any(e.stems for e in gold) else {},
+    topics = taxonomy is not None and any(e.stems for e in gold)
+    data = tuning_set({taxonomy.name: [(e.text, e.stems) for e in gold]} if topics else {},  # type: ignore[union-attr]
                       [label for e in gold for label in from_flags(e.text, e.flags)])
     target = cache_dir / "eval-encoders" / data.digest()
     record = tuned_once(data, model_dir(cache_dir), target, TuningSettings(),

@@ -194,9 +194,8 @@ def tune(data: TuningSet, base: Path, target: Path, settings: TuningSettings = T
         report.steps = _train(data, ~held, base, tuned, settings, progress)
         report.seconds = round(time.perf_counter() - started, 1)
         progress("measuring the tuned encoder against the frozen one on the held-back labels")
-        held_texts = data.texts
-        report.frozen = task_scores(data, Embedder(folder=base).embed(held_texts), held)
-        report.tuned = task_scores(data, Embedder(folder=tuned).embed(held_texts), held)
+        report.frozen = task_scores(data, Embedder(folder=base).embed(data.texts), held)
+        report.tuned = task_scores(data, Embedder(folder=tuned).embed(data.texts), held)
         report.kept = overall(report.tuned) > overall(report.frozen)
         report.reason = (f"held-back average precision {overall(report.tuned):.3f} tuned, "
                          f"{overall(report.frozen):.3f} frozen: the {'tuned' if report.kept else 'frozen'} "
