@@ -35,8 +35,8 @@ def test_the_table_has_a_column_per_node_reached_and_per_flag_and_one_row_per_te
     only = data.texts.index("only flagged")
     assert data.known[only].tolist() == [False, False, False, False, True]  # its topics are not known
     assert [data.task(j) for j in range(5)] == ["restaurants"] * 4 + ["flag:recommendations"]
-    assert data.digest() == tuning_set({"restaurants": topic_labels(8)}, flags).digest()
-    assert data.digest() != tuning_set({"restaurants": topic_labels(9)}, flags).digest()
+    assert data.digest == tuning_set({"restaurants": topic_labels(8)}, flags).digest
+    assert data.digest != tuning_set({"restaurants": topic_labels(9)}, flags).digest
 
 
 def test_the_held_back_rows_are_a_reproducible_share():

@@ -49,7 +49,7 @@ def gold_embedder(gold: Sequence[Example], taxonomy: Taxonomy | None, tune: bool
     topics = taxonomy is not None and any(e.stems for e in gold)
     data = tuning_set({taxonomy.name: [(e.text, e.stems) for e in gold]} if topics else {},  # type: ignore[union-attr]
                       [label for e in gold for label in from_flags(e.text, e.flags)])
-    target = cache_dir / "eval-encoders" / data.digest()
+    target = cache_dir / "eval-encoders" / data.digest
     record = tuned_once(data, model_dir(cache_dir), target, TuningSettings(),
                         progress=lambda line: click.echo(line, err=True))
     click.echo(f"encoder: {record['reason']}", err=True)

@@ -27,6 +27,7 @@ import shutil
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -66,15 +67,16 @@ class TuningSet:
     targets: np.ndarray  # (texts, columns) 0/1
     known: np.ndarray  # (texts, columns) whether the comment is labelled for that column
 
+    @cached_property
     def digest(self) -> str:
-        """Names exactly these labels: a tuning on them is not repeated."""
+        """Names exactly these labels: a tuning on them is not repeated (computed once)."""
         content = [self.columns, self.texts, self.targets.tolist(), self.known.tolist()]
         return hashlib.sha256(json.dumps(content).encode()).hexdigest()[:32]
 
     def task(self, column: int) -> str:
-        """The task a column belongs to: its taxonomy, or its flag."""
-        return self.columns[column].split(":", 1)[0] if not self.columns[column].startswith("flag:") \
-            else self.columns[column]
+        """The task a column belongs to: its flag, or its taxonomy."""
+        name = self.columns[column]
+        return name if name.startswith("flag:") else name.split(":", 1)[0]
 
 
 def tuning_set(topics: Mapping[str, Sequence[tuple[str, frozenset[NodePath]]]],
@@ -179,7 +181,7 @@ def tune(data: TuningSet, base: Path, target: Path, settings: TuningSettings = T
     measure it against the frozen one, and install it at `target` only when it measures
     better; otherwise remove any encoder `target` held (the frozen one serves)."""
     report = TuningReport(len(data.texts), len(data.columns), settings=asdict(settings),
-                          labels_digest=data.digest())
+                          labels_digest=data.digest)
     if len(data.texts) < MIN_TEXTS or not data.columns:
         report.reason = (f"{len(data.texts)} labelled comments and {len(data.columns)} decisions with examples of "
                          f"both kinds: too few to tune on (at least {MIN_TEXTS} comments); the frozen encoder serves")
@@ -224,7 +226,7 @@ def tuned_once(data: TuningSet, base: Path, target: Path, settings: TuningSettin
                progress: Progress = logger.info) -> dict:
     """`tune`'s record, without tuning again when the last tuning into `target` was on exactly
     these labels with these settings."""
-    labels_digest = data.digest()
+    labels_digest = data.digest
     try:
         last = json.loads(_last(target).read_text(encoding="utf-8"))
     except (OSError, ValueError):
