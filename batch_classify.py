@@ -14,7 +14,7 @@ import json
 import logging
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +28,12 @@ from classifier.batch.render import FORMATS, render
 from classifier.batch.run import classify_rows, top_paths
 from classifier.capabilities import DEFAULT_CAPABILITIES, resolve
 from classifier.cli import USER_ERRORS, build_settings, describe, engine_options, option
+from classifier.distill import DISTILLED
+from classifier.distill.route import Distilled, shares
 from classifier.llm.embedded import model_name
 from classifier.prompts import PROMPTS_VERSION
 from classifier.report.html import RunInfo, write_report
-from classifier.settings import Settings
+from classifier.settings import DistillSettings, Settings
 from classifier.taxonomy import Taxonomy, load_taxonomy
 
 ENABLE_FLAGS = {  # flag -> capability, as the prototype names them
@@ -67,11 +69,21 @@ def _capabilities(options: dict[str, Any]) -> list[str]:
     return resolve(enabled or DEFAULT_CAPABILITIES)
 
 
+def _distilled(options: dict[str, Any]) -> DistillSettings | None:
+    """The distilled route's settings, with --route distilled."""
+    if options["route"] != DISTILLED:
+        return None
+    return DistillSettings(sample=options["distill_sample"], floor=options["distill_floor"],
+                           min_comments=options["distill_min_comments"], labels=options["distill_labels"])
+
+
 def _fingerprint(options: dict[str, Any], settings: Settings, capabilities: list[str]) -> dict[str, Any]:
     """What the journal records of a run: everything that changes its answers, so a rerun
     with any of it changed refuses to mix its results with the earlier ones."""
     classifier = settings.classifier
+    distilled = _distilled(options)
     return {
+        **({"distilled": asdict(distilled)} if distilled else {}),
         "input": str(options["input_file"].resolve()), "input_column": options["input_column"],
         "config": str(options["config"].resolve()),
         "taxonomy_sha256": hashlib.sha256(options["config"].read_bytes()).hexdigest(),
@@ -131,6 +143,15 @@ def _enable_options(function: Any) -> Any:
              "sentiment = also stem polarity.")
 @option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
         help="The HTML report of the run (default: beside the output, <output>.report.html).")
+@option("--distill-sample", type=click.FloatRange(0), default=DistillSettings.sample,
+        help="--route distilled: comments the LLM answers to teach, a number (>= 1) or a share of the file (< 1); "
+             "0: 5% of the file, at least 200.")
+@option("--distill-floor", type=click.IntRange(0), default=DistillSettings.floor,
+        help="--route distilled: per topic and flag, comments drawn near it where the sample shows it fewer times.")
+@option("--distill-min-comments", type=click.IntRange(0), default=DistillSettings.min_comments,
+        help="--route distilled: a file with fewer comments is answered by the LLM alone.")
+@option("--distill-labels", type=click.Choice(("all", "sure")), default=DistillSettings.labels,
+        help="--route distilled: which of the LLM's answers teach: all, or those it gave with a high probability.")
 @click.option("-v", "--verbose", count=True, help="More log lines: -v info, -vv debug.")
 def main(**options: Any) -> None:
     """Classify the comments of a CSV file. Without --enable-* flags: classification only."""
@@ -166,7 +187,7 @@ def main(**options: Any) -> None:
     if todo:
         run = _classify(
             console, settings, taxonomy, rows.texts, todo, capabilities, journal, options["chunk_size"], resumed,
-            options["project_name"],
+            options["project_name"], _distilled(options),
         )
     results = {row: journal.results[row] for row in rows.texts if row in journal.results}
     render(results, output, output_format, taxonomy, rows.records)
@@ -177,7 +198,10 @@ def main(**options: Any) -> None:
         rows=rows.total, skipped=len(rows.skipped), resumed=resumed, done_now=run.done,
         failed=sum("error" in result for result in results.values()), seconds=run.seconds, output=output,
         interrupted=run.interrupted, top_paths=top_paths(results, TOP_PATHS),
+        answered=shares(list(results.values())) if options["route"] == DISTILLED else None,
     )))  # fmt: skip
+    if run.distilled is not None:
+        console.print(_taught(run.distilled))
     console.print(f"report: {report}")
     if run.interrupted:
         sys.exit(130)
@@ -191,11 +215,22 @@ class _Run:
     done: int = 0
     seconds: float = 0.0  # since the engine was up
     interrupted: bool = False  # by Ctrl-C (the journal stays whole)
+    distilled: Distilled | None = None  # what the distilled route did, where it ran to the end
+
+
+def _taught(distilled: Distilled) -> str:
+    """One line on what the distilled route learned from."""
+    if distilled.llm_only:
+        return f"distilled route: {distilled.llm_only}"
+    models = ", ".join(f"{task} {'learned' if made else 'too few examples: the LLM decides'}"
+                       for task, made in distilled.models.items())
+    return (f"distilled route: the LLM answered {distilled.sampled} of {distilled.comments} comments to teach "
+            f"({distilled.floor} drawn near rare topics and flags); learned from {distilled.silver}: {models}")
 
 
 def _classify(console: Console, settings: Settings, taxonomy: Taxonomy, texts: dict[int, str], todo: list[int],
               capabilities: list[str], journal: Journal, chunk_size: int, resumed: int,
-              project_name: str | None) -> _Run:
+              project_name: str | None, distilled: DistillSettings | None) -> _Run:
     """Run the chunks under a progress bar."""
     status = console.status(f"starting the backend ({settings.engine.backend}); a local engine takes 15-60 s")
     status.start()
@@ -215,9 +250,14 @@ def _classify(console: Console, settings: Settings, taxonomy: Taxonomy, texts: d
         run.done += count
         progress.advance(progress.task_ids[0], count)
 
+    def phase(name: str, detail: str) -> None:
+        progress.update(progress.task_ids[0], description=name)
+        progress.console.print(f"{name}: {detail}")
+
     try:
-        asyncio.run(classify_rows(settings, taxonomy, texts, todo, capabilities, journal, chunk_size=chunk_size,
-                                  project_name=project_name, on_started=started, on_chunk=chunk_done))
+        run.distilled = asyncio.run(classify_rows(
+            settings, taxonomy, texts, todo, capabilities, journal, chunk_size=chunk_size, project_name=project_name,
+            on_started=started, on_chunk=chunk_done, distilled=distilled, on_phase=phase))
     except KeyboardInterrupt:
         run.interrupted = True
     except USER_ERRORS as exc:

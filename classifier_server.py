@@ -26,6 +26,7 @@ from fastapi import FastAPI
 
 from classifier.api import create_app
 from classifier.api.rate_limits import FAMILIES, RateLimitError, parse_limits
+from classifier.distill import DISTILLED
 from classifier.cli import USER_ERRORS, build_settings, describe, engine_options, load_taxonomies, option
 from classifier.jobs.webhooks import secret_bytes
 from classifier.llm.pool import ProcessorPool
@@ -232,6 +233,9 @@ def main(**options: Any) -> None:
         retrain_after=options["retrain_after"], retrain_interval=options["retrain_interval"],
         max_labels=options["max_labels"],
     )  # fmt: skip
+    if options["route"] == DISTILLED:
+        raise click.BadParameter("distilled is a route for files: batch_classify.py --route distilled; the server "
+                                 "answers with cascade, learned or llm", param_hint="--route")
     settings = replace(build_settings(options, server), jobs=jobs)
     try:
         taxonomies = load_taxonomies(options["config"], options["taxonomies"])

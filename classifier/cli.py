@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 import click
 
 from .calibration import Calibration, CalibrationError, FlagCalibration, load_calibration
+from .distill import DISTILLED
 from .gold import ROUTES
 from .hierarchy import STRATEGIES
 from .llm.embedded import DEFAULT_LLM, EMBEDDED
@@ -150,9 +151,11 @@ engine_options = stack(
     option("--stem-reasoning/--no-stem-reasoning", default=ClassifierSettings.stem_reasoning,
            help="stem_polarity: one call per stem that also gives a reasoning and an excerpt. Default: one call per "
                 "text judges all its stems, polarity only (its confidence from the model's probability)."),
-    option("--route", type=click.Choice(ROUTES), default=ClassifierSettings.route,
+    option("--route", type=click.Choice((*ROUTES, DISTILLED)), default=ClassifierSettings.route,
            help="select, where the taxonomy has gold: cascade (the classifier learned from the gold decides the "
-                "nodes it is sure of, the LLM the rest), learned (it decides alone), llm (the LLM alone)."),
+                "nodes it is sure of, the LLM the rest), learned (it decides alone), llm (the LLM alone). "
+                "batch_classify.py also: distilled (the LLM answers a sample of the file, models learned from its "
+                "answers the rest, the LLM where they are unsure)."),
     option("--examples", type=click.IntRange(0), default=ClassifierSettings.examples,
            help="select, where the taxonomy has gold: the nearest labelled comments each LLM question shows."),
     option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=EngineSettings.cache_dir,
@@ -223,7 +226,7 @@ def build_settings(options: dict[str, Any], server: ServerSettings | None = None
         max_stem_definitions=options["max_stem_definitions"],
         stem_reasoning=options["stem_reasoning"],
         batch_size=options["batch_size"],
-        route=options["route"],
+        route="cascade" if options["route"] == DISTILLED else options["route"],  # distilled: cascade past the sample
         examples=options["examples"],
     )
     return Settings(engine=engine, classifier=classifier, server=server or ServerSettings())

@@ -53,6 +53,7 @@ class TextClassification:
     errors: list[str] = field(default_factory=list)
     truncated: bool = False
     labelled: bool = False  # answered by a label (its text, or a near duplicate, was labelled), not walked
+    asked: bool = False  # the LLM was asked about it at least once
 
 
 # One text's question at one node: the children accepted, recorded on the text's result.
@@ -136,7 +137,7 @@ class HierarchicalClassifier:
             results[i].labelled = True
             for path in {stem[:depth] for stem in stems for depth in range(1, len(stem) + 1)}:
                 results[i].accepted.append(path)
-                results[i].node_results[path] = node_result(1.0, source="gold")
+                results[i].node_results[path] = node_result(1.0, source=self.guidance.knowledge.source)
         if self.settings.strategy == "flat":
             await asyncio.gather(*(self._flat(taxonomy, text, result) for text, result in zip(texts, results)))
         else:
@@ -306,6 +307,7 @@ class HierarchicalClassifier:
     @staticmethod
     def _record(result: TextClassification, path: NodePath, answer: ItemResult) -> bool:
         """Note an answer's error or truncation on the text; True when it can be used."""
+        result.asked = True
         result.truncated |= answer.truncated
         if not answer.ok:
             result.errors.append(f"classification at {'>'.join(path) or 'the root'}: {answer.error}")

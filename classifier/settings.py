@@ -84,6 +84,18 @@ class ClassifierSettings:
 
 
 @dataclass(frozen=True)
+class DistillSettings:
+    """The distilled route (`classifier.distill`): how much of a file the LLM answers to teach
+    the learned models, and which of its answers teach."""
+
+    sample: float = 0.0  # comments the LLM answers: a number (>= 1), a share (< 1), or 0: 5%, at least 200
+    floor: int = 5  # per node and flag: comments drawn near it where the sample shows it fewer times
+    min_comments: int = 400  # a file with fewer is answered by the LLM alone (too little to learn from)
+    labels: str = "all"  # which answers teach: all, or sure (those the LLM gave with a high probability)
+    seed: int = 42
+
+
+@dataclass(frozen=True)
 class ServerSettings:
     """How the HTTP face listens, what it accepts, and how long requests wait to share a pass."""
 

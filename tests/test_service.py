@@ -89,7 +89,8 @@ async def test_every_capability_has_the_exact_wire_shape():
         "alerts": {"has_alerts": False, "probability": 0.0, "alerts": [], "source": "llm"},
         "trends": {"has_trends": True, "probability": 0.7, "trends": [decided(TREND, 0.7)], "source": "llm"},
         "stem_polarity": {  # one call judged both stems; a scripted answer has no tokens to read
-            stem: {"polarity": "Negative", "confidence": 3, "probability": None, "reasoning": "", "excerpt": ""}
+            stem: {"polarity": "Negative", "confidence": 3, "probability": None, "reasoning": "", "excerpt": "",
+                   "source": "llm"}
             for stem in ("Delivery>Pace", "Logistics>Catering")
         },
         "stem_recommendations": {"Delivery>Pace": stem_rec, "Logistics>Catering": stem_rec},

@@ -47,13 +47,14 @@ async def test_one_call_per_text_judges_all_its_stems_with_the_models_probabilit
     assert "Topic: Delivery>Pace" in both[0].prompts[0].instructions
     assert "Topic: Logistics>Catering" in both[0].prompts[0].instructions
     assert results[0]["stem_polarity"] == {
-        "Delivery>Pace": {"polarity": "Negative", "confidence": 5, "probability": 0.95, "reasoning": "", "excerpt": ""},
+        "Delivery>Pace": {"polarity": "Negative", "confidence": 5, "probability": 0.95, "reasoning": "", "excerpt": "",
+                          "source": "llm"},
         "Logistics>Catering": {"polarity": "Negative", "confidence": 3, "probability": 0.55, "reasoning": "",
-                               "excerpt": ""},
+                               "excerpt": "", "source": "llm"},
     }
     assert results[2]["stem_polarity"] == results[0]["stem_polarity"]
     assert results[1]["stem_polarity"] == {"Content": {"polarity": "Positive", "confidence": 2, "probability": 0.25,
-                                                       "reasoning": "", "excerpt": ""}}
+                                                       "reasoning": "", "excerpt": "", "source": "llm"}}
 
 
 async def test_a_failed_answer_fails_that_text_alone_naming_its_stems():
@@ -74,4 +75,4 @@ async def test_stem_reasoning_asks_per_stem_for_a_reasoning_and_an_excerpt():
     assert len(per_stem) == 2
     assert results[0]["stem_polarity"]["Delivery>Pace"] == {
         "polarity": "Negative", "confidence": 4, "probability": None, "reasoning": "about Delivery>Pace",
-        "excerpt": "delivery>pace"}
+        "excerpt": "delivery>pace", "source": "llm"}

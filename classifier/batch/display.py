@@ -1,6 +1,7 @@
 """What the batch command shows: a progress bar with texts/s and ETA, and the closing summary."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class Summary:
     output: Path
     interrupted: bool
     top_paths: list[tuple[str, int]]
+    answered: Counter[str] | None = None  # the distilled route: comments per part that answered them
 
 
 def summary_table(s: Summary) -> Group:
@@ -56,6 +58,10 @@ def summary_table(s: Summary) -> Group:
         ("seconds classifying", f"{s.seconds:.1f}"), ("texts/s", rate), ("output", str(s.output)),
     ]:  # fmt: skip
         table.add_row(label, str(value))
+    if s.answered is not None:
+        answered = sum(s.answered[part] for part in ("learned", "llm"))
+        table.add_row("answered without the LLM", f"{s.answered['learned']} of {answered} "
+                                                  f"({s.answered['learned'] / max(1, answered):.0%})")
     paths = Table(title="top topic paths")
     paths.add_column("path")
     paths.add_column("texts", justify="right")

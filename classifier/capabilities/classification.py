@@ -45,12 +45,19 @@ class Classification(Capability):
                 value={
                     "classification_paths": [format_path(ctx.prefixes[i], p) for p in result.accepted],
                     "node_results": node_results(result),
-                    **({"source": "gold"} if result.labelled else {}),  # also when the label holds no topic
+                    **({"source": decided_by(result, knowledge.source)} if guided and knowledge else {}),
                 },
                 errors=result.errors,
                 truncated=result.truncated,
             )
         return outcomes
+
+
+def decided_by(result: TextClassification, labels: str) -> str:
+    """Who answered a text whose taxonomy has labels: the labels themselves (`labels`: gold or
+    silver; also when the label holds no topic), the learned classifier alone, or the LLM (asked
+    at least once, whatever it accepted)."""
+    return labels if result.labelled else "llm" if result.asked else "learned"
 
 
 def node_keys(paths: Iterable[NodePath]) -> dict[NodePath, str]:

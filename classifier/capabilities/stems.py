@@ -39,19 +39,41 @@ class StemPolarityCapability(StemCapability):
     def wire_value(self, value: dict[str, Any], answer: ItemResult) -> Any:
         probability = reported(value_probability(answer.tokens, "polarity"))["probability"]
         return {"polarity": value["polarity"], "confidence": value["confidence"], "probability": probability,
-                "reasoning": value["reasoning"], "excerpt": value["excerpt"]}
+                "reasoning": value["reasoning"], "excerpt": value["excerpt"], "source": "llm"}
 
     async def run(self, ctx: RunContext, indices: list[int]) -> dict[int, Outcome]:
         if ctx.settings.stem_reasoning:
             return await super().run(ctx, indices)
+        outcomes = {i: Outcome(value={}) for i in indices}
+        learned = await self._learned(ctx, indices, outcomes)
         # One schema per set of stems: texts that share it go to the backend together.
         groups: dict[tuple[NodePath, ...], list[int]] = defaultdict(list)
         for i in indices:
-            if stems := complete_stems(ctx, i):
+            if (stems := complete_stems(ctx, i)) and i not in learned:
                 groups[tuple(stems)].append(i)
-        outcomes = {i: Outcome(value={}) for i in indices}
         await asyncio.gather(*(self._judge(ctx, stems, group, outcomes) for stems, group in groups.items()))
         return outcomes
+
+    async def _learned(self, ctx: RunContext, indices: list[int], outcomes: dict[int, Outcome]) -> set[int]:
+        """The texts about one stem whose labels' polarity model is sure of it (`gold.polarity`),
+        answered with no LLM call; the others are left to the LLM."""
+        groups: dict[int, list[int]] = defaultdict(list)  # texts answered from the same labels go together
+        for i in indices:
+            knowledge = ctx.knowledge[i] if ctx.knowledge else None
+            if knowledge is not None and knowledge.polarity is not None and ctx.settings.route != "llm" \
+                    and len(complete_stems(ctx, i)) == 1:
+                groups[id(knowledge)].append(i)
+        decided = set()
+        for group in groups.values():
+            knowledge = ctx.knowledge[group[0]]
+            vectors = await asyncio.to_thread(knowledge.embedder.embed, [ctx.texts[i] for i in group])
+            for i, verdict in zip(group, knowledge.polarity.decide(vectors)):  # type: ignore[union-attr]
+                if verdict is not None:
+                    [stem] = complete_stems(ctx, i)
+                    outcomes[i].value[format_path(None, stem)] = {"polarity": verdict[0], **reported(verdict[1]),
+                                                                  "reasoning": "", "excerpt": "", "source": "learned"}
+                    decided.add(i)
+        return decided
 
     async def _judge(self, ctx: RunContext, stems: tuple[NodePath, ...], indices: list[int],
                      outcomes: dict[int, Outcome]) -> None:
@@ -68,7 +90,7 @@ class StemPolarityCapability(StemCapability):
             for name in names:
                 outcomes[i].value[name] = {"polarity": answer.value[name],
                                            **reported(value_probability(answer.tokens, name)),
-                                           "reasoning": "", "excerpt": ""}
+                                           "reasoning": "", "excerpt": "", "source": "llm"}
 
 
 class FlaggedStemCapability(Capability):

@@ -45,6 +45,7 @@ class FlagModel:
     values: Sequence[bool]
     vectors: np.ndarray
     model: LearnedModel | None
+    source: str = "gold"  # what its labels are, as answers name them: gold, or silver (`classifier.distill`)
 
     @cached_property
     def _own(self) -> dict[str, int]:
@@ -57,7 +58,7 @@ class FlagModel:
         verdicts: list[Verdict | None] = []
         for row in range(len(texts)):
             if (k := labelled.get(row)) is not None:
-                verdicts.append(Verdict(bool(self.values[k]), 1.0 if self.values[k] else 0.0, "gold"))
+                verdicts.append(Verdict(bool(self.values[k]), 1.0 if self.values[k] else 0.0, self.source))
             elif rows is None or node not in rows[row]:
                 verdicts.append(None)
             else:

@@ -23,6 +23,7 @@ from ..taxonomy import NodePath, Taxonomy
 from . import ROUTES
 from .embedder import Embedder
 from .learned import MIN_EXAMPLES, SURE_PRECISION, LearnedModel, train
+from .polarity import PolarityModel, single_polarities, train_polarity
 
 NEAR_DUPLICATE = 0.95  # cosine similarity past which a labelled comment is taken for the same comment
 SAME_WORDS = 0.6  # ... when they also share this share of their words
@@ -48,6 +49,8 @@ class Knowledge:
     vectors: np.ndarray
     embedder: Embedder
     model: LearnedModel | None = None
+    polarity: PolarityModel | None = None  # how single-topic comments feel (`polarity`), where labels say
+    source: str = "gold"  # what its labels are, as answers name them: gold, or silver (`classifier.distill`)
 
     @cached_property
     def keys(self) -> list[str]:
@@ -186,10 +189,13 @@ def build_knowledge(taxonomy: Taxonomy, texts: Sequence[str], stems: Sequence[fr
 
 
 def learned_from(taxonomy: Taxonomy, texts: Sequence[str], stems: Sequence[frozenset[NodePath]], vectors: np.ndarray,
-                 embedder: Embedder, version: str, *, learn: bool = True,
-                 precision: float = SURE_PRECISION) -> Knowledge:
+                 embedder: Embedder, version: str, *, learn: bool = True, precision: float = SURE_PRECISION,
+                 polarities: Sequence[dict[NodePath, str]] | None = None, source: str = "gold") -> Knowledge:
     """Knowledge from embedded gold, the model trained on it where asked and there are at least
-    `MIN_EXAMPLES` labelled comments about some topic (else retrieval alone)."""
+    `MIN_EXAMPLES` labelled comments about some topic (else retrieval alone); with `polarities`
+    (per comment, its stems' polarity where given), the polarity model too."""
     enough = learn and sum(bool(s) for s in stems) >= MIN_EXAMPLES
     model = train(vectors, stems, taxonomy, version, precision) if enough else None
-    return Knowledge(taxonomy, list(texts), list(stems), vectors, embedder, model)
+    polarity = train_polarity(vectors, single_polarities(stems, polarities), precision) \
+        if learn and polarities is not None else None
+    return Knowledge(taxonomy, list(texts), list(stems), vectors, embedder, model, polarity, source)

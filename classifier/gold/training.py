@@ -32,6 +32,7 @@ from .flag_labels import FLAGS, FlagStore
 from .flag_models import FlagKnowledge, flag_model
 from .knowledge import Knowledge, learned_from
 from .labels import Label, taxonomy_version
+from .polarity import single_polarities, train_polarity
 from .store import GoldStore, Stored, usable
 
 logger = logging.getLogger(__name__)
@@ -69,21 +70,23 @@ def build_flags(store: FlagStore, owner: str, embedder: Embedder, models_dir: Pa
 
 
 def build(stored: Sequence[Stored], taxonomy: Taxonomy, embedder: Embedder, path: Path | None,
-          known: Mapping[str, np.ndarray], *, train: bool, model: Any = None) -> Knowledge | None:
+          known: Mapping[str, np.ndarray], *, train: bool, model: Any = None, polarity: Any = None) -> Knowledge | None:
     """Blocking: the knowledge of these labels. Embeddings come from `known` (or the saved file)
     where they are there, else are computed. With `train`, the model is the saved one when it
-    was trained on exactly these labels, else one trained now (and saved); else `model`."""
+    was trained on exactly these labels, else one trained now (and saved), and the polarity
+    model is trained (in a second: it is not saved); else `model` and `polarity`."""
     if not stored:
         return None
     labels = [s.label for s in stored]
     keys, texts, stems = [l.key for l in labels], [l.text for l in labels], [l.stems for l in labels]
     if not train:
-        return Knowledge(taxonomy, texts, stems, embedded(keys, texts, embedder, known), embedder, model)
+        return Knowledge(taxonomy, texts, stems, embedded(keys, texts, embedder, known), embedder, model, polarity)
     version = taxonomy_version(taxonomy)
     matrix, fitted = model_file.reused_or_trained(
         path, version, labels_digest(stored), keys, texts, embedder, known,
         lambda vectors: learned_from(taxonomy, texts, stems, vectors, embedder, version).model)
-    return Knowledge(taxonomy, texts, stems, matrix, embedder, fitted)
+    polarity = train_polarity(matrix, single_polarities(stems, [l.polarity for l in labels]))
+    return Knowledge(taxonomy, texts, stems, matrix, embedder, fitted, polarity)
 
 
 @dataclass
@@ -214,9 +217,10 @@ class Learning:
         """Under the slot's lock: its retrieval read anew from the store (the model kept), and a
         training scheduled when enough changed."""
         current = self.knowledge.get(key) or self.knowledge.get((key[0], OPERATOR))
-        model = current.model if current is not None else None
-        knowledge = await asyncio.to_thread(lambda: build(
-            self._view(key), self.taxonomies[key[0]], self.embedder, None, self._known(key), train=False, model=model))
+        model, polarity = (current.model, current.polarity) if current is not None else (None, None)
+        knowledge = await asyncio.to_thread(lambda: build(self._view(key), self.taxonomies[key[0]], self.embedder,
+                                                          None, self._known(key), train=False, model=model,
+                                                          polarity=polarity))
         self._install(key, knowledge)
         slot.state = "ready" if knowledge else "empty"
         slot.changes += changed
@@ -241,7 +245,7 @@ class Learning:
             async with slot.lock:
                 current = self.knowledge.get(key)
                 if trained is not None and current is not None:
-                    self.knowledge[key] = replace(current, model=trained.model)
+                    self.knowledge[key] = replace(current, model=trained.model, polarity=trained.polarity)
                 slot.changes -= taken
                 logger.info("taxonomy %s (owner %r): learned from %d labels", *key, len(stored))
         except Exception as exc:  # noqa: BLE001 - the model in use stays; the slot says why

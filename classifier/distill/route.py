@@ -1,0 +1,154 @@
+"""The distilled route's phases over one file: teaching (the LLM answers the sample), training
+(silver labels into learned models, installed in the service) and answering (the rest through
+the cascade). What a phase answers goes through the caller's `answer`, which keeps it (the
+batch journal, a job's lines): a rerun after a crash finds the sample's answers there, so the
+LLM is never asked twice, and retrains in seconds from them."""
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..capabilities import CAPABILITIES
+from ..gold import OPERATOR
+from ..gold.embedder import Embedder
+from ..gold.flag_labels import FLAGS
+from ..service import ClassificationService
+from ..settings import DistillSettings
+from ..taxonomy import NodePath, Taxonomy
+from .sample import covering, near, sample_size
+from .silver import Silver, read_silver, taught
+
+TEACHING, TRAINING, ANSWERING = "teaching", "training", "answering"
+Answer = Callable[[Sequence[int], str], Awaitable[None]]  # (rows, phase): classify and keep them
+
+
+@dataclass
+class Distilled:
+    """What the route did, for the run's summary and a job's record."""
+
+    comments: int
+    sampled: int = 0  # comments the LLM answered to teach (the covering draw and the floor's)
+    floor: int = 0  # of those, drawn near nodes and flags the first draw showed too rarely
+    silver: int = 0  # answered sample comments the models learned from
+    models: dict[str, bool] = field(default_factory=dict)  # per task taught: whether a model came of it
+    llm_only: str = ""  # why the LLM answered every comment, where it did
+
+    def to_json(self) -> dict[str, Any]:
+        return {"comments": self.comments, "sampled": self.sampled, "floor": self.floor, "silver": self.silver,
+                "models": self.models, **({"llm_only": self.llm_only} if self.llm_only else {})}
+
+
+def answered_by(result: Mapping[str, Any]) -> str:
+    """Who answered a comment: "llm" where the LLM was asked anything about it (a topic, a stem's
+    polarity, a flag's decision or its details), else "learned"; "skipped" (empty) or "failed"."""
+    if "error" in result:
+        return "failed"
+    if "skipped" in result:
+        return "skipped"
+    classification = result.get("classification_result")
+    if classification is not None and classification.get("source", "llm") == "llm":
+        return "llm"
+    if any(stem.get("source", "llm") == "llm" for stem in result.get("stem_polarity", {}).values()):
+        return "llm"
+    for name, capability in CAPABILITIES.items():
+        value = result.get(capability.result_key)
+        if name in FLAGS and value:
+            if value.get("source", "llm") == "llm" or value[capability.details.flag]:  # type: ignore[attr-defined]
+                return "llm"  # decided by it, or detailed by it
+        elif name not in ("classification", "stem_polarity") and value:
+            return "llm"  # the stem flags always ask it
+    return "learned"
+
+
+def shares(results: Sequence[Mapping[str, Any]]) -> Counter[str]:
+    """How many comments each part answered (`answered_by`)."""
+    return Counter(answered_by(result) for result in results)
+
+
+async def distill(service: ClassificationService, embedder: Embedder, taxonomy: Taxonomy, texts: Mapping[int, str],
+                  results: Mapping[int, Mapping[str, Any]], capabilities: Sequence[str], settings: DistillSettings,
+                  answer: Answer, *, prefix: str | None = None,
+                  on_phase: Callable[[str, str], None] = lambda phase, detail: None) -> Distilled:
+    """Answer every row of `texts` not answered yet in `results` (the caller's record, which
+    `answer` keeps current), on the distilled route."""
+    rows = sorted(texts)
+    report = Distilled(len(rows))
+
+    def pending(chosen: Sequence[int]) -> list[int]:
+        return [row for row in chosen if "error" in results.get(row, {"error": "not answered"})]
+
+    if len(rows) < settings.min_comments:
+        report.llm_only = (f"{len(rows)} comments are too few to learn from (fewer than {settings.min_comments}): "
+                           "the LLM answers every one")
+        on_phase(ANSWERING, report.llm_only)
+        await answer(pending(rows), ANSWERING)
+        return report
+    vectors = await asyncio.to_thread(embedder.embed, [texts[row] for row in rows])
+    size = sample_size(len(rows), settings.sample)
+    chosen = covering(vectors, size, settings.seed)
+    on_phase(TEACHING, f"the LLM answers {len(chosen)} comments drawn to cover the file")
+    await answer(pending([rows[k] for k in chosen]), TEACHING)
+    silver = _silver(service, results, rows, chosen, vectors, taxonomy, prefix, capabilities, settings)
+    short = await asyncio.to_thread(_short, silver, taxonomy, embedder, settings.floor)
+    extra = near(vectors, short, set(chosen), size // 2)
+    if extra:
+        on_phase(TEACHING, f"the LLM answers {len(extra)} more comments near topics and flags the sample shows "
+                           f"fewer than {settings.floor} times")
+        await answer(pending([rows[k] for k in extra]), TEACHING)
+        chosen = sorted({*chosen, *extra})
+        silver = _silver(service, results, rows, chosen, vectors, taxonomy, prefix, capabilities, settings)
+    report.sampled, report.floor, report.silver = len(chosen), len(extra), len(silver.texts)
+    on_phase(TRAINING, f"learning from the LLM's answers on {len(silver.texts)} comments")
+    knowledge, flags = await asyncio.to_thread(taught, silver, taxonomy, embedder)
+    if knowledge is not None:
+        service.knowledge[(taxonomy.name, OPERATOR)] = knowledge
+        report.models["topics"], report.models["polarity"] = knowledge.model is not None, knowledge.polarity is not None
+    if flags is not None:
+        service.flag_knowledge[OPERATOR] = flags
+        report.models.update({name: model.model is not None for name, model in flags.models.items()})
+    taken = {rows[k] for k in chosen}
+    rest = pending([row for row in rows if row not in taken])
+    on_phase(ANSWERING, f"the learned models answer {len(rest)} comments, the LLM where they are unsure")
+    await answer(rest, ANSWERING)
+    return report
+
+
+def _silver(service: ClassificationService, results: Mapping[int, Mapping[str, Any]], rows: Sequence[int],
+            chosen: Sequence[int], vectors: np.ndarray, taxonomy: Taxonomy, prefix: str | None,
+            capabilities: Sequence[str], settings: DistillSettings) -> Silver:
+    """The sample's answers as silver labels (a row still failing is left out)."""
+    answered = [results.get(rows[k], {"error": "not answered"}) for k in chosen]
+    thresholds = {name: flag.min_probability for name, flag in service.settings.flags.items()}
+    return read_silver(answered, vectors[list(chosen)], taxonomy, prefix, capabilities,
+                       sure_only=settings.labels == "sure", thresholds=thresholds)
+
+
+def _short(silver: Silver, taxonomy: Taxonomy, embedder: Embedder, floor: int) -> dict[str, tuple[np.ndarray, int]]:
+    """Each node and flag the silver shows fewer than `floor` times: a unit vector near what it is
+    about (the mean of the comments that show it, else its own words embedded) and how many it lacks."""
+    wanted: dict[str, tuple[list[int], str]] = {}
+    if silver.stems is not None:
+        for path, node in taxonomy.nodes():
+            found = [k for k, stems in enumerate(silver.stems) if stems and _through(stems, path)]
+            words = ". ".join(part for part in (">".join(path), node.description, node.definition,
+                                                ", ".join(node.keywords)) if part)
+            wanted[">".join(path)] = (found, words)
+    for name, values in silver.flags.items():
+        words = "A comment about " + ", ".join(CAPABILITIES[name].sorting.found)  # type: ignore[attr-defined]
+        wanted[f"flag:{name}"] = ([k for k, value in enumerate(values) if value], words)
+    short = {name: pair for name, pair in wanted.items() if len(pair[0]) < floor}
+    described = [name for name, (found, _) in short.items() if not found]
+    spoken = dict(zip(described, embedder.embed([short[name][1] for name in described]))) if described else {}
+    queries = {}
+    for name, (found, _) in short.items():
+        query = silver.vectors[found].mean(axis=0) if found else spoken[name]
+        queries[name] = (query / max(float(np.linalg.norm(query)), 1e-9), floor - len(found))
+    return queries
+
+
+def _through(stems: frozenset[NodePath], path: NodePath) -> bool:
+    return any(stem[: len(path)] == path for stem in stems)
