@@ -6,6 +6,7 @@ part failed, its own `error` field while the other texts keep their results.
 """
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -45,6 +46,7 @@ class Job:
     prefix: str | None = None
     requester: Requester = Requester()  # who asked: requesters take turns in the backend (`llm.fairness`)
     owner: str = ""  # whose labels answer it: the API key's digest ("" without keys; `gold.store`)
+    route: str | None = None  # who decides where labels answer it (`ClassifierSettings.route`); None: the service's
 
 
 Runner = Callable[[Sequence["Job"], Taxonomy], Awaitable[list[dict[str, Any]]]]
@@ -93,12 +95,14 @@ class ClassificationService:
         taxonomy: str | None = None,
         run: Runner | None = None,
         owner: str = "",
+        route: str | None = None,
     ) -> dict[str, Any]:
         """The whole response body of `POST /classify` for one request of `owner` (an API key's
         digest, "" without keys): answered from its labels, and taking turns as that key.
 
         `run` replaces `run_jobs` (the request batcher passes its queue, which runs these
-        jobs together with other requests' jobs)."""
+        jobs together with other requests' jobs). `route` replaces the service's for these texts
+        (the distilled route answers the comments its learned models are sure of with `learned`)."""
         started = time.perf_counter()
         tree = self.taxonomy(taxonomy)
         names = tuple(resolve(capabilities or DEFAULT_CAPABILITIES))
@@ -110,7 +114,7 @@ class ClassificationService:
             who = self._requester(owner, len(texts))
             self._in_flight[owner] += len(texts)
         try:
-            results = await (run or self.run_jobs)([Job(t, names, project_name, who, owner) for t in texts], tree)
+            results = await (run or self.run_jobs)([Job(t, names, project_name, who, owner, route) for t in texts], tree)
         finally:
             if own:
                 self._in_flight[owner] -= len(texts)
@@ -143,25 +147,30 @@ class ClassificationService:
         The request batcher calls this with the jobs of several requests at once. A text that
         is empty or only whitespace asks the LLM nothing: it gets empty results, `skipped`.
         """
-        work = [k for k, job in enumerate(jobs) if job.text.strip()]
+        routes: dict[str | None, list[int]] = {}  # texts of one route go together
+        for k, job in enumerate(jobs):
+            if job.text.strip():
+                routes.setdefault(job.route, []).append(k)
         results: list[dict[str, Any]] = [
             {"text": job.text, **{CAPABILITIES[n].result_key: CAPABILITIES[n].empty() for n in job.capabilities},
              "skipped": EMPTY_TEXT}
             for job in jobs
         ]
-        for k, result in zip(work, await self._run_texts([jobs[k] for k in work], taxonomy)):
-            results[k] = result
+        answered = await asyncio.gather(*(self._run_texts([jobs[k] for k in work], taxonomy, route)
+                                          for route, work in routes.items()))
+        for work, found in zip(routes.values(), answered):
+            for k, result in zip(work, found):
+                results[k] = result
         return results
 
-    async def _run_texts(self, jobs: Sequence[Job], taxonomy: Taxonomy) -> list[dict[str, Any]]:
-        if not jobs:
-            return []
+    async def _run_texts(self, jobs: Sequence[Job], taxonomy: Taxonomy, route: str | None) -> list[dict[str, Any]]:
+        settings = self.settings if route is None else replace(self.settings, route=route)
         ctx = RunContext(
             texts=[j.text for j in jobs],
             prefixes=[j.prefix or taxonomy.root.name for j in jobs],
             taxonomy=taxonomy,
             processor=self.processor,
-            settings=self.settings,
+            settings=settings,
             knowledge=[self.knowledge_for(taxonomy.name, j.owner) for j in jobs],
             flag_knowledge=[self.flag_knowledge.get(j.owner) or self.flag_knowledge.get(OPERATOR) for j in jobs],
             requesters=[j.requester for j in jobs],

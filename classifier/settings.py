@@ -92,6 +92,9 @@ class DistillSettings:
     floor: int = 5  # per node and flag: comments drawn near it where the sample shows it fewer times
     min_comments: int = 400  # a file with fewer is answered by the LLM alone (too little to learn from)
     labels: str = "all"  # which answers teach: all, or sure (those the LLM gave with a high probability)
+    # Past the sample: the share of comments the learned models doubt most (`distill.doubt`), answered
+    # through the cascade (the LLM asked about what they are unsure of); the others they answer alone.
+    escalate: float = 0.15
     seed: int = 42
 
 

@@ -152,9 +152,9 @@ async def run_distilled(texts: list[str], embedder: Embedder, settings: DistillS
     phases: list[str] = []
     asked: dict[str, int] = {}
 
-    async def answer(chosen, phase):
+    async def answer(chosen, phase, route):
         before = len([p for call in processor.calls for p in call.prompts])
-        body = await service.classify([rows[r] for r in chosen], ["classification", "stem_polarity"])
+        body = await service.classify([rows[r] for r in chosen], ["classification", "stem_polarity"], route=route)
         results.update(zip(chosen, body["results"]))
         asked[phase] = asked.get(phase, 0) + len([p for call in processor.calls for p in call.prompts]) - before
 

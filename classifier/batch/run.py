@@ -38,10 +38,10 @@ async def classify_rows(
         on_started(pool.processor.model)
         service = ClassificationService(pool.processor, {taxonomy.name: taxonomy}, settings.classifier)
 
-        async def answer(rows: Sequence[int], phase: str = "") -> None:
+        async def answer(rows: Sequence[int], phase: str = "", route: str | None = None) -> None:
             for start in range(0, len(rows), chunk_size):
                 chunk = rows[start : start + chunk_size]
-                body = await service.classify([texts[row] for row in chunk], capabilities, project_name)
+                body = await service.classify([texts[row] for row in chunk], capabilities, project_name, route=route)
                 journal.append(zip(chunk, body["results"]))
                 on_chunk(len(chunk))
 

@@ -55,23 +55,26 @@ class StemPolarityCapability(StemCapability):
         return outcomes
 
     async def _learned(self, ctx: RunContext, indices: list[int], outcomes: dict[int, Outcome]) -> set[int]:
-        """The texts about one stem whose labels' polarity model is sure of it (`gold.polarity`),
-        answered with no LLM call; the others are left to the LLM."""
+        """The texts whose labels' polarity model (`gold.polarity`) answers them, with no LLM call:
+        those it is sure of, and on the learned route every text about one stem; the others are
+        left to the LLM."""
         groups: dict[int, list[int]] = defaultdict(list)  # texts answered from the same labels go together
         for i in indices:
             knowledge = ctx.knowledge[i] if ctx.knowledge else None
             if knowledge is not None and knowledge.polarity is not None and ctx.settings.route != "llm" \
-                    and len(complete_stems(ctx, i)) == 1:
+                    and complete_stems(ctx, i):
                 groups[id(knowledge)].append(i)
         decided = set()
         for group in groups.values():
             knowledge = ctx.knowledge[group[0]]
             vectors = await asyncio.to_thread(knowledge.embedder.embed, [ctx.texts[i] for i in group])
-            for i, verdict in zip(group, knowledge.polarity.decide(vectors)):  # type: ignore[union-attr]
-                if verdict is not None:
-                    [stem] = complete_stems(ctx, i)
-                    outcomes[i].value[format_path(None, stem)] = {"polarity": verdict[0], **reported(verdict[1]),
-                                                                  "reasoning": "", "excerpt": "", "source": "learned"}
+            for i, (polarity, probability, sure) in zip(group, knowledge.polarity.decide(vectors)):  # type: ignore[union-attr]
+                stems = complete_stems(ctx, i)
+                if sure or (ctx.settings.route == "learned" and len(stems) == 1):
+                    for stem in stems:
+                        outcomes[i].value[format_path(None, stem)] = {
+                            "polarity": polarity, **reported(probability), "reasoning": "", "excerpt": "",
+                            "source": "learned"}
                     decided.add(i)
         return decided
 

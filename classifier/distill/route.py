@@ -19,11 +19,13 @@ from ..gold.flag_labels import FLAGS
 from ..service import ClassificationService
 from ..settings import DistillSettings
 from ..taxonomy import NodePath, Taxonomy
+from .doubt import least_sure
 from .sample import covering, near, sample_size
 from .silver import Silver, read_silver, taught
 
 TEACHING, TRAINING, ANSWERING = "teaching", "training", "answering"
-Answer = Callable[[Sequence[int], str], Awaitable[None]]  # (rows, phase): classify and keep them
+# (rows, phase, route): classify them on `route` (None: the service's) and keep the answers.
+Answer = Callable[[Sequence[int], str, "str | None"], Awaitable[None]]
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Distilled:
 
     comments: int
     sampled: int = 0  # comments the LLM answered to teach (the covering draw and the floor's)
+    escalated: int = 0  # comments past the sample the learned models doubted most, left to the cascade
     floor: int = 0  # of those, drawn near nodes and flags the first draw showed too rarely
     silver: int = 0  # answered sample comments the models learned from
     models: dict[str, bool] = field(default_factory=dict)  # per task taught: whether a model came of it
@@ -39,6 +42,7 @@ class Distilled:
 
     def to_json(self) -> dict[str, Any]:
         return {"comments": self.comments, "sampled": self.sampled, "floor": self.floor, "silver": self.silver,
+                "escalated": self.escalated,
                 "models": self.models, **({"llm_only": self.llm_only} if self.llm_only else {})}
 
 
@@ -85,20 +89,20 @@ async def distill(service: ClassificationService, embedder: Embedder, taxonomy: 
         report.llm_only = (f"{len(rows)} comments are too few to learn from (fewer than {settings.min_comments}): "
                            "the LLM answers every one")
         on_phase(ANSWERING, report.llm_only)
-        await answer(pending(rows), ANSWERING)
+        await answer(pending(rows), ANSWERING, None)
         return report
     vectors = await asyncio.to_thread(embedder.embed, [texts[row] for row in rows])
     size = sample_size(len(rows), settings.sample)
     chosen = covering(vectors, size, settings.seed)
     on_phase(TEACHING, f"the LLM answers {len(chosen)} comments drawn to cover the file")
-    await answer(pending([rows[k] for k in chosen]), TEACHING)
+    await answer(pending([rows[k] for k in chosen]), TEACHING, None)
     silver = _silver(service, results, rows, chosen, vectors, taxonomy, prefix, capabilities, settings)
     short = await asyncio.to_thread(_short, silver, taxonomy, embedder, settings.floor)
     extra = near(vectors, short, set(chosen), size // 2)
     if extra:
         on_phase(TEACHING, f"the LLM answers {len(extra)} more comments near topics and flags the sample shows "
                            f"fewer than {settings.floor} times")
-        await answer(pending([rows[k] for k in extra]), TEACHING)
+        await answer(pending([rows[k] for k in extra]), TEACHING, None)
         chosen = sorted({*chosen, *extra})
         silver = _silver(service, results, rows, chosen, vectors, taxonomy, prefix, capabilities, settings)
     report.sampled, report.floor, report.silver = len(chosen), len(extra), len(silver.texts)
@@ -110,10 +114,15 @@ async def distill(service: ClassificationService, embedder: Embedder, taxonomy: 
     if flags is not None:
         service.flag_knowledge[OPERATOR] = flags
         report.models.update({name: model.model is not None for name, model in flags.models.items()})
-    taken = {rows[k] for k in chosen}
-    rest = pending([row for row in rows if row not in taken])
-    on_phase(ANSWERING, f"the learned models answer {len(rest)} comments, the LLM where they are unsure")
-    await answer(rest, ANSWERING)
+    taken = set(chosen)
+    rest = [k for k in range(len(rows)) if k not in taken]
+    doubted = {rest[k] for k in least_sure(vectors[rest], knowledge, flags, settings.escalate)}
+    report.escalated = len(doubted)
+    sure = pending([rows[k] for k in rest if k not in doubted])
+    on_phase(ANSWERING, f"the learned models answer {len(sure)} comments alone, and with the LLM the "
+                        f"{len(doubted)} they doubt most")
+    await answer(sure, ANSWERING, "learned")
+    await answer(pending([rows[k] for k in sorted(doubted)]), ANSWERING, "cascade")
     return report
 
 

@@ -2,10 +2,11 @@
 
 Labels that give a stem's polarity (`Label.polarity`, or the LLM's answers on a distilled
 route's sample) teach a multinomial logistic regression over the polarities. It is trusted
-only where it is sure: past the probability at which its out-of-fold answers were right at
-least `SURE_PRECISION` of the time (Wilson's lower bound, as the topics' thresholds are
-judged), and only for comments about a single topic, whose polarity is the comment's own (a
-comment about two topics may praise one and blame the other: the LLM judges those).
+where it is sure: past the probability at which its out-of-fold answers were right at least
+`SURE_PRECISION` of the time (Wilson's lower bound, as the topics' thresholds are judged); a
+comment it is sure of feels so about each of its topics (one that praises one topic and
+blames another is "Mixed" to it, never sure). On the learned route it also answers, sure or
+not, every comment about a single topic, whose polarity is the comment's own.
 """
 from __future__ import annotations
 
@@ -34,11 +35,11 @@ class PolarityModel:
         """(rows, classes)."""
         return softmax(vectors.astype(np.float32) @ self.weights.T + self.bias, axis=1)
 
-    def decide(self, vectors: np.ndarray) -> list[tuple[str, float] | None]:
-        """Per row, the polarity and its probability where the model is sure, else None."""
+    def decide(self, vectors: np.ndarray) -> list[tuple[str, float, bool]]:
+        """Per row, the likeliest polarity, its probability, and whether the model is sure of it."""
         table = self.probabilities(vectors)
         best = table.argmax(axis=1)
-        return [(self.classes[b], float(row[b])) if row[b] >= self.sure else None for row, b in zip(table, best)]
+        return [(self.classes[b], float(row[b]), bool(row[b] >= self.sure)) for row, b in zip(table, best)]
 
 
 def _fitted(vectors: np.ndarray, labels: np.ndarray) -> LogisticRegression:
