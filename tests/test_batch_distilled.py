@@ -113,14 +113,18 @@ def test_a_file_below_the_distilling_size_is_answered_by_the_llm_and_says_so(com
 
 @pytest.mark.engine
 def test_the_distilled_route_on_the_real_engine(comments: Path, tmp_path: Path) -> None:
-    """The small model teaches a sample; the learned models answer most of the rest."""
+    """The small model teaches a sample; the learned models decide the topics of most of the rest."""
     with EngineServer(resolve_llm(TEST_LLM, EngineSettings().cache_dir)) as engine:
-        done = subprocess.run(command(engine.url, comments, tmp_path / "out.jsonl", "--enable-recommendations"),
+        done = subprocess.run(command(engine.url, comments, tmp_path / "out.jsonl"),
                               capture_output=True, text=True, timeout=1200, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     results = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert len(results) == ROWS and not any("error" in r for r in results)
-    learned = int(re.search(r"answered without the LLM\s*│\s*(\d+) of", done.stdout).group(1))
-    assert learned >= (ROWS - taught(done.stderr)) / 2, done.stdout
-    sources = {node["source"] for r in results for node in r["classification_result"]["node_results"].values()}
-    assert {"learned", "llm"} <= sources
+    topics_by = [r["classification_result"].get("source") for r in results]
+    rest = ROWS - taught(done.stderr)
+    assert topics_by.count(None) == ROWS - rest, "the sample's topics are the LLM's answers, no labels yet"
+    assert topics_by.count("learned") >= rest / 2, topics_by
+    assert re.search(r"answered without the LLM\s*│\s*\d+ of 150", done.stdout)
+    # The small model accepts many topics per comment: the polarity model, sure only of a comment's
+    # one feeling, leaves them to the LLM.
+    assert {v["source"] for r in results for v in r["stem_polarity"].values()} <= {"learned", "llm"}
