@@ -53,6 +53,7 @@ def test_serves_prints_where_and_exits_0_on_sigterm(fake_llm, tmp_path):
         (["--api-key", ""], "an API key is empty"),
         (["--webhook-secret", "whsec_not base64!"], "a whsec_ secret must be base64"),
         (["--host", "0.0.0.0"], "no --api-key is set: anyone who can reach it could classify and read every job"),
+        (["--route", "distilled"], "distilled is a route for files: batch_classify.py --route distilled"),
     ],
 )
 def test_a_bad_start_stops_with_one_line_and_no_traceback(fake_llm, tmp_path, args, says):
