@@ -3,6 +3,8 @@ labels read from results and kept apart from gold, who answered a comment, and t
 over a scripted LLM with the real embedder (the real-engine run is in test_batch_distilled)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -168,6 +170,8 @@ async def test_the_sample_teaches_and_the_learned_models_answer_most_of_the_rest
     service, report, results, phases, asked = await run_distilled(texts, embedder, DistillSettings(sample=90))
     assert phases[0] == TEACHING and phases[-2:] == [TRAINING, ANSWERING]
     assert len(results) == 600 and report.sampled >= 90 and report.silver == report.sampled
+    assert 0 < report.floor <= 45, "Food>Price, never answered, had comments drawn near it (at most half the sample)"
+    assert report.escalated == math.ceil(0.15 * (600 - report.sampled)), "the share doubted most"
     assert report.models == {"topics": True, "polarity": True}
     knowledge = service.knowledge[(TREE.name, OPERATOR)]
     assert knowledge.source == SILVER and len(knowledge.texts) == report.silver, "silver lives in the run only"
