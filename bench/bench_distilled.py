@@ -48,24 +48,27 @@ def write_csv(path: Path, texts: list[str]) -> None:
         csv.writer(handle).writerows([["text"], *[[text] for text in texts]])
 
 
-def run(name: str, texts: list[str], out: Path, config: Path, extra: list[str]) -> tuple[dict[str, dict], float, str]:
-    """One batch_classify.py run: its results by text, its seconds classifying, its summary."""
-    source, output = out / f"{name}.csv", out / f"{name}.jsonl"
-    write_csv(source, texts)
-    flags = [f"--enable-{c.replace('_', '-')}" for c in CAPABILITIES]
-    command = [sys.executable, str(ROOT / "batch_classify.py"), "--config", str(config), "--input-file", str(source),
-               "--save-path", str(output), *flags, *extra]
-    began = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "COLUMNS": "200"})
-    if done.returncode:
-        raise click.ClickException(f"{name} run failed:\n{done.stderr[-3000:]}")
-    (out / f"{name}.log").write_text(done.stderr + done.stdout)
-    seconds = float(re.search(r"seconds classifying\s*│\s*([\d.]+)", done.stdout).group(1))
-    print(f"{name}: {len(texts)} comments, {seconds:.0f} s classifying ({time.monotonic() - began:.0f} s in all)",
-          flush=True)
+def run(name: str, texts: list[str], out: Path, config: Path, extra: list[str],
+        again: bool = True) -> tuple[dict[str, dict], float, str]:
+    """One batch_classify.py run: its results by text, its seconds classifying, its phases. Not
+    `again`: the results, log and seconds an earlier run left in `out` (to score them anew)."""
+    source, output, log = out / f"{name}.csv", out / f"{name}.jsonl", out / f"{name}.log"
+    if again:
+        write_csv(source, texts)
+        flags = [f"--enable-{c.replace('_', '-')}" for c in CAPABILITIES]
+        command = [sys.executable, str(ROOT / "batch_classify.py"), "--config", str(config), "--input-file",
+                   str(source), "--save-path", str(output), *flags, *extra]
+        began = time.monotonic()
+        done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "COLUMNS": "200"})
+        if done.returncode:
+            raise click.ClickException(f"{name} run failed:\n{done.stderr[-3000:]}")
+        log.write_text(done.stderr + done.stdout)
+        print(f"{name}: {len(texts)} comments in {time.monotonic() - began:.0f} s, engine start included", flush=True)
+    said = log.read_text()
+    seconds = float(re.search(r"seconds classifying\s*│\s*([\d.]+)", said).group(1))
     results = {r["text"]: r for r in map(json.loads, output.read_text().splitlines())}
-    said = [line for line in done.stderr.splitlines() if line.startswith(("teaching", "training", "answering"))]
-    return results, seconds, " ".join(said)
+    phases = [line for line in said.splitlines() if line.startswith(("teaching", "training", "answering"))]
+    return results, seconds, " ".join(phases)
 
 
 def student_alone(sampled: list[dict], report, alone: dict[str, dict], taxonomy: Taxonomy) -> None:  # noqa: ANN001
@@ -115,31 +118,36 @@ def flagged(result: dict, capability: str) -> bool:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/bench_distilled"))
 @click.option("--distill-option", "distill_options", multiple=True,
               help="Passed on to the distilled run, e.g. --distill-option=--distill-sample=300.")
+@click.option("--score-only", is_flag=True, help="Score the runs --out holds already, running nothing.")
 def main(data: Path, kind: str, config: Path, size: int, seed: int, llm_rows: int, out: Path,
-         distill_options: tuple[str, ...]) -> None:
+         distill_options: tuple[str, ...], score_only: bool) -> None:
     examples = LOADERS[kind](data)
     report = part(sample(examples, size, seed), "report")
     others = excluding(examples, size, seed)
     texts = [e.text for e in report + others]
     random.Random(seed).shuffle(texts)
     out.mkdir(parents=True, exist_ok=True)
-    distilled, distilled_seconds, said = run("distilled", texts, out, config, ["--route", "distilled", *distill_options])
+    distilled, distilled_seconds, said = run("distilled", texts, out, config, ["--route", "distilled", *distill_options],
+                                             again=not score_only)
     alone, alone_seconds, _ = run("llm", [e.text for e in report] + [e.text for e in others][: llm_rows - len(report)],
-                                  out, config, ["--route", "llm"])
+                                  out, config, ["--route", "llm"], again=not score_only)
     print(said)
     truth = [e.stems for e in report]
     rates = {"distilled": len(distilled) / distilled_seconds, "llm": len(alone) / alone_seconds}
     print(f"\n{len(texts)} comments; report half {len(report)}; "
           f"answered without the LLM (distilled): {shares(list(distilled.values()))['learned']} of {len(distilled)}\n")
     print("| route | comments | s classifying | texts/s | x LLM | L1 F1 | L2 F1 | " +
-          " | ".join(f"{c} flagged" for c in FLAGS) + " |")
-    print("| --- " * (7 + len(FLAGS)) + "|")
+          " | ".join(f"{c} flagged" for c in FLAGS) + " | polarity right (stems found) |")
+    print("| --- " * (8 + len(FLAGS)) + "|")
     for name, results, seconds in (("llm", alone, alone_seconds), ("distilled", distilled, distilled_seconds)):
         predicted = [stems(results[e.text]) for e in report]
         counts = " | ".join(str(sum(flagged(results[e.text], c) for e in report)) for c in FLAGS)
+        judged = [(e.polarity[stem], results[e.text].get("stem_polarity", {}).get(">".join(stem), {}).get("polarity"))
+                  for e in report for stem in e.polarity]
+        found = [(truth_, said) for truth_, said in judged if said is not None]
         print(f"| {name} | {len(results)} | {seconds:.0f} | {rates[name]:.2f} | {rates[name] / rates['llm']:.1f} | "
               f"{level_scores(predicted, truth, 1).micro.f1:.3f} | {level_scores(predicted, truth, 2).micro.f1:.3f} | "
-              f"{counts} |")
+              f"{counts} | {sum(t == p for t, p in found) / max(1, len(found)):.3f} ({len(found)}) |")
     for capability in FLAGS:
         reference = {e.text for e in report if flagged(alone[e.text], capability)}
         mine = {e.text for e in report if flagged(distilled[e.text], capability)}
