@@ -222,8 +222,9 @@ def _taught(distilled: Distilled) -> str:
     """One line on what the distilled route learned from."""
     if distilled.llm_only:
         return f"distilled route: {distilled.llm_only}"
-    models = ", ".join(f"{task} {'learned' if made else 'too few examples: the LLM decides'}"
-                       for task, made in distilled.models.items())
+    said = {"learned": "learned", "surely not": "only 'surely not' learned (too few found)",
+            "": "too few examples: the LLM answers"}
+    models = ", ".join(f"{task} {said[made]}" for task, made in distilled.models.items())
     return (f"distilled route: the LLM answered {distilled.sampled} of {distilled.comments} comments to teach "
             f"({distilled.floor} drawn near rare topics and flags); learned from {distilled.silver}: {models}")
 

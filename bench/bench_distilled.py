@@ -57,7 +57,7 @@ def run(name: str, texts: list[str], out: Path, config: Path, extra: list[str],
         write_csv(source, texts)
         flags = [f"--enable-{c.replace('_', '-')}" for c in CAPABILITIES]
         command = [sys.executable, str(ROOT / "batch_classify.py"), "--config", str(config), "--input-file",
-                   str(source), "--save-path", str(output), *flags, *extra]
+                   str(source), "--save-path", str(output), "--no-resume", *flags, *extra]
         began = time.monotonic()
         done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "COLUMNS": "200"})
         if done.returncode:
@@ -82,7 +82,7 @@ def student_alone(sampled: list[dict], report, alone: dict[str, dict], taxonomy:
     for labels in ("all", "sure"):
         silver = read_silver(sampled, embedder.embed([r["text"] for r in sampled]), taxonomy, None, CAPABILITIES,
                              sure_only=labels == "sure", thresholds=thresholds)
-        knowledge, flags = taught(silver, taxonomy, embedder)
+        knowledge, flags = taught(silver, taxonomy, embedder, thresholds)
         guidance = knowledge.guidance(texts, vectors, examples=0, route="learned")
         walker = HierarchicalClassifier(None, ClassifierSettings(route="learned"), guidance)  # type: ignore[arg-type]
         predicted = [frozenset(r.accepted) for r in asyncio.run(walker.classify(texts, taxonomy))]
@@ -90,7 +90,7 @@ def student_alone(sampled: list[dict], report, alone: dict[str, dict], taxonomy:
                 f"L1 {level_scores(predicted, truth, 1).micro.f1:.3f} L2 {level_scores(predicted, truth, 2).micro.f1:.3f}")
         for capability in FLAGS:
             model = flags.models.get(capability) if flags else None
-            if model is None or model.model is None:
+            if model is None:
                 line += f"; {capability}: no model"
                 continue
             said = [v is not None and v.passed for v in model.verdicts(capability, texts, vectors, "learned")]
@@ -118,9 +118,11 @@ def flagged(result: dict, capability: str) -> bool:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/bench_distilled"))
 @click.option("--distill-option", "distill_options", multiple=True,
               help="Passed on to the distilled run, e.g. --distill-option=--distill-sample=300.")
-@click.option("--score-only", is_flag=True, help="Score the runs --out holds already, running nothing.")
+@click.option("--rerun", multiple=True, type=click.Choice(("distilled", "llm", "none")), default=("distilled", "llm"),
+              help="The runs to make anew; the others are read from --out as an earlier call left them "
+                   "(--rerun none: score them only).")
 def main(data: Path, kind: str, config: Path, size: int, seed: int, llm_rows: int, out: Path,
-         distill_options: tuple[str, ...], score_only: bool) -> None:
+         distill_options: tuple[str, ...], rerun: tuple[str, ...]) -> None:
     examples = LOADERS[kind](data)
     report = part(sample(examples, size, seed), "report")
     others = excluding(examples, size, seed)
@@ -128,9 +130,9 @@ def main(data: Path, kind: str, config: Path, size: int, seed: int, llm_rows: in
     random.Random(seed).shuffle(texts)
     out.mkdir(parents=True, exist_ok=True)
     distilled, distilled_seconds, said = run("distilled", texts, out, config, ["--route", "distilled", *distill_options],
-                                             again=not score_only)
+                                             again="distilled" in rerun)
     alone, alone_seconds, _ = run("llm", [e.text for e in report] + [e.text for e in others][: llm_rows - len(report)],
-                                  out, config, ["--route", "llm"], again=not score_only)
+                                  out, config, ["--route", "llm"], again="llm" in rerun)
     print(said)
     truth = [e.stems for e in report]
     rates = {"distilled": len(distilled) / distilled_seconds, "llm": len(alone) / alone_seconds}

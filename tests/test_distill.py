@@ -172,7 +172,7 @@ async def test_the_sample_teaches_and_the_learned_models_answer_most_of_the_rest
     assert len(results) == 600 and report.sampled >= 90 and report.silver == report.sampled
     assert 0 < report.floor <= 45, "Food>Price, never answered, had comments drawn near it (at most half the sample)"
     assert report.escalated == math.ceil(0.15 * (600 - report.sampled)), "the share doubted most"
-    assert report.models == {"topics": True, "polarity": True}
+    assert report.models == {"topics": "learned", "polarity": "learned"}
     knowledge = service.knowledge[(TREE.name, OPERATOR)]
     assert knowledge.source == SILVER and len(knowledge.texts) == report.silver, "silver lives in the run only"
     counted = shares(list(results.values()))
@@ -191,3 +191,18 @@ async def test_a_file_too_small_to_learn_from_is_answered_by_the_llm_alone(embed
     assert phases == [ANSWERING] and "too few" in report.llm_only and report.sampled == 0
     assert len(results) == 40 and shares(list(results.values())) == {"llm": 40}
     assert not service.knowledge
+
+
+def test_a_flag_too_rare_to_learn_is_surely_not_only_far_from_what_the_llm_found_suspicious() -> None:
+    from classifier.distill.teacher import surely_not
+
+    vectors = two_regions(big=300, small=20)  # the LLM gave the small region .3-.7, around its threshold .5
+    rng = np.random.default_rng(0)
+    probabilities = [float(rng.uniform(0, 0.05)) for _ in range(300)] + [float(rng.uniform(0.3, 0.7)) for _ in range(20)]
+    model = surely_not(vectors, probabilities, threshold=0.5, source="learned")
+    assert model is not None and model.model is None
+    verdicts = model.verdicts("alerts", ["x"] * 320, vectors, "learned")
+    assert sum(v is not None and not v.passed for v in verdicts[:300]) >= 290, "the ordinary ones: surely not"
+    assert all(v is None for v in verdicts[300:]), "those like the suspicious ones: the LLM's"
+    assert model.verdicts("alerts", ["x"] * 320, vectors, "llm") == [None] * 320
+    assert surely_not(vectors[:20], probabilities[:20], threshold=0.5, source="learned") is None, "too few taught"

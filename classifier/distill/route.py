@@ -22,6 +22,7 @@ from ..taxonomy import NodePath, Taxonomy
 from .doubt import least_sure
 from .sample import covering, near, sample_size
 from .silver import Silver, read_silver, taught
+from .teacher import SurelyNot
 
 TEACHING, TRAINING, ANSWERING = "teaching", "training", "answering"
 # (rows, phase, route): classify them on `route` (None: the service's) and keep the answers.
@@ -37,7 +38,9 @@ class Distilled:
     escalated: int = 0  # comments past the sample the learned models doubted most, left to the cascade
     floor: int = 0  # of those, drawn near nodes and flags the first draw showed too rarely
     silver: int = 0  # answered sample comments the models learned from
-    models: dict[str, bool] = field(default_factory=dict)  # per task taught: whether a model came of it
+    # Per task taught, what came of it: "learned" (a model), "surely not" (a flag too rare for one,
+    # `teacher`), or "" (nothing: the LLM answers it).
+    models: dict[str, str] = field(default_factory=dict)
     llm_only: str = ""  # why the LLM answered every comment, where it did
 
     def to_json(self) -> dict[str, Any]:
@@ -81,6 +84,7 @@ async def distill(service: ClassificationService, embedder: Embedder, taxonomy: 
     `answer` keeps current), on the distilled route."""
     rows = sorted(texts)
     report = Distilled(len(rows))
+    thresholds = {name: flag.min_probability for name, flag in service.settings.flags.items()}
 
     def pending(chosen: Sequence[int]) -> list[int]:
         return [row for row in chosen if "error" in results.get(row, {"error": "not answered"})]
@@ -96,7 +100,7 @@ async def distill(service: ClassificationService, embedder: Embedder, taxonomy: 
     chosen = covering(vectors, size, settings.seed)
     on_phase(TEACHING, f"the LLM answers {len(chosen)} comments drawn to cover the file")
     await answer(pending([rows[k] for k in chosen]), TEACHING, None)
-    silver = _silver(service, results, rows, chosen, vectors, taxonomy, prefix, capabilities, settings)
+    silver = _silver(results, rows, chosen, vectors, taxonomy, prefix, capabilities, settings, thresholds)
     short = await asyncio.to_thread(_short, silver, taxonomy, embedder, settings.floor)
     extra = near(vectors, short, set(chosen), size // 2)
     if extra:
@@ -104,16 +108,18 @@ async def distill(service: ClassificationService, embedder: Embedder, taxonomy: 
                            f"fewer than {settings.floor} times")
         await answer(pending([rows[k] for k in extra]), TEACHING, None)
         chosen = sorted({*chosen, *extra})
-        silver = _silver(service, results, rows, chosen, vectors, taxonomy, prefix, capabilities, settings)
+        silver = _silver(results, rows, chosen, vectors, taxonomy, prefix, capabilities, settings, thresholds)
     report.sampled, report.floor, report.silver = len(chosen), len(extra), len(silver.texts)
     on_phase(TRAINING, f"learning from the LLM's answers on {len(silver.texts)} comments")
-    knowledge, flags = await asyncio.to_thread(taught, silver, taxonomy, embedder)
+    knowledge, flags = await asyncio.to_thread(taught, silver, taxonomy, embedder, thresholds)
     if knowledge is not None:
         service.knowledge[(taxonomy.name, OPERATOR)] = knowledge
-        report.models["topics"], report.models["polarity"] = knowledge.model is not None, knowledge.polarity is not None
+        report.models["topics"] = "learned" if knowledge.model is not None else ""
+        report.models["polarity"] = "learned" if knowledge.polarity is not None else ""
     if flags is not None:
         service.flag_knowledge[OPERATOR] = flags
-        report.models.update({name: model.model is not None for name, model in flags.models.items()})
+        report.models.update({name: "learned" if model.model is not None else
+                              "surely not" if isinstance(model, SurelyNot) else "" for name, model in flags.models.items()})
     taken = set(chosen)
     rest = [k for k in range(len(rows)) if k not in taken]
     doubted = {rest[k] for k in least_sure(vectors[rest], knowledge, flags, settings.escalate)}
@@ -126,12 +132,11 @@ async def distill(service: ClassificationService, embedder: Embedder, taxonomy: 
     return report
 
 
-def _silver(service: ClassificationService, results: Mapping[int, Mapping[str, Any]], rows: Sequence[int],
-            chosen: Sequence[int], vectors: np.ndarray, taxonomy: Taxonomy, prefix: str | None,
-            capabilities: Sequence[str], settings: DistillSettings) -> Silver:
+def _silver(results: Mapping[int, Mapping[str, Any]], rows: Sequence[int], chosen: Sequence[int],
+            vectors: np.ndarray, taxonomy: Taxonomy, prefix: str | None, capabilities: Sequence[str],
+            settings: DistillSettings, thresholds: Mapping[str, float]) -> Silver:
     """The sample's answers as silver labels (a row still failing is left out)."""
     answered = [results.get(rows[k], {"error": "not answered"}) for k in chosen]
-    thresholds = {name: flag.min_probability for name, flag in service.settings.flags.items()}
     return read_silver(answered, vectors[list(chosen)], taxonomy, prefix, capabilities,
                        sure_only=settings.labels == "sure", thresholds=thresholds)
 

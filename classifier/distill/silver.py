@@ -15,6 +15,7 @@ from ..gold.flag_models import FlagKnowledge, FlagModel, train_flag
 from ..gold.knowledge import Knowledge, learned_from
 from ..gold.labels import taxonomy_version
 from ..taxonomy import NodePath, Taxonomy, parse_stem
+from .teacher import surely_not
 
 SILVER = "silver"  # the source answers name a decision by when it is a sampled comment's answer
 SURE = 0.7  # with labels "sure": the probability every topic of a kept comment had at least
@@ -31,6 +32,7 @@ class Silver:
     stems: list[frozenset[NodePath] | None] | None
     polarity: list[dict[NodePath, str]] | None
     flags: dict[str, list[bool | None]]  # per flag capability run: its decision (None: left out, unsure)
+    probabilities: dict[str, list[float | None]]  # per flag capability run: the LLM's probability, where given
 
 
 def read_silver(results: Sequence[Mapping[str, Any]], vectors: np.ndarray, taxonomy: Taxonomy,
@@ -51,7 +53,9 @@ def read_silver(results: Sequence[Mapping[str, Any]], vectors: np.ndarray, taxon
                 for r in answered] if "stem_polarity" in capabilities else None
     flags = {name: [_flag(name, r, sure_only, (thresholds or {}).get(name, 0.5)) for r in answered]
              for name in FLAGS if name in capabilities}
-    return Silver([r["text"] for r in answered], vectors[kept], stems, polarity, flags)
+    probabilities = {name: [(r.get(CAPABILITIES[name].result_key) or {}).get("probability") for r in answered]
+                     for name in flags}
+    return Silver([r["text"] for r in answered], vectors[kept], stems, polarity, flags, probabilities)
 
 
 def _unsure(classification: Mapping[str, Any]) -> bool:
@@ -78,9 +82,11 @@ def _flag(capability: str, result: Mapping[str, Any], sure_only: bool, threshold
     return found
 
 
-def taught(silver: Silver, taxonomy: Taxonomy, embedder: Embedder) -> tuple[Knowledge | None, FlagKnowledge | None]:
+def taught(silver: Silver, taxonomy: Taxonomy, embedder: Embedder,
+           thresholds: Mapping[str, float] | None = None) -> tuple[Knowledge | None, FlagKnowledge | None]:
     """Blocking: the taxonomy's knowledge (topics and polarity) and the flags' models learned from
-    the silver labels, as the gold's would be."""
+    the silver labels, as the gold's would be; a flag too rare in them for a model gets one that
+    says only "surely not" (`teacher`), judged against its threshold in `thresholds`."""
     knowledge = None
     if silver.stems is not None:
         rows = [k for k, stems in enumerate(silver.stems) if stems is not None]
@@ -94,5 +100,7 @@ def taught(silver: Silver, taxonomy: Taxonomy, embedder: Embedder) -> tuple[Know
         rows = [k for k, value in enumerate(values) if value is not None]
         known = [bool(values[k]) for k in rows]
         model = train_flag(name, known, silver.vectors[rows]) if rows else None
-        models[name] = FlagModel([silver.texts[k] for k in rows], known, silver.vectors[rows], model, SILVER)
+        rare = surely_not(silver.vectors, silver.probabilities[name], (thresholds or {}).get(name, 0.5), "learned") \
+            if model is None else None
+        models[name] = rare or FlagModel([silver.texts[k] for k in rows], known, silver.vectors[rows], model, SILVER)
     return knowledge, (FlagKnowledge(models, embedder) if models else None)
