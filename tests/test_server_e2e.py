@@ -103,7 +103,8 @@ def check_result(result: dict[str, Any], text: str) -> set[str]:
         stems = {PATH_SEPARATOR.join(p.split(PATH_SEPARATOR)[1:]) for p in paths}
         for stem, polarity in result["stem_polarity"].items():
             assert stem in stems and tree.is_complete_stem(tuple(stem.split(PATH_SEPARATOR))), stem
-            assert set(polarity) == {"polarity", "confidence", "probability", "reasoning", "excerpt"}
+            assert set(polarity) == {"polarity", "confidence", "probability", "reasoning", "excerpt", "source"}
+            assert polarity["source"] == "llm"  # this server has no labels
             assert polarity["polarity"] in POLARITIES and polarity["confidence"] in range(1, 6)
             # One call judged all the text's stems; the engine's log-probabilities give each its probability.
             assert 0 < polarity["probability"] <= 1 and polarity["reasoning"] == polarity["excerpt"] == ""
