@@ -16,9 +16,11 @@ from ..capabilities import CAPABILITIES
 from ..gold import OPERATOR
 from ..gold.embedder import Embedder
 from ..gold.flag_labels import FLAGS
+from ..gold.learned import positives
+from ..prompts import describe_node
 from ..service import ClassificationService
 from ..settings import DistillSettings
-from ..taxonomy import NodePath, Taxonomy
+from ..taxonomy import Taxonomy
 from .doubt import least_sure
 from .sample import covering, near, sample_size
 from .silver import Silver, read_silver, taught
@@ -42,11 +44,6 @@ class Distilled:
     # `teacher`), or "" (nothing: the LLM answers it).
     models: dict[str, str] = field(default_factory=dict)
     llm_only: str = ""  # why the LLM answered every comment, where it did
-
-    def to_json(self) -> dict[str, Any]:
-        return {"comments": self.comments, "sampled": self.sampled, "floor": self.floor, "silver": self.silver,
-                "escalated": self.escalated,
-                "models": self.models, **({"llm_only": self.llm_only} if self.llm_only else {})}
 
 
 def answered_by(result: Mapping[str, Any]) -> str:
@@ -146,11 +143,10 @@ def _short(silver: Silver, taxonomy: Taxonomy, embedder: Embedder, floor: int) -
     about (the mean of the comments that show it, else its own words embedded) and how many it lacks."""
     wanted: dict[str, tuple[list[int], str]] = {}
     if silver.stems is not None:
+        stems = [s or frozenset() for s in silver.stems]
         for path, node in taxonomy.nodes():
-            found = [k for k, stems in enumerate(silver.stems) if stems and _through(stems, path)]
-            words = ". ".join(part for part in (">".join(path), node.description, node.definition,
-                                                ", ".join(node.keywords)) if part)
-            wanted[">".join(path)] = (found, words)
+            name = ">".join(path)
+            wanted[name] = (np.flatnonzero(positives(stems, path)).tolist(), describe_node(node, "", name))
     for name, values in silver.flags.items():
         words = "A comment about " + ", ".join(CAPABILITIES[name].sorting.found)  # type: ignore[attr-defined]
         wanted[f"flag:{name}"] = ([k for k, value in enumerate(values) if value], words)
@@ -162,7 +158,3 @@ def _short(silver: Silver, taxonomy: Taxonomy, embedder: Embedder, floor: int) -
         query = silver.vectors[found].mean(axis=0) if found else spoken[name]
         queries[name] = (query / max(float(np.linalg.norm(query)), 1e-9), floor - len(found))
     return queries
-
-
-def _through(stems: frozenset[NodePath], path: NodePath) -> bool:
-    return any(stem[: len(path)] == path for stem in stems)
