@@ -91,6 +91,7 @@ class RequestBatcher:
         *,
         background: bool = False,
         owner: str = "",
+        route: str | None = None,
     ) -> dict[str, Any]:
         """`ClassificationService.classify`, with the jobs run together with other requests'.
         `background`: a job's line, admitted only within `JOB_SHARE` of the queue bound."""
@@ -98,7 +99,8 @@ class RequestBatcher:
         async def enqueue(jobs: Sequence[Job], tree: Taxonomy) -> list[dict[str, Any]]:
             return await self._enqueue(jobs, tree, background)
 
-        return await self.service.classify(texts, capabilities, project_name, taxonomy, run=enqueue, owner=owner)
+        return await self.service.classify(texts, capabilities, project_name, taxonomy, run=enqueue, owner=owner,
+                                           route=route)
 
     async def _enqueue(self, jobs: Sequence[Job], taxonomy: Taxonomy, background: bool) -> list[dict[str, Any]]:
         owner = "" if background or not jobs else jobs[0].owner  # a job's lines have their own share

@@ -140,6 +140,7 @@ class JobSettings:
     retrain_after: int = 20  # gold labels added, changed or deleted before the learned classifier is retrained
     retrain_interval: float = 60.0  # seconds at least between two retrainings of one owner's labels
     max_labels: int = 100_000  # labels one API key may hold per taxonomy; past it 409
+    distill: DistillSettings = DistillSettings()  # a distilled job's, unless its metadata says otherwise
 
     @property
     def url(self) -> str:

@@ -28,8 +28,9 @@ from . import errors
 from .api_router import router
 from .jobs_router import router as jobs_router
 from .labels_router import router as labels_router
-from .labels_serving import LabelsServing
+from .jobs_distill import JobDistiller
 from .jobs_serving import JobsServing
+from .labels_serving import LabelsServing
 from .metrics import Metrics
 from .middleware import BearerAuth, BodyLimit, RequestMetrics
 from .protocol import JSONBody
@@ -71,8 +72,8 @@ async def _jobs(app: FastAPI, settings: Settings, metrics: Metrics) -> AsyncIter
     app.state.jobs = jobs = JobsServing(store, app.state.serving, settings.jobs)
     metrics.watch_jobs(store)
     service = app.state.serving.service
-    learning = Learning(GoldStore(store.engine), service.taxonomies, service.knowledge,
-                        Embedder.for_data(settings.jobs.data_dir, settings.engine.cache_dir),
+    embedder = Embedder.for_data(settings.jobs.data_dir, settings.engine.cache_dir)
+    learning = Learning(GoldStore(store.engine), service.taxonomies, service.knowledge, embedder,
                         settings.jobs.data_dir / "learned",
                         settings.jobs.retrain_after, settings.jobs.retrain_interval, settings.jobs.max_labels,
                         service.flag_knowledge)
@@ -81,7 +82,8 @@ async def _jobs(app: FastAPI, settings: Settings, metrics: Metrics) -> AsyncIter
     loading = asyncio.create_task(learning.start())  # the gold is read while the server already answers
     worker, running = None, None
     if settings.jobs.enabled:
-        worker = JobWorker(store, jobs.classify_line, settings.jobs, metrics.chunk_latency.observe)
+        distiller = JobDistiller(app.state.serving, embedder, settings.jobs.distill, settings.jobs.chunk_size)
+        worker = JobWorker(store, jobs.classify_line, settings.jobs, metrics.chunk_latency.observe, distiller)
         running = asyncio.create_task(worker.run())
     try:
         yield

@@ -19,8 +19,9 @@ from pydantic import ValidationError
 from ..batching import Overloaded
 from ..capabilities import UnknownCapability, resolve
 from ..files import atomic_open
+from ..distill import DISTILLED
 from ..jobs.inputs import BadInput, read_requests
-from ..jobs.store import JobStore
+from ..jobs.store import JobStore, Line
 from ..jobs.tables import TERMINAL
 from ..jobs.webhooks import WebhookRefused, check_url
 from ..jobs.worker import Abandon, LineFailed
@@ -29,6 +30,7 @@ from ..report.html import RunInfo, render_report
 from ..service import UnknownTaxonomy
 from ..settings import JobSettings
 from ..taxonomy import Taxonomy
+from .jobs_distill import check_distilled, distill_settings
 from .protocol import ClassifyRequest, check_limits
 from .serving import Serving
 
@@ -105,12 +107,29 @@ class JobsServing:
             errors = None
         except BadInput as exc:
             lines, errors = [], exc.errors
+        chunk_size = self.settings.chunk_size
+        if lines and "route" in metadata:
+            self._check_route(metadata, lines)
+            chunk_size = len(lines)  # one chunk, held while its phases run (`jobs_distill`)
         queued = await asyncio.to_thread(self.store.queued_lines, owner)
         if lines and queued + len(lines) > self.settings.max_queued_lines:
             raise HTTPException(429, f"{queued} lines are queued for this key and this batch adds {len(lines)}; the "
                                      f"limit is {self.settings.max_queued_lines}: wait for batches to finish")
         return await asyncio.to_thread(self.store.create_batch, owner, source["id"], endpoint, seconds, window,
-                                       metadata, lines, self.settings.chunk_size, errors)
+                                       metadata, lines, chunk_size, errors)
+
+    def _check_route(self, metadata: dict[str, str], lines: list[Line]) -> None:
+        """A 422 saying what keeps the batch from the route its metadata names."""
+        if metadata["route"] != DISTILLED:
+            raise HTTPException(422, f"metadata.route {metadata['route']!r}: jobs know \"{DISTILLED}\" (the LLM "
+                                     "answers a sample, models learned from it the rest); leave it out for the LLM")
+        try:
+            distill_settings(metadata, self.settings.distill)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        problem = check_distilled(lines)
+        if problem:
+            raise HTTPException(422, problem)
 
     def check(self, body: dict[str, Any]) -> None:
         """Raise ValueError saying what `POST /classify` would refuse in this body."""
@@ -192,15 +211,16 @@ class JobsServing:
 
     # ----------------------------------------------------------------- the worker's classify
 
-    async def classify_line(self, body: dict[str, Any]) -> dict[str, Any]:
-        """One line through `POST /classify`'s path; a full queue is waited out, not failed."""
+    async def classify_line(self, body: dict[str, Any], route: str | None = None) -> dict[str, Any]:
+        """One line through `POST /classify`'s path (on `route`, for a distilled job's lines past
+        its sample); a full queue is waited out, not failed."""
         try:
             request = ClassifyRequest.model_validate(body)
         except ValidationError as exc:
             raise LineFailed(422, str(exc.errors()[0]["msg"])) from None
         while True:
             try:
-                return await self.serving.classify(request, background=True)
+                return await self.serving.classify(request, background=True, route=route)
             except Overloaded as exc:
                 if self.serving.batcher.closing:
                     raise Abandon() from None  # the chunk goes back to the queue, whole

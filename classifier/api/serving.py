@@ -89,13 +89,14 @@ class Serving:
     def processor(self) -> Processor:
         return self.service.processor
 
-    async def classify(self, request: ClassifyRequest, *, background: bool = False, owner: str = "") -> dict[str, Any]:
+    async def classify(self, request: ClassifyRequest, *, background: bool = False, owner: str = "",
+                       route: str | None = None) -> dict[str, Any]:
         """One request's answer for `owner` (its API key's digest); `background` for a job's
-        line (see `RequestBatcher`)."""
+        line (see `RequestBatcher`); `route` for a distilled job's lines past its sample."""
         check_limits(request, self.limits)
         taxonomy = self.taxonomy_for(request)
         body = await self.batcher.classify(request.texts, request.capabilities, request.project_name, taxonomy,
-                                           background=background, owner=owner)
+                                           background=background, owner=owner, route=route)
         if request.summary:
             body["summary"] = summarize(body["results"], self.service.taxonomy(taxonomy)).as_dict()
         counters = self.counters

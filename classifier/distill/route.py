@@ -75,10 +75,11 @@ def shares(results: Sequence[Mapping[str, Any]]) -> Counter[str]:
 
 async def distill(service: ClassificationService, embedder: Embedder, taxonomy: Taxonomy, texts: Mapping[int, str],
                   results: Mapping[int, Mapping[str, Any]], capabilities: Sequence[str], settings: DistillSettings,
-                  answer: Answer, *, prefix: str | None = None,
+                  answer: Answer, *, prefix: str | None = None, owner: str = OPERATOR,
                   on_phase: Callable[[str, str], None] = lambda phase, detail: None) -> Distilled:
     """Answer every row of `texts` not answered yet in `results` (the caller's record, which
-    `answer` keeps current), on the distilled route."""
+    `answer` keeps current), on the distilled route. The learned models serve `owner`'s texts
+    (the batch command: the operator; a job: a key of its own, which the caller drops after)."""
     rows = sorted(texts)
     report = Distilled(len(rows))
     thresholds = {name: flag.min_probability for name, flag in service.settings.flags.items()}
@@ -110,11 +111,11 @@ async def distill(service: ClassificationService, embedder: Embedder, taxonomy: 
     on_phase(TRAINING, f"learning from the LLM's answers on {len(silver.texts)} comments")
     knowledge, flags = await asyncio.to_thread(taught, silver, taxonomy, embedder, thresholds)
     if knowledge is not None:
-        service.knowledge[(taxonomy.name, OPERATOR)] = knowledge
+        service.knowledge[(taxonomy.name, owner)] = knowledge
         report.models["topics"] = "learned" if knowledge.model is not None else ""
         report.models["polarity"] = "learned" if knowledge.polarity is not None else ""
     if flags is not None:
-        service.flag_knowledge[OPERATOR] = flags
+        service.flag_knowledge[owner] = flags
         report.models.update({name: "learned" if model.model is not None else
                               "surely not" if isinstance(model, SurelyNot) else "" for name, model in flags.models.items()})
     taken = set(chosen)

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from sqlalchemy import Column, and_, create_engine, event, func, insert, inspect, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -27,31 +26,13 @@ from sqlalchemy.engine import Engine
 
 from . import outbox
 from .file_store import FileStore, new_id
+from .held import Claim, HeldChunks, Line, held, write_lines
 from .tables import (SCHEMA_VERSION, STATE_TIMES, TERMINAL, batches, chunks, files, gold_labels, lines, meta, metadata,
                      turns)
 
 
 
-@dataclass(frozen=True)
-class Line:
-    """One request of a batch: its number in the input (1 = first), custom_id and /classify body."""
-
-    line_no: int
-    custom_id: str
-    body: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A chunk a worker holds under lease, with its lines."""
-
-    batch_id: str
-    chunk_no: int
-    owner: str  # the batch's owner (API key digest)
-    lines: tuple[Line, ...]
-
-
-class JobStore(FileStore):
+class JobStore(FileStore, HeldChunks):
     def __init__(self, url: str, data_dir: Path) -> None:
         self.data_dir = data_dir
         (data_dir / "files").mkdir(parents=True, exist_ok=True)
@@ -176,7 +157,7 @@ class JobStore(FileStore):
         owner served longest ago (round-robin across API keys), its oldest batch's first."""
         now = time.time()
         free = or_(chunks.c.state == "pending", and_(chunks.c.state == "running", chunks.c.lease_until < now))
-        query = (select(chunks.c.batch_id, chunks.c.chunk_no, batches.c.owner)
+        query = (select(chunks.c.batch_id, chunks.c.chunk_no, batches.c.owner, batches.c.metadata)
                  .join(batches, batches.c.id == chunks.c.batch_id)
                  .outerjoin(turns, turns.c.owner == batches.c.owner)
                  .where(batches.c.status == "in_progress", free)
@@ -200,37 +181,33 @@ class JobStore(FileStore):
                               .where(lines.c.batch_id == found.batch_id, lines.c.chunk_no == found.chunk_no)
                               .order_by(lines.c.line_no)).all()
         return Claim(found.batch_id, found.chunk_no, found.owner,
-                     tuple(Line(r.line_no, r.custom_id, json.loads(r.body)) for r in rows))
+                     tuple(Line(r.line_no, r.custom_id, json.loads(r.body)) for r in rows),
+                     {k: v for k, v in json.loads(found.metadata).items() if not k.startswith("_")})
 
     def extend(self, claim: Claim, worker: str, lease_seconds: float) -> bool:
         """Renew the lease while the chunk runs; False if it was lost."""
         with self.engine.begin() as db:
-            return bool(db.execute(update(chunks).where(*_held(claim, worker))
+            return bool(db.execute(update(chunks).where(*held(claim, worker))
                                    .values(lease_until=time.time() + lease_seconds)).rowcount)
 
     def release(self, claim: Claim, worker: str) -> None:
         """Give a chunk back undone, for the next worker to take at once."""
         with self.engine.begin() as db:
-            db.execute(update(chunks).where(*_held(claim, worker)).values(state="pending", lease_owner=None,
+            db.execute(update(chunks).where(*held(claim, worker)).values(state="pending", lease_owner=None,
                                                                            lease_until=None))
 
     def complete(self, claim: Claim, worker: str, outputs: dict[int, tuple[str | None, str | None]]) -> bool:
         """Store a chunk's lines (line_no -> (output line, error line)) and mark it done, in one
         transaction, only if this worker still holds it and the batch is still open. False:
         nothing written (the lease was lost, or the batch expired meanwhile)."""
-        failed = sum(error is not None for _, error in outputs.values())
         with self.engine.begin() as db:
             status = db.scalar(select(batches.c.status).where(batches.c.id == claim.batch_id).with_for_update())
             if status not in ("in_progress", "cancelling"):  # closed meanwhile (expired): its files are written
                 return False
-            if not db.execute(update(chunks).where(*_held(claim, worker))
+            if not db.execute(update(chunks).where(*held(claim, worker))
                               .values(state="done", lease_owner=None, lease_until=None, done_by=worker)).rowcount:
                 return False
-            for line_no, (output, error) in outputs.items():
-                db.execute(update(lines).where(lines.c.batch_id == claim.batch_id, lines.c.line_no == line_no)
-                           .values(output=output, error=error))
-            db.execute(update(batches).where(batches.c.id == claim.batch_id)
-                       .values(completed=batches.c.completed + len(outputs) - failed, failed=batches.c.failed + failed))
+            write_lines(db, claim.batch_id, outputs)
         return True
 
     def _lines(self, batch_id: str, column: Column) -> Iterator[bytes]:
@@ -311,11 +288,6 @@ class JobStore(FileStore):
         return ended
 
 
-def _held(claim: Claim, worker: str) -> Iterable[Any]:
-    return (chunks.c.batch_id == claim.batch_id, chunks.c.chunk_no == claim.chunk_no, chunks.c.state == "running",
-            chunks.c.lease_owner == worker)
-
-
 def _same(column: Column, value: Any) -> Any:
     return column.is_(None) if value is None else column == value
 
@@ -338,8 +310,10 @@ def _sqlite_begin_immediate(connection: Any) -> None:
 
 
 def batch_object(row: Any) -> dict[str, Any]:
-    """OpenAI's batch object, plus `webhook_attempts`."""
-    meta_data = {k: v for k, v in json.loads(row["metadata"]).items() if not k.startswith("_")}
+    """OpenAI's batch object, plus `webhook_attempts` and, for a distilled job, `distilled`
+    (its phase and who answered how many comments: `HeldChunks.show_progress`)."""
+    stored = json.loads(row["metadata"])
+    meta_data = {k: v for k, v in stored.items() if not k.startswith("_")}
     return {
         "id": row["id"], "object": "batch", "endpoint": row["endpoint"], "errors": json.loads(row["errors"]) if row["errors"] else None,
         "input_file_id": row["input_file_id"], "completion_window": row["completion_window"], "status": row["status"],
@@ -347,6 +321,7 @@ def batch_object(row: Any) -> dict[str, Any]:
         "expires_at": row["expires_at"], **{name: row[name] for name in STATE_TIMES.values()},
         "request_counts": {"total": row["total"], "completed": row["completed"], "failed": row["failed"]},
         "metadata": meta_data, "webhook_attempts": json.loads(row["webhook_attempts"]),
+        **({"distilled": stored["_distilled"]} if "_distilled" in stored else {}),
     }  # fmt: skip
 
 

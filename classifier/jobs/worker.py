@@ -16,12 +16,13 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Sequence
 
 import httpx
 
 from ..llm.fairness import Requester, requester
 from ..settings import JobSettings
+from .held import Outputs
 from .store import Claim, JobStore, Line
 from . import outbox
 from .retention import purge
@@ -43,14 +44,25 @@ class Abandon(Exception):
     """Give the chunk back undone (the server is shutting down): another run takes it whole."""
 
 
-Classify = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]  # a /classify body -> its response, or LineFailed
+# A /classify body (and the route its texts take; None: the service's) -> its response, or LineFailed.
+Classify = Callable[[dict[str, Any], "str | None"], Awaitable[dict[str, Any]]]
 Observe = Callable[[float], None]
+# Lines of a held chunk to answer on a route; their outputs once kept in the store.
+AnswerLines = Callable[[Sequence[Line], "str | None"], Awaitable[Outputs]]
+# A distilled job's chunk (`classifier.distill.job`): given the lines kept before, answers the
+# rest through `AnswerLines` in phases, reporting each (`JobStore.show_progress`'s body).
+Distill = Callable[[Claim, Outputs, AnswerLines, Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
+
+
+class LeaseLost(Exception):
+    """The chunk went to another worker meanwhile (this one stalled past its lease)."""
 
 
 class JobWorker:
     def __init__(self, store: JobStore, classify: Classify, settings: JobSettings,
-                 observe_chunk: Observe = lambda seconds: None) -> None:
+                 observe_chunk: Observe = lambda seconds: None, distill: Distill | None = None) -> None:
         self.store, self.classify, self.settings, self.observe_chunk = store, classify, settings, observe_chunk
+        self.distill = distill  # None: a distilled job's chunk is answered as any other
         self.id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._stopping = asyncio.Event()
 
@@ -95,31 +107,55 @@ class JobWorker:
         requester.set(Requester(f"job {claim.batch_id}", owner=claim.owner))
         started = time.perf_counter()
         heartbeat = asyncio.create_task(self._keep_lease(claim))
+        done: Outputs | None = None
         try:
-            outputs = await asyncio.gather(*(self._line(line) for line in claim.lines))
+            if claim.route == "distilled" and self.distill is not None:
+                await self._distilled(claim)
+                done = {}  # every line is kept already
+            else:
+                outputs = await asyncio.gather(*(self._line(line) for line in claim.lines))
+                done = {line.line_no: output for line, output in zip(claim.lines, outputs)}
         except (Abandon, asyncio.CancelledError):
             await asyncio.shield(asyncio.to_thread(self.store.release, claim, self.id))
             raise
+        except LeaseLost:
+            pass  # `done` stays None: the chunk is another worker's now
         finally:
             heartbeat.cancel()
-        done = {line.line_no: output for line, output in zip(claim.lines, outputs)}
-        if await asyncio.to_thread(self.store.complete, claim, self.id, done):
+        if done is not None and await asyncio.to_thread(self.store.complete, claim, self.id, done):
             self.observe_chunk(time.perf_counter() - started)
         else:
             logger.warning("chunk %d of %s: lease lost, its results are left to the worker that took it over",
                            claim.chunk_no, claim.batch_id)
+
+    async def _distilled(self, claim: Claim) -> None:
+        """A distilled job's one chunk: its lines kept as each phase answers them, so a worker
+        that dies midway loses nothing the LLM answered."""
+        assert self.distill is not None
+
+        async def answer(lines: Sequence[Line], route: str | None) -> Outputs:
+            outputs = await asyncio.gather(*(self._line(line, route) for line in lines))
+            done = {line.line_no: output for line, output in zip(lines, outputs)}
+            if not await asyncio.to_thread(self.store.keep, claim, self.id, done):
+                raise LeaseLost()
+            return done
+
+        async def show(progress: dict[str, Any]) -> None:
+            await asyncio.to_thread(self.store.show_progress, claim.batch_id, progress)
+
+        await self.distill(claim, await asyncio.to_thread(self.store.kept, claim), answer, show)
 
     async def _keep_lease(self, claim: Claim) -> None:
         while True:
             await asyncio.sleep(self.settings.lease_seconds / 3)
             await asyncio.to_thread(self.store.extend, claim, self.id, self.settings.lease_seconds)
 
-    async def _line(self, line: Line) -> tuple[str | None, str | None]:
+    async def _line(self, line: Line, route: str | None = None) -> tuple[str | None, str | None]:
         """(output line, None) or (None, error line), as the output and error files hold them."""
         request_id = f"req_{uuid.uuid4().hex}"
         base = {"id": f"batch_req_{uuid.uuid4().hex}", "custom_id": line.custom_id}
         try:
-            body = await self.classify(line.body)
+            body = await self.classify(line.body, route)
         except LineFailed as exc:
             # The request itself rides along, so the error file can be submitted again as it is.
             failed = {**base, "method": "POST", "url": "/v1/classify", "body": line.body,
