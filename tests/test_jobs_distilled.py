@@ -139,3 +139,15 @@ def test_a_distilled_job_killed_mid_phase_resumes_without_asking_the_llm_twice(
     texts = [row["text"] for row in csv.DictReader(io.StringIO(comments.decode()))]
     assert not asked_about(llm.bodies[asked_from:]) & {texts[line - 1] for line in kept}, "asked again about kept lines"
     assert got == whole, "the resumed job ends where the uninterrupted one did"
+
+
+def test_a_distilled_job_cancelled_mid_phase_stops_keeping_the_lines_done(llm: FaultServer, comments: bytes,
+                                                                         tmp_path: Path) -> None:
+    with ServerProcess(server_args(llm, tmp_path)) as server:
+        batch_id = submit(server, comments)
+        wait(server, batch_id, lambda b: b.request_counts.completed >= 10, timeout=300)
+        api(server).batches.cancel(batch_id)
+        batch = wait(server, batch_id, finished, timeout=60)
+        got = answers(server, batch.output_file_id) if batch.output_file_id else {}
+    assert batch.status == "cancelled" and 10 <= batch.request_counts.completed < ROWS
+    assert len(got) == batch.request_counts.completed, "the lines answered before the cancel are in the output"

@@ -72,8 +72,9 @@ class HeldChunks:
     engine: Engine
 
     def keep(self, claim: Claim, worker: str, outputs: Outputs) -> bool:
-        """Store some of a held chunk's lines now; False (nothing written) if the lease was lost
-        or the batch closed meanwhile."""
+        """Store some of a held chunk's lines now, if the lease is still held and the batch open.
+        True: go on; False: stop (the lease was lost, or the batch was cancelled, which keeps
+        these lines, or it expired, which writes nothing more)."""
         with self.engine.begin() as db:
             status = db.scalar(select(batches.c.status).where(batches.c.id == claim.batch_id).with_for_update())
             if status not in ("in_progress", "cancelling"):
@@ -81,7 +82,7 @@ class HeldChunks:
             if db.scalar(select(chunks.c.chunk_no).where(*held(claim, worker))) is None:
                 return False
             write_lines(db, claim.batch_id, outputs)
-        return True
+        return status == "in_progress"
 
     def kept(self, claim: Claim) -> Outputs:
         """The claimed chunk's lines stored already (by `keep`, before a crash)."""

@@ -54,8 +54,8 @@ AnswerLines = Callable[[Sequence[Line], "str | None"], Awaitable[Outputs]]
 Distill = Callable[[Claim, Outputs, AnswerLines, Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
 
 
-class LeaseLost(Exception):
-    """The chunk went to another worker meanwhile (this one stalled past its lease)."""
+class Halted(Exception):
+    """A held chunk must stop: its lease went to another worker, or its batch was cancelled or expired."""
 
 
 class JobWorker:
@@ -118,11 +118,13 @@ class JobWorker:
         except (Abandon, asyncio.CancelledError):
             await asyncio.shield(asyncio.to_thread(self.store.release, claim, self.id))
             raise
-        except LeaseLost:
-            pass  # `done` stays None: the chunk is another worker's now
+        except Halted:  # `done` stays None; given back (if still held) for the batch to close
+            await asyncio.shield(asyncio.to_thread(self.store.release, claim, self.id))
         finally:
             heartbeat.cancel()
-        if done is not None and await asyncio.to_thread(self.store.complete, claim, self.id, done):
+        if done is None:
+            logger.info("chunk %d of %s stopped: its batch ended or its lease was lost", claim.chunk_no, claim.batch_id)
+        elif await asyncio.to_thread(self.store.complete, claim, self.id, done):
             self.observe_chunk(time.perf_counter() - started)
         else:
             logger.warning("chunk %d of %s: lease lost, its results are left to the worker that took it over",
@@ -137,7 +139,7 @@ class JobWorker:
             outputs = await asyncio.gather(*(self._line(line, route) for line in lines))
             done = {line.line_no: output for line, output in zip(lines, outputs)}
             if not await asyncio.to_thread(self.store.keep, claim, self.id, done):
-                raise LeaseLost()
+                raise Halted()
             return done
 
         async def show(progress: dict[str, Any]) -> None:
