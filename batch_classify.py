@@ -32,6 +32,7 @@ from classifier.distill import DISTILLED
 from classifier.distill.route import Distilled, shares
 from classifier.llm.embedded import model_name
 from classifier.prompts import PROMPTS_VERSION
+from classifier.record import produced_by
 from classifier.report.html import RunInfo, write_report
 from classifier.settings import DistillSettings, Settings
 from classifier.taxonomy import Taxonomy, load_taxonomy
@@ -98,7 +99,7 @@ def _fingerprint(options: dict[str, Any], settings: Settings, capabilities: list
         "flags": {name: flag.to_json() for name, flag in sorted(classifier.flags.items())},
         "require_excerpt": classifier.require_excerpt, "max_stem_definitions": classifier.max_stem_definitions,
         "stem_reasoning": classifier.stem_reasoning,
-        "prompts": PROMPTS_VERSION,
+        "prompts": PROMPTS_VERSION, **produced_by(settings.engine),
     }  # fmt: skip
 
 
@@ -173,7 +174,8 @@ def main(**options: Any) -> None:
     console.print(f"read {options['input_file']}: encoding {rows.encoding}, delimiter {rows.delimiter!r}, "
                   f"{rows.total} rows, {len(rows.texts)} texts in column {options['input_column']!r}{skipped}")
 
-    journal = Journal(output.with_name(output.name + ".journal.jsonl"), _fingerprint(options, settings, capabilities))
+    journal = Journal(output.with_name(output.name + ".journal.jsonl"), _fingerprint(options, settings, capabilities),
+                      run={"arguments": sys.argv[1:], "cwd": str(Path.cwd())})
     try:
         journal.open(resume=options["resume"])
     except JournalMismatch as exc:

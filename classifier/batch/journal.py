@@ -21,9 +21,10 @@ class JournalMismatch(ValueError):
 
 
 class Journal:
-    def __init__(self, path: Path, meta: dict[str, Any]) -> None:
+    def __init__(self, path: Path, meta: dict[str, Any], run: dict[str, Any] | None = None) -> None:
         self.path = path
-        self.meta = {"journal": FORMAT_VERSION, **meta}
+        self.meta = {"journal": FORMAT_VERSION, **meta}  # compared on resume: a run with other settings is refused
+        self.run = run or {}  # recorded, never compared: how the run was started (`classifier.replay` reads it)
         self.results: dict[int, dict[str, Any]] = {}  # row -> latest result
 
     def open(self, resume: bool) -> None:
@@ -32,7 +33,7 @@ class Journal:
             self._load()
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._write([self.meta], mode="w")
+            self._write([self._header()], mode="w")
 
     def _load(self) -> None:
         good = 0  # bytes up to the end of the last complete line
@@ -50,9 +51,12 @@ class Journal:
                     self.results[entry["row"]] = entry["result"]
                 good += len(line)
         if good == 0:  # not even the header survived
-            self._write([self.meta], mode="w")
+            self._write([self._header()], mode="w")
         else:
             os.truncate(self.path, good)
+
+    def _header(self) -> dict[str, Any]:
+        return {**self.meta, "run": self.run}
 
     def _check_meta(self, found: dict[str, Any]) -> None:
         differs = [f"{key}: {found.get(key)!r} then, {value!r} now" for key, value in self.meta.items()
