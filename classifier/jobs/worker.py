@@ -20,6 +20,7 @@ from typing import Any, Awaitable, Callable, Sequence
 
 import httpx
 
+from ..distill import DISTILLED
 from ..llm.fairness import Requester, requester
 from ..settings import JobSettings
 from .held import Outputs
@@ -49,7 +50,7 @@ Classify = Callable[[dict[str, Any], "str | None"], Awaitable[dict[str, Any]]]
 Observe = Callable[[float], None]
 # Lines of a held chunk to answer on a route; their outputs once kept in the store.
 AnswerLines = Callable[[Sequence[Line], "str | None"], Awaitable[Outputs]]
-# A distilled job's chunk (`classifier.distill.job`): given the lines kept before, answers the
+# A distilled job's chunk (`classifier.api.jobs_distill`): given the lines kept before, answers the
 # rest through `AnswerLines` in phases, reporting each (`JobStore.show_progress`'s body).
 Distill = Callable[[Claim, Outputs, AnswerLines, Callable[[dict[str, Any]], Awaitable[None]]], Awaitable[None]]
 
@@ -109,7 +110,7 @@ class JobWorker:
         heartbeat = asyncio.create_task(self._keep_lease(claim))
         done: Outputs | None = None
         try:
-            if claim.route == "distilled" and self.distill is not None:
+            if claim.route == DISTILLED and self.distill is not None:
                 await self._distilled(claim)
                 done = {}  # every line is kept already
             else:
