@@ -13,7 +13,6 @@ own record differs from the original's (other weights, another vLLM), it says so
 from __future__ import annotations
 
 import csv
-import json
 import random
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from typing import Any
 
 import click
 
+from .batch.journal import read_journal
 from .capabilities import CAPABILITIES
 from .gold.flag_labels import FLAGS
 
@@ -30,16 +30,6 @@ ROOT = Path(__file__).resolve().parent.parent
 # The batch command's options that name this run's files; the replay gives its own.
 OWN_FILES = ("--input-file", "--input-column", "--save-path", "--output-dir", "--output-format", "--report")
 NOT_RECORDED = ("input", "input_column", "run")  # header keys that differ by design between the two runs
-
-
-def read_journal(path: Path) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
-    """The journal's header and its latest result per row."""
-    lines = path.read_text(encoding="utf-8").splitlines()
-    header, results = json.loads(lines[0]), {}
-    for line in lines[1:]:
-        entry = json.loads(line)
-        results[entry["row"]] = entry["result"]
-    return header, results
 
 
 def replay_arguments(arguments: list[str], source: Path, output: Path) -> list[str]:

@@ -11,9 +11,37 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 FORMAT_VERSION = 1
+
+
+def complete_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each whole line's entry (the header first) with the bytes read through it; a line cut
+    by a crash ends the reading: everything before it stands."""
+    good = 0
+    with path.open("rb") as handle:
+        for line in handle:
+            try:
+                entry = json.loads(line) if line.endswith(b"\n") else None
+            except json.JSONDecodeError:
+                entry = None
+            if entry is None:
+                return
+            good += len(line)
+            yield good, entry
+
+
+def read_journal(path: Path) -> tuple[dict[str, Any], dict[int, dict[str, Any]]]:
+    """A journal's header and the latest result per row, as a run left it ({} for no header)."""
+    header: dict[str, Any] = {}
+    results: dict[int, dict[str, Any]] = {}
+    for number, (_, entry) in enumerate(complete_lines(path)):
+        if number == 0:
+            header = entry
+        else:
+            results[entry["row"]] = entry["result"]
+    return header, results
 
 
 class JournalMismatch(ValueError):
@@ -37,19 +65,11 @@ class Journal:
 
     def _load(self) -> None:
         good = 0  # bytes up to the end of the last complete line
-        with self.path.open("rb") as handle:
-            for number, line in enumerate(handle):
-                try:
-                    entry = json.loads(line) if line.endswith(b"\n") else None
-                except json.JSONDecodeError:
-                    entry = None
-                if entry is None:
-                    break  # a line cut by a crash: everything before it stands
-                if number == 0:
-                    self._check_meta(entry)
-                else:
-                    self.results[entry["row"]] = entry["result"]
-                good += len(line)
+        for number, (good, entry) in enumerate(complete_lines(self.path)):
+            if number == 0:
+                self._check_meta(entry)
+            else:
+                self.results[entry["row"]] = entry["result"]
         if good == 0:  # not even the header survived
             self._write([self._header()], mode="w")
         else:

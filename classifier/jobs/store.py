@@ -182,7 +182,7 @@ class JobStore(FileStore, HeldChunks):
                               .order_by(lines.c.line_no)).all()
         return Claim(found.batch_id, found.chunk_no, found.owner,
                      tuple(Line(r.line_no, r.custom_id, json.loads(r.body)) for r in rows),
-                     {k: v for k, v in json.loads(found.metadata).items() if not k.startswith("_")})
+                     _owners(json.loads(found.metadata)))
 
     def extend(self, claim: Claim, worker: str, lease_seconds: float) -> bool:
         """Renew the lease while the chunk runs; False if it was lost."""
@@ -288,6 +288,11 @@ class JobStore(FileStore, HeldChunks):
         return ended
 
 
+def _owners(stored: dict[str, Any]) -> dict[str, str]:
+    """A batch's metadata as its owner gave it, without the keys the service keeps there ("_...")."""
+    return {k: v for k, v in stored.items() if not k.startswith("_")}
+
+
 def _same(column: Column, value: Any) -> Any:
     return column.is_(None) if value is None else column == value
 
@@ -313,7 +318,7 @@ def batch_object(row: Any) -> dict[str, Any]:
     """OpenAI's batch object, plus `webhook_attempts` and, for a distilled job, `distilled`
     (its phase and who answered how many comments: `HeldChunks.show_progress`)."""
     stored = json.loads(row["metadata"])
-    meta_data = {k: v for k, v in stored.items() if not k.startswith("_")}
+    meta_data = _owners(stored)
     return {
         "id": row["id"], "object": "batch", "endpoint": row["endpoint"], "errors": json.loads(row["errors"]) if row["errors"] else None,
         "input_file_id": row["input_file_id"], "completion_window": row["completion_window"], "status": row["status"],
